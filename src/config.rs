@@ -1,0 +1,316 @@
+//! Configuration: a TOML file (`--config`) where every field has a default.
+//!
+//! Profiles name which programs each session kind may launch and which directories a session
+//! may use as its cwd. They are a guardrail against mistakes, **not a security boundary**: a
+//! shell that is allowed to start can run anything its user may run. Use the operating system
+//! (a dedicated uid, a container, cgroups) as the boundary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::Rlimits;
+use crate::session::Kind;
+
+/// The default configuration as a documented TOML file (what `stablehand default-config`
+/// prints). A test checks that it parses to [`Config::default`].
+pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Runtime-wide limits and timers.
+    pub runtime: RuntimeConfig,
+    /// Per-session defaults.
+    pub session: SessionConfig,
+    /// The default program of each kind (program and arguments).
+    pub commands: Commands,
+    /// Name of the active profile in `profiles`.
+    pub profile: String,
+    /// Named profiles; `permissive` always exists unless redefined.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// Runtime-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Number of actix arbiters (threads) hosting sessions; 0 means one per available core.
+    pub arbiters: usize,
+    /// Maximum live sessions; at the limit the least-recently-used idle one is evicted.
+    pub max_sessions: usize,
+    /// How long Ended and Failed records (and Suspended ones, counted from their last
+    /// activity) are kept before they are purged, in ms.
+    pub retention_ms: u64,
+    /// How often the registry checks idle timeouts and retention, in ms.
+    pub sweep_interval_ms: u64,
+    /// Make the server a child subreaper so orphaned grandchildren are reaped by it.
+    pub subreaper: bool,
+}
+
+/// Defaults and bounds for each session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Bytes of output kept per stream (half at the head, half at the tail).
+    pub output_cap_bytes: usize,
+    /// Idle time after which a session is evicted (Suspended), in ms; 0 disables.
+    pub idle_timeout_ms: u64,
+    /// Grace between TERM and KILL when ending, in ms.
+    pub end_grace_ms: u64,
+    /// Exec timeout when the caller gives none, in ms.
+    pub default_exec_timeout_ms: u64,
+    /// Largest exec timeout a caller may ask for, in ms.
+    pub max_exec_timeout_ms: u64,
+    /// Largest long-poll wait for reads, in ms.
+    pub max_wait_ms: u64,
+    /// Execs that may wait behind a running one.
+    pub max_queue: usize,
+    /// How long a new session may take to become Ready, in ms.
+    pub startup_timeout_ms: u64,
+    /// Server environment variables passed on to children (others are not).
+    pub pass_env: Vec<String>,
+    /// Resource limits for children.
+    pub rlimits: Rlimits,
+}
+
+/// Default command line of each kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Commands {
+    /// Shell sessions: must be bash (any path, version 4.4 or newer).
+    pub shell: Vec<String>,
+}
+
+/// Which programs each kind may launch and where sessions may live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    /// Programs shell sessions may start (name or absolute path; `*` allows any).
+    pub shell: Vec<String>,
+    /// Programs process sessions may start (`*` allows any).
+    pub process: Vec<String>,
+    /// Directories a session's cwd must be inside; empty allows any.
+    pub cwd_roots: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut profiles = BTreeMap::new();
+        profiles.insert("permissive".to_owned(), Profile::default());
+        Self {
+            runtime: RuntimeConfig::default(),
+            session: SessionConfig::default(),
+            commands: Commands::default(),
+            profile: "permissive".to_owned(),
+            profiles,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            arbiters: 0,
+            max_sessions: 1000,
+            retention_ms: 24 * 3600 * 1000,
+            sweep_interval_ms: 1000,
+            subreaper: true,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            output_cap_bytes: 1024 * 1024,
+            idle_timeout_ms: 30 * 60 * 1000,
+            end_grace_ms: 3000,
+            default_exec_timeout_ms: 30_000,
+            max_exec_timeout_ms: 24 * 3600 * 1000,
+            max_wait_ms: 10 * 60 * 1000,
+            max_queue: 16,
+            startup_timeout_ms: 10_000,
+            pass_env: [
+                "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rlimits: Rlimits::default(),
+        }
+    }
+}
+
+impl Default for Commands {
+    fn default() -> Self {
+        Self {
+            shell: vec!["bash".into(), "--noprofile".into(), "--norc".into()],
+        }
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            shell: vec!["*".into()],
+            process: vec!["*".into()],
+            cwd_roots: Vec::new(),
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// The values are inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !self.profiles.contains_key(&self.profile) {
+            return Err(ConfigError::Invalid(format!(
+                "profile {:?} is not defined (defined: {})",
+                self.profile,
+                self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if self.runtime.max_sessions == 0 {
+            return bad("runtime.max_sessions must be at least 1");
+        }
+        if self.session.output_cap_bytes < 2 {
+            return bad("session.output_cap_bytes must be at least 2");
+        }
+        if self.commands.shell.is_empty() {
+            return bad("commands.shell must name a program");
+        }
+        if self.runtime.sweep_interval_ms == 0 {
+            return bad("runtime.sweep_interval_ms must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The active profile.
+    pub fn active_profile(&self) -> &Profile {
+        &self.profiles[&self.profile]
+    }
+
+    /// Number of session arbiters to run.
+    pub fn arbiter_count(&self) -> usize {
+        match self.runtime.arbiters {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+impl Profile {
+    /// The allowlist for a kind.
+    pub fn programs(&self, kind: Kind) -> &[String] {
+        match kind {
+            Kind::Shell => &self.shell,
+            Kind::Process => &self.process,
+        }
+    }
+
+    /// True when `program` may start a `kind` session.
+    pub fn allows(&self, kind: Kind, program: &str) -> bool {
+        let base = Path::new(program).file_name().and_then(|s| s.to_str()).unwrap_or(program);
+        self.programs(kind)
+            .iter()
+            .any(|p| p == "*" || p == program || (!p.contains('/') && p == base))
+    }
+
+    /// True when `cwd` is inside one of `cwd_roots` (or there are none).
+    pub fn allows_cwd(&self, cwd: &Path) -> bool {
+        self.cwd_roots.is_empty() || self.cwd_roots.iter().any(|root| cwd.starts_with(root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_documented_default_file_is_the_default() {
+        assert_eq!(Config::from_toml(DEFAULT_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[session]\nidle_timeout = 5\n").unwrap_err();
+        assert!(err.to_string().contains("idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn undefined_profile_is_refused() {
+        let err = Config::from_toml("profile = \"strict\"\n").unwrap_err();
+        assert!(err.to_string().contains("strict"), "{err}");
+    }
+
+    #[test]
+    fn profile_matches_by_name_or_path() {
+        let p = Profile {
+            shell: vec!["bash".into()],
+            process: vec!["/bin/cat".into()],
+            cwd_roots: vec!["/tmp".into()],
+        };
+        assert!(p.allows(Kind::Shell, "/usr/bin/bash"));
+        assert!(!p.allows(Kind::Shell, "zsh"));
+        assert!(p.allows(Kind::Process, "/bin/cat"));
+        assert!(!p.allows(Kind::Process, "cat"));
+        assert!(p.allows_cwd(Path::new("/tmp/x")));
+        assert!(!p.allows_cwd(Path::new("/etc")));
+    }
+}

@@ -1,0 +1,89 @@
+//! Child processes: spawning into their own process group with a parent-death signal and
+//! rlimits, delivering signals to a whole group, and ending a group (TERM, grace, KILL, reap).
+//!
+//! This is the only module that calls `kill`, `killpg`, `waitpid` or `prctl`.
+
+mod signal;
+mod spawn;
+mod terminate;
+
+pub use signal::Signal;
+pub use spawn::{spawn, Rlimits, SpawnSpec, Spawned};
+pub use terminate::{terminate, TerminateOutcome};
+
+/// Exit of a child process: its code, or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitStatus {
+    /// Exit code, when the process exited normally.
+    pub code: Option<i32>,
+    /// Signal number, when a signal killed the process.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// Builds the value from the standard library's status.
+    pub fn from_std(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            code: status.code(),
+            signal: status.signal(),
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "signal {}", Signal::name_of(s)),
+            (None, None) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Sends `sig` to every process in the process group `pgid`.
+///
+/// Returns `false` when the group no longer exists.
+pub fn signal_group(pgid: u32, sig: Signal) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: killpg has no memory-safety preconditions; a stale group yields ESRCH.
+    unsafe { libc::killpg(pgid, sig.number()) == 0 }
+}
+
+/// Makes this process a child subreaper, so orphaned grandchildren of sessions are reparented
+/// to the server and can be reaped when their session ends (no zombies, whatever PID 1 does).
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Reaps, without blocking, every exited member of process group `pgid` that is a child of
+/// this process. Call it only after the group's leader has been reaped.
+pub fn reap_group(pgid: u32) -> usize {
+    let mut reaped = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to `status`.
+        let pid = unsafe { libc::waitpid(-(pgid as libc::pid_t), &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return reaped;
+        }
+        reaped += 1;
+    }
+}
+
+/// True while any process (zombies included) is still in group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    unsafe { libc::killpg(pgid as libc::pid_t, 0) == 0 }
+}

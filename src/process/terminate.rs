@@ -1,0 +1,78 @@
+//! Ending a whole process group: TERM, a grace period, KILL, then reaping what is left.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{sleep, timeout_at, Instant};
+
+use super::{group_alive, reap_group, signal_group, ExitStatus, Signal};
+
+/// How a group was ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminateOutcome {
+    /// The leader's exit status, if it was observed.
+    pub status: Option<ExitStatus>,
+    /// True when SIGKILL had to be sent because the grace period ran out.
+    pub killed: bool,
+}
+
+/// How long to keep reaping after SIGKILL before giving up on processes that are not ours.
+const KILL_REAP_LIMIT: Duration = Duration::from_secs(2);
+
+/// Ends process group `pgid`: SIGTERM to the group, then waits up to `grace` for the leader
+/// and every other member to go; SIGKILL to the group if any remain; reaps members that were
+/// reparented to this process.
+///
+/// `leader_exit` reports the leader's status once its waiter has reaped it.
+pub async fn terminate(
+    pgid: u32,
+    grace: Duration,
+    mut leader_exit: watch::Receiver<Option<ExitStatus>>,
+) -> TerminateOutcome {
+    let deadline = Instant::now() + grace;
+    signal_group(pgid, Signal::Term);
+    // A stopped group would never act on TERM.
+    signal_group(pgid, Signal::Cont);
+    let mut status = timeout_at(deadline, leader_exit.wait_for(Option::is_some))
+        .await
+        .ok()
+        .and_then(|r| r.ok().and_then(|s| *s));
+    if status.is_some() && wait_group_empty(pgid, deadline).await {
+        return TerminateOutcome {
+            status,
+            killed: false,
+        };
+    }
+    signal_group(pgid, Signal::Kill);
+    let kill_deadline = Instant::now() + KILL_REAP_LIMIT;
+    if status.is_none() {
+        status = timeout_at(kill_deadline, leader_exit.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|s| *s));
+    }
+    if status.is_some() {
+        wait_group_empty(pgid, kill_deadline).await;
+    }
+    TerminateOutcome {
+        status,
+        killed: true,
+    }
+}
+
+/// Reaps the group's exited members until none is left or `deadline` passes. There is no
+/// event for "the group is empty", so this polls with a short, growing back-off.
+async fn wait_group_empty(pgid: u32, deadline: Instant) -> bool {
+    let mut pause = Duration::from_micros(250);
+    loop {
+        reap_group(pgid);
+        if !group_alive(pgid) {
+            return true;
+        }
+        if Instant::now() + pause > deadline {
+            return false;
+        }
+        sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,95 @@
+//! Turning a create request into a checked, fully resolved [`SessionSpec`].
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::session::messages::CreateRequest;
+use crate::session::{Kind, SessionSpec};
+use crate::{Error, Result};
+
+/// Longest session name.
+const MAX_NAME: usize = 128;
+
+/// Checks `req` against the config and its active profile and resolves the defaults.
+pub(crate) fn resolve(config: &Config, base_env: &[(String, String)], req: &CreateRequest) -> Result<SessionSpec> {
+    let kind = req.kind.unwrap_or(Kind::Shell);
+    let argv = match (&req.command, kind) {
+        (Some(cmd), _) => cmd.clone(),
+        (None, Kind::Shell) => config.commands.shell.clone(),
+        (None, Kind::Process) => {
+            return Err(Error::invalid("command", "process sessions need a command (program and arguments)"))
+        }
+    };
+    let program = match argv.first() {
+        Some(p) if !p.trim().is_empty() => p.clone(),
+        _ => return Err(Error::invalid("command", "the program name is empty")),
+    };
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(Error::invalid("command", "an argument contains a NUL byte"));
+    }
+    let profile = config.active_profile();
+    if !profile.allows(kind, &program) {
+        return Err(Error::NotAllowed {
+            program,
+            kind,
+            profile: config.profile.clone(),
+            allowed: profile.programs(kind).join(", "),
+        });
+    }
+    let cwd = match &req.cwd {
+        Some(c) => c.clone(),
+        None => std::env::current_dir().map_err(|e| Error::invalid("cwd", format!("server cwd is unusable: {e}")))?,
+    };
+    check_cwd(&cwd)?;
+    if !profile.allows_cwd(&cwd) {
+        return Err(Error::invalid(
+            "cwd",
+            format!("{} is outside the directories profile {:?} allows", cwd.display(), config.profile),
+        ));
+    }
+    if let Some(name) = &req.name {
+        if name.trim().is_empty() || name.len() > MAX_NAME {
+            return Err(Error::invalid("name", format!("must be 1 to {MAX_NAME} characters")));
+        }
+    }
+    let mut env = base_env.to_vec();
+    for (k, v) in &req.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(Error::invalid("env", format!("variable name {k:?} is empty or contains '=' or NUL")));
+        }
+        if v.contains('\0') {
+            return Err(Error::invalid("env", format!("value of {k:?} contains a NUL byte")));
+        }
+        env.retain(|(name, _)| name != k);
+        env.push((k.clone(), v.clone()));
+    }
+    Ok(SessionSpec {
+        kind,
+        argv,
+        cwd,
+        env,
+        rlimits: config.session.rlimits.clone(),
+    })
+}
+
+fn check_cwd(cwd: &Path) -> Result<()> {
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::invalid("cwd", format!("{} is not a directory", cwd.display()))),
+        Err(e) => Err(Error::invalid("cwd", format!("{}: {e}", cwd.display()))),
+    }
+}
+
+/// The server environment variables listed in `pass_env`, plus `TERM=dumb` unless set.
+pub(crate) fn base_env(config: &Config) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = config
+        .session
+        .pass_env
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+        .collect();
+    if !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "dumb".into()));
+    }
+    env
+}

@@ -1,0 +1,67 @@
+//! The registry's shared, read-mostly index: session id → address and live summary.
+//!
+//! Only the registry actor writes it; every caller reads it directly, so an operation on an
+//! existing session goes from the caller to the session's mailbox without a registry hop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::Addr;
+use parking_lot::RwLock;
+
+use crate::ids::{Owner, SessionId};
+use crate::session::{Session, Shared};
+use crate::{Error, Result};
+
+/// One indexed session.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The session actor.
+    pub addr: Addr<Session>,
+    /// Its identity and lock-free summary.
+    pub shared: Arc<Shared>,
+}
+
+/// Id → session, shared by the registry (writer) and every handle (readers).
+#[derive(Debug, Default)]
+pub struct Index {
+    map: RwLock<HashMap<SessionId, Entry>>,
+}
+
+impl Index {
+    /// The session `id` if it belongs to `owner`; another owner's session is "not found".
+    pub fn get(&self, owner: &Owner, id: SessionId) -> Result<Entry> {
+        let map = self.map.read();
+        match map.get(&id) {
+            Some(e) if &e.shared.owner == owner => Ok(e.clone()),
+            _ => Err(Error::NotFound { id: id.to_string() }),
+        }
+    }
+
+    /// Every indexed session's summary.
+    pub fn all(&self) -> Vec<Arc<Shared>> {
+        self.map.read().values().map(|e| Arc::clone(&e.shared)).collect()
+    }
+
+    /// Number of indexed sessions.
+    pub fn len(&self) -> usize {
+        self.map.read().len()
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.map.read().is_empty()
+    }
+
+    pub(crate) fn entry(&self, id: SessionId) -> Option<Entry> {
+        self.map.read().get(&id).cloned()
+    }
+
+    pub(crate) fn insert(&self, entry: Entry) {
+        self.map.write().insert(entry.shared.id, entry);
+    }
+
+    pub(crate) fn remove(&self, id: SessionId) -> Option<Entry> {
+        self.map.write().remove(&id)
+    }
+}

@@ -1,0 +1,323 @@
+//! The registry actor: creates sessions (with limits and LRU eviction), keeps the shared
+//! index, supervises (settled and vanished sessions), sweeps idle timeouts and retention, and
+//! ends everything at shutdown. It is on the lifecycle path only, never on the path of an
+//! operation on an existing session.
+
+mod create;
+mod index;
+mod list;
+pub mod sweep;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use tokio::sync::oneshot;
+use tracing::{debug, error, info, warn};
+
+pub use index::{Entry, Index};
+pub use list::{list, ListRequest, ListResult, MAX_LIMIT};
+
+use crate::config::{Config, SessionConfig};
+use crate::ids::{Owner, SessionId};
+use crate::session::messages::{CreateRequest, End, GetInfo, SessionInfo};
+use crate::session::shared::unix_ms;
+use crate::session::{self, Shared, StateKind};
+use crate::{Error, Result};
+
+/// Creates a session for `owner` (or returns the live one with the same name).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SessionInfo>")]
+pub struct Create {
+    /// Who will own it.
+    pub owner: Owner,
+    /// What to run.
+    pub req: CreateRequest,
+}
+
+/// Ends every session (TERM, grace, KILL) and refuses new ones.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Reports from sessions to the registry.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub enum SessionEvent {
+    /// The session reached Ended, Failed or Suspended.
+    Settled(SessionId),
+    /// The session's actor stopped while the session was live (it is now Failed).
+    Vanished(SessionId),
+}
+
+/// Hook for persistence: called with every session whose record changed. The store (a later
+/// layer) snapshots here; the default does nothing.
+pub trait SnapshotHook: Unpin + 'static {
+    /// A session's record should be saved.
+    fn dirty(&mut self, id: SessionId, shared: &Shared);
+}
+
+#[derive(Debug, Default)]
+struct NoSnapshots;
+
+impl SnapshotHook for NoSnapshots {
+    fn dirty(&mut self, _: SessionId, _: &Shared) {}
+}
+
+/// The registry actor.
+pub struct Registry {
+    config: Arc<Config>,
+    session_config: Arc<SessionConfig>,
+    index: Arc<Index>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    names: HashMap<(Owner, String), SessionId>,
+    settled: HashMap<SessionId, u64>,
+    seq: u64,
+    base_env: Vec<(String, String)>,
+    shutting_down: bool,
+    snapshots: Box<dyn SnapshotHook>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("sessions", &self.index.len())
+            .field("arbiters", &self.arbiters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// A registry placing sessions on `arbiters` round-robin.
+    pub fn new(config: Arc<Config>, index: Arc<Index>, arbiters: Vec<ArbiterHandle>) -> Self {
+        assert!(!arbiters.is_empty(), "at least one arbiter is needed");
+        Self {
+            session_config: Arc::new(config.session.clone()),
+            base_env: create::base_env(&config),
+            config,
+            index,
+            arbiters,
+            next_arbiter: 0,
+            names: HashMap::new(),
+            settled: HashMap::new(),
+            seq: 0,
+            shutting_down: false,
+            snapshots: Box::new(NoSnapshots),
+        }
+    }
+
+    /// Replaces the persistence hook.
+    pub fn with_snapshots(mut self, hook: Box<dyn SnapshotHook>) -> Self {
+        self.snapshots = hook;
+        self
+    }
+
+    fn views(&self) -> Vec<sweep::View> {
+        self.index
+            .all()
+            .iter()
+            .map(|s| sweep::View {
+                id: s.id,
+                state: s.state(),
+                last_active_ms: s.last_active_ms(),
+                idle_timeout_ms: s.idle_timeout_ms,
+                settled_ms: self.settled.get(&s.id).copied(),
+            })
+            .collect()
+    }
+
+    /// Makes room for one more live session, evicting the LRU idle one if needed.
+    fn make_room(&mut self) -> Result<()> {
+        let views = self.views();
+        let live = views
+            .iter()
+            .filter(|v| matches!(v.state, StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused))
+            .count();
+        let limit = self.config.runtime.max_sessions;
+        if live < limit {
+            return Ok(());
+        }
+        let victim = sweep::lru_idle(&views).ok_or(Error::AtCapacity { limit })?;
+        info!(session = %victim, "at capacity: evicting the least-recently-used idle session");
+        self.evict(victim);
+        Ok(())
+    }
+
+    fn evict(&mut self, id: SessionId) {
+        if let Some(entry) = self.index.entry(id) {
+            self.snapshots.dirty(id, &entry.shared);
+            let fut = entry.addr.send(End {
+                grace_ms: None,
+                suspend: true,
+            });
+            // Mark it Ending at once so capacity accounting does not count it twice.
+            entry.shared.set_state(StateKind::Ending);
+            actix::spawn(async move {
+                if let Ok(Err(e)) = fut.await {
+                    debug!(session = %id, error = %e, "eviction refused");
+                }
+            });
+        }
+    }
+
+    fn purge(&mut self, id: SessionId) {
+        if let Some(entry) = self.index.remove(id) {
+            debug!(session = %id, "purging settled session");
+            if let Some(name) = &entry.shared.name {
+                let key = (entry.shared.owner.clone(), name.clone());
+                if self.names.get(&key) == Some(&id) {
+                    self.names.remove(&key);
+                }
+            }
+        }
+        self.settled.remove(&id);
+    }
+
+    fn sweep(&mut self) {
+        let now = unix_ms(SystemTime::now());
+        for action in sweep::due(now, self.config.runtime.retention_ms, &self.views()) {
+            match action {
+                sweep::Action::Evict(id) => {
+                    info!(session = %id, "idle timeout: evicting");
+                    self.evict(id);
+                }
+                sweep::Action::Purge(id) => self.purge(id),
+            }
+        }
+    }
+
+    /// A live session with this owner and name, if any.
+    fn live_named(&self, owner: &Owner, name: &str) -> Option<index::Entry> {
+        let id = self.names.get(&(owner.clone(), name.to_owned()))?;
+        self.index
+            .entry(*id)
+            .filter(|e| e.shared.state().is_live() && e.shared.state() != StateKind::Ending)
+    }
+
+    /// The next arbiter, round-robin, with its index.
+    fn next_arbiter(&mut self) -> (usize, ArbiterHandle) {
+        let slot = self.next_arbiter % self.arbiters.len();
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        (slot, self.arbiters[slot].clone())
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        let every = Duration::from_millis(self.config.runtime.sweep_interval_ms);
+        ctx.run_interval(every, |act, _| act.sweep());
+    }
+}
+
+impl Handler<Create> for Registry {
+    type Result = ResponseActFuture<Self, Result<SessionInfo>>;
+
+    fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::debug_span!("create", owner = %msg.owner).entered();
+        if self.shutting_down {
+            return Box::pin(actix::fut::ready(Err(Error::ShuttingDown)));
+        }
+        let spec = match create::resolve(&self.config, &self.base_env, &msg.req) {
+            Ok(spec) => spec,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        if let Some(existing) = msg.req.name.as_deref().and_then(|n| self.live_named(&msg.owner, n)) {
+            debug!(session = %existing.shared.id, "get-or-create: returning the live session");
+            return Box::pin(info_of(existing.addr, existing.shared.id).into_actor(self));
+        }
+        if let Err(e) = self.make_room() {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let id = SessionId::new();
+        self.seq += 1;
+        let idle = msg.req.idle_timeout_ms.unwrap_or(self.session_config.idle_timeout_ms);
+        let (slot, arbiter) = self.next_arbiter();
+        let shared = Arc::new(Shared::new(id, msg.owner.clone(), spec.kind, msg.req.name.clone(), self.seq, idle, slot));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let events = ctx.address().recipient();
+        let addr = session::start_on(&arbiter, Arc::clone(&shared), spec, Arc::clone(&self.session_config), events, ready_tx);
+        self.index.insert(index::Entry {
+            addr: addr.clone(),
+            shared: Arc::clone(&shared),
+        });
+        if let Some(name) = &msg.req.name {
+            self.names.insert((msg.owner.clone(), name.clone()), id);
+        }
+        self.snapshots.dirty(id, &shared);
+        Box::pin(
+            async move {
+                match ready_rx.await {
+                    Ok(Ok(())) => info_of(addr, id).await,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Error::ActorGone { id: id.to_string() }),
+                }
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                if res.is_err() {
+                    // A session that never started is forgotten, not listed as Failed.
+                    act.purge(id);
+                }
+                res
+            }),
+        )
+    }
+}
+
+async fn info_of(addr: Addr<session::Session>, id: SessionId) -> Result<SessionInfo> {
+    addr.send(GetInfo)
+        .await
+        .map_err(|_| Error::ActorGone { id: id.to_string() })?
+}
+
+impl Handler<SessionEvent> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEvent, _: &mut Self::Context) {
+        let now = unix_ms(SystemTime::now());
+        match msg {
+            SessionEvent::Settled(id) => {
+                self.settled.insert(id, now);
+                if let Some(e) = self.index.entry(id) {
+                    self.snapshots.dirty(id, &e.shared);
+                }
+            }
+            SessionEvent::Vanished(id) => {
+                error!(session = %id, "session actor stopped unexpectedly; session marked Failed");
+                self.settled.insert(id, now);
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        let live: Vec<_> = self
+            .index
+            .all()
+            .into_iter()
+            .filter(|s| s.state().is_live())
+            .filter_map(|s| self.index.entry(s.id))
+            .collect();
+        info!(sessions = live.len(), "shutting down: ending every session");
+        Box::pin(async move {
+            let ends = live.iter().map(|e| e.addr.send(End::default()));
+            for (res, e) in join_all(ends).await.into_iter().zip(&live) {
+                match res {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => warn!(session = %e.shared.id, error = %err, "ending at shutdown failed"),
+                    Err(err) => warn!(session = %e.shared.id, error = %err, "session gone at shutdown"),
+                }
+            }
+        })
+    }
+}

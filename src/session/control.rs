@@ -1,0 +1,250 @@
+//! Operations other than exec: send, read (with long-poll), info, signal, end.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use actix::prelude::*;
+use tracing::debug;
+
+use super::messages::{
+    Crash, End, EndResult, GetInfo, Read, ReadResult, SendInput, SendResult, SendSignal, SessionInfo, SignalResult,
+};
+use super::shared::rfc3339;
+use super::state::{Event, Refused};
+use super::{Kind, Session, StateKind};
+use crate::process::{self, Signal};
+use crate::{Error, Result};
+
+/// Default page size for reads.
+const DEFAULT_MAX_BYTES: usize = 64 * 1024;
+/// Largest page a read may ask for.
+const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Longest grace period an end may ask for.
+const MAX_GRACE_MS: u64 = 10 * 60 * 1000;
+
+impl Session {
+    /// Refuses `verb` unless a child is running.
+    fn require_live(&self, verb: &'static str) -> Result<u32> {
+        let live = matches!(
+            self.state.kind(),
+            StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused
+        );
+        match (&self.child, live) {
+            (Some(child), true) => Ok(child.pid),
+            _ => Err(Refused {
+                verb,
+                current: self.state.to_string(),
+                needed: "Starting, Ready, Busy or Paused",
+            }
+            .into()),
+        }
+    }
+
+    /// Everything known about the session.
+    pub(super) fn info(&self) -> SessionInfo {
+        let exit = self.exit;
+        SessionInfo {
+            session_id: self.shared.id,
+            name: self.shared.name.clone(),
+            kind: self.spec.kind,
+            state: self.state.kind(),
+            state_detail: self.state.to_string(),
+            pid: self.shared.pid(),
+            exit_code: exit.and_then(|e| e.code),
+            signal: exit.and_then(|e| e.signal).map(Signal::name_of),
+            stderr_tail: self.stderr_tail.clone(),
+            cwd: self.cwd.clone(),
+            command: self.spec.argv.clone(),
+            created_at: rfc3339(self.shared.created_at),
+            last_active_at: rfc3339(UNIX_EPOCH + Duration::from_millis(self.shared.last_active_ms())),
+            arbiter: self.shared.arbiter,
+            timings: self.timings,
+            metrics: self.metrics,
+        }
+    }
+
+    fn read_now(&mut self, msg: &Read, cursor: u64, max: usize) -> ReadResult {
+        let i = msg.stream.index();
+        let log = &self.logs[i];
+        let slice = log.read(cursor, max);
+        self.read_cursor[i] = slice.next;
+        let (data, lossy) = match String::from_utf8(slice.data) {
+            Ok(s) => (s, false),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        };
+        ReadResult {
+            data,
+            cursor: slice.next,
+            dropped_bytes: slice.dropped,
+            lossy,
+            eof: self.eof[i] && slice.next == log.end(),
+            state: self.state.kind(),
+            exit_code: self.exit.and_then(|e| e.code),
+        }
+    }
+
+    /// Answers now if there is output at `cursor` (or nothing more can come, or time is up);
+    /// otherwise waits for the next change and looks again.
+    fn long_poll(
+        &mut self,
+        msg: Read,
+        cursor: u64,
+        max: usize,
+        deadline: tokio::time::Instant,
+    ) -> ResponseActFuture<Self, Result<ReadResult>> {
+        let i = msg.stream.index();
+        let waiting = cursor >= self.logs[i].end()
+            && !self.eof[i]
+            && tokio::time::Instant::now() < deadline
+            && !self.state.kind().is_terminal();
+        if !waiting {
+            let result = self.read_now(&msg, cursor, max);
+            return Box::pin(actix::fut::ready(Ok(result)));
+        }
+        let changed = self.changed.clone().notified_owned();
+        Box::pin(
+            async move {
+                let _ = tokio::time::timeout_at(deadline, changed).await;
+            }
+            .into_actor(self)
+            .then(move |(), act, _| act.long_poll(msg, cursor, max, deadline)),
+        )
+    }
+
+    fn end_result(&self) -> EndResult {
+        EndResult {
+            ended: !self.state.kind().is_live(),
+            exit_code: self.exit.and_then(|e| e.code),
+            signal: self.exit.and_then(|e| e.signal).map(Signal::name_of),
+            state: self.state.kind(),
+        }
+    }
+}
+
+impl Handler<SendInput> for Session {
+    type Result = Result<SendResult>;
+
+    fn handle(&mut self, msg: SendInput, ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::debug_span!("send", session = %self.shared.id).entered();
+        self.require_live("send")?;
+        if self.spec.kind == Kind::Shell && self.state.kind() != StateKind::Busy {
+            self.metrics.errors += 1;
+            return Err(Error::invalid(
+                "data",
+                "send on a shell session feeds the running command's stdin, and no command is \
+                 running; start one with exec and interactive=true",
+            ));
+        }
+        let written = if msg.data.is_empty() {
+            0
+        } else {
+            self.write(msg.data.into_bytes(), ctx)?
+        };
+        if msg.eof {
+            self.close_stdin();
+        }
+        self.metrics.ops += 1;
+        self.shared.touch();
+        Ok(SendResult {
+            bytes_written: written,
+            cursor: self.logs[0].end(),
+        })
+    }
+}
+
+impl Handler<Read> for Session {
+    type Result = ResponseActFuture<Self, Result<ReadResult>>;
+
+    fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
+        let max = msg.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
+        if max == 0 {
+            return self.refuse(Error::invalid("max_bytes", "must be at least 1"));
+        }
+        let max = max.min(MAX_MAX_BYTES);
+        let wait = msg.wait_ms.unwrap_or(0);
+        if wait > self.config.max_wait_ms {
+            let limit = self.config.max_wait_ms;
+            return self.refuse(Error::invalid("wait_ms", format!("{wait} ms exceeds the maximum of {limit} ms")));
+        }
+        let end = self.logs[msg.stream.index()].end();
+        let cursor = msg.cursor.unwrap_or(self.read_cursor[msg.stream.index()]);
+        if cursor > end {
+            return self.refuse(Error::invalid(
+                "cursor",
+                format!("{cursor} is past the end of the output ({end} bytes so far)"),
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+        self.long_poll(msg, cursor, max, deadline)
+    }
+}
+
+impl Handler<GetInfo> for Session {
+    type Result = Result<SessionInfo>;
+
+    fn handle(&mut self, _: GetInfo, _: &mut Self::Context) -> Self::Result {
+        Ok(self.info())
+    }
+}
+
+impl Handler<SendSignal> for Session {
+    type Result = Result<SignalResult>;
+
+    fn handle(&mut self, msg: SendSignal, _: &mut Self::Context) -> Self::Result {
+        let _span = tracing::debug_span!("signal", session = %self.shared.id, signal = msg.signal.name()).entered();
+        let pid = self.require_live("signal")?;
+        self.metrics.ops += 1;
+        self.shared.touch();
+        Ok(SignalResult {
+            delivered: process::signal_group(pid, msg.signal),
+        })
+    }
+}
+
+impl Handler<End> for Session {
+    type Result = ResponseActFuture<Self, Result<EndResult>>;
+
+    fn handle(&mut self, msg: End, _: &mut Self::Context) -> Self::Result {
+        let _span = tracing::debug_span!("end", session = %self.shared.id).entered();
+        let grace = msg.grace_ms.unwrap_or(self.config.end_grace_ms);
+        if grace > MAX_GRACE_MS {
+            return self.refuse(Error::invalid("grace_ms", format!("{grace} ms exceeds the maximum of {MAX_GRACE_MS} ms")));
+        }
+        let state = self.state.kind();
+        if state.is_terminal() || (state == StateKind::Suspended && msg.suspend) {
+            return Box::pin(actix::fut::ready(Ok(self.end_result())));
+        }
+        if state != StateKind::Ending {
+            if let Err(e) = self.transition(Event::End { suspend: msg.suspend }) {
+                return self.refuse(e.into());
+            }
+            if self.ready.is_some() {
+                self.report_ready(Err(Error::StartFailed {
+                    reason: "the session was ended while starting".into(),
+                }));
+            }
+            self.close_stdin();
+        }
+        let Some(child) = &self.child else {
+            // A Suspended record has no process: ending it is immediate.
+            return Box::pin(actix::fut::ready(Ok(self.end_result())));
+        };
+        let (pid, exit) = (child.pid, child.exit.clone());
+        debug!(session = %self.shared.id, pid, grace_ms = grace, "ending process group");
+        Box::pin(
+            process::terminate(pid, Duration::from_millis(grace), exit)
+                .into_actor(self)
+                .map(|outcome, act, _| {
+                    debug!(session = %act.shared.id, ?outcome, "process group ended");
+                    Ok(act.end_result())
+                }),
+        )
+    }
+}
+
+impl Handler<Crash> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
+        panic!("fault injection: session {} asked to crash", self.shared.id);
+    }
+}

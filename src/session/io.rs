@@ -1,0 +1,244 @@
+//! Pipes: reading the child's stdout and stderr into the logs (through the driver), and
+//! writing to its stdin without ever blocking the arbiter.
+//!
+//! Reads go into one 64 KiB scratch buffer per arbiter thread and are copied once, into the
+//! log; an idle session holds no read buffer at all.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::rc::Rc;
+
+use actix::prelude::*;
+use tokio::net::unix::pipe;
+use tracing::debug;
+
+use super::exec::Running;
+use super::kind::{Completion, Marker};
+use super::output::OutputLog;
+use super::{Session, Stream};
+use crate::{Error, Result};
+
+/// Reads per wake-up before yielding to other sessions on the same arbiter.
+const READS_PER_WAKE: usize = 16;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
+}
+
+/// Bytes waiting for stdin to accept them, in order.
+#[derive(Debug, Default)]
+pub(super) struct WriteQueue {
+    pending: VecDeque<Vec<u8>>,
+    busy: bool,
+    close_after: bool,
+}
+
+impl Session {
+    /// Waits for `stream` to become readable, then drains it; re-arms until EOF.
+    pub(super) fn arm_reader(&mut self, stream: Stream, ctx: &mut Context<Self>) {
+        let Some(child) = &self.child else { return };
+        let pipe = Rc::clone(&child.pipes[stream.index()]);
+        ctx.spawn(
+            async move { pipe.readable().await }
+                .into_actor(self)
+                .map(move |ready, act, ctx| {
+                    if ready.is_err() {
+                        act.eof[stream.index()] = true;
+                    } else if act.drain_with(stream, ctx) {
+                        act.arm_reader(stream, ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Reads what is available now, without a context (used when the child has exited).
+    pub(super) fn drain(&mut self, stream: Stream) {
+        self.read_available(stream, None);
+    }
+
+    fn drain_with(&mut self, stream: Stream, ctx: &mut Context<Self>) -> bool {
+        self.read_available(stream, Some(ctx))
+    }
+
+    /// Reads until the pipe would block; returns false at EOF.
+    fn read_available(&mut self, stream: Stream, mut ctx: Option<&mut Context<Self>>) -> bool {
+        let i = stream.index();
+        if self.eof[i] {
+            return false;
+        }
+        let Some(pipe) = self.child.as_ref().map(|c| Rc::clone(&c.pipes[i])) else {
+            return false;
+        };
+        let open = SCRATCH.with_borrow_mut(|buf| {
+            for _ in 0..READS_PER_WAKE {
+                match pipe.try_read(buf) {
+                    Ok(0) => return false,
+                    Ok(n) => self.ingest(stream, &buf[..n], ctx.as_deref_mut()),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        debug!(session = %self.shared.id, ?stream, error = %e, "read failed");
+                        return false;
+                    }
+                }
+            }
+            // The read budget ran out: readiness is still set, so re-arming reads on at once.
+            true
+        });
+        if !open {
+            self.eof[i] = true;
+            self.changed.notify_waiters();
+        }
+        open
+    }
+
+    /// One chunk of child output: through the driver, into the log, then completions.
+    fn ingest(&mut self, stream: Stream, bytes: &[u8], mut ctx: Option<&mut Context<Self>>) {
+        let i = stream.index();
+        self.metrics.bytes_out += bytes.len() as u64;
+        let before = self.logs[i].end();
+        let markers = {
+            let (log, running) = (&mut self.logs[i], &mut self.running);
+            self.driver
+                .feed(stream, bytes, &mut |b| append_output(log, running, stream, b))
+        };
+        let grew = self.logs[i].end() != before;
+        for marker in markers {
+            self.on_marker(stream, marker, ctx.as_deref_mut());
+        }
+        if grew {
+            if self.driver.completion() == Completion::FirstOutput && self.running.is_some() {
+                self.complete_running(None, None, ctx);
+            }
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn on_marker(&mut self, stream: Stream, marker: Marker, ctx: Option<&mut Context<Self>>) {
+        match marker {
+            Marker::Ready => {
+                if self.transition(super::state::Event::Started).is_ok() {
+                    self.shared.touch();
+                    self.report_ready(Ok(()));
+                }
+            }
+            Marker::ExecStdout { exit_code, cwd } => {
+                self.cwd = Some(cwd.clone());
+                if let Some(r) = &mut self.running {
+                    r.done[stream.index()] = true;
+                    r.status = Some((exit_code, cwd));
+                }
+                self.complete_if_done(ctx);
+            }
+            Marker::ExecStderr => {
+                if let Some(r) = &mut self.running {
+                    r.done[stream.index()] = true;
+                }
+                self.complete_if_done(ctx);
+            }
+        }
+    }
+
+    fn complete_if_done(&mut self, ctx: Option<&mut Context<Self>>) {
+        if let Some(r) = &self.running {
+            if r.done == [true, true] {
+                let status = r.status.clone();
+                let (code, cwd) = status.map_or((None, None), |(c, d)| (Some(c), Some(d)));
+                self.complete_running(code, cwd, ctx);
+            }
+        }
+    }
+
+    /// Queues `bytes` for the child's stdin. Writes at once when the pipe has room; the rest
+    /// is written by a task on this arbiter, in order.
+    pub(super) fn write(&mut self, bytes: Vec<u8>, ctx: &mut Context<Self>) -> Result<usize> {
+        let stdin = self
+            .child
+            .as_ref()
+            .and_then(|c| c.stdin.clone())
+            .ok_or_else(|| Error::Io("stdin is closed".into()))?;
+        let len = bytes.len();
+        self.metrics.bytes_in += len as u64;
+        if self.writes.busy {
+            self.writes.pending.push_back(bytes);
+            return Ok(len);
+        }
+        let mut written = 0;
+        while written < len {
+            match stdin.try_write(&bytes[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Io(format!("writing to stdin: {e}"))),
+            }
+        }
+        if written < len {
+            self.writes.pending.push_back(bytes[written..].to_vec());
+            self.spawn_writer(stdin, ctx);
+        }
+        Ok(len)
+    }
+
+    fn spawn_writer(&mut self, stdin: Rc<pipe::Sender>, ctx: &mut Context<Self>) {
+        self.writes.busy = true;
+        let chunks: Vec<Vec<u8>> = self.writes.pending.drain(..).collect();
+        let writer = Rc::clone(&stdin);
+        ctx.spawn(
+            async move {
+                for chunk in chunks {
+                    let mut off = 0;
+                    while off < chunk.len() {
+                        writer.writable().await?;
+                        match writer.try_write(&chunk[off..]) {
+                            Ok(n) => off += n,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.writes.busy = false;
+                if let Err(e) = res {
+                    debug!(session = %act.shared.id, error = %e, "stdin write failed");
+                    act.writes.pending.clear();
+                    return;
+                }
+                if !act.writes.pending.is_empty() {
+                    act.spawn_writer(stdin, ctx);
+                } else if act.writes.close_after {
+                    act.close_stdin_now();
+                }
+            }),
+        );
+    }
+
+    /// Closes stdin once everything queued has been written.
+    pub(super) fn close_stdin(&mut self) {
+        if self.writes.busy {
+            self.writes.close_after = true;
+        } else {
+            self.close_stdin_now();
+        }
+    }
+
+    fn close_stdin_now(&mut self) {
+        if let Some(child) = &mut self.child {
+            child.stdin = None;
+        }
+    }
+}
+
+/// Appends program output to a log; bytes the log evicts that the running exec still needs
+/// for its head are kept by the exec.
+fn append_output(log: &mut OutputLog, running: &mut Option<Running>, stream: Stream, bytes: &[u8]) {
+    let head_cap = log.head_cap() as u64;
+    log.append(bytes, |pos, evicted| {
+        if let Some(r) = running.as_mut() {
+            r.capture(stream, head_cap, pos, evicted);
+        }
+    });
+}

@@ -1,0 +1,131 @@
+//! Session kinds are drivers, not subclasses: a [`Driver`] turns an operation into bytes for
+//! the child and picks results out of the child's bytes. The session actor is the same for
+//! every kind.
+
+mod process;
+mod shell;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use process::ProcessDriver;
+pub(crate) use shell::ShellDriver;
+
+use crate::Result;
+
+/// What a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A persistent bash: `cd` and exported variables stick between execs.
+    Shell,
+    /// Any program: stdin bytes in, output by cursor.
+    Process,
+}
+
+impl Kind {
+    /// All kinds.
+    pub const ALL: [Kind; 2] = [Kind::Shell, Kind::Process];
+
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Shell => "shell",
+            Kind::Process => "process",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown kind {s:?}; expected shell or process"))
+    }
+}
+
+/// One of a child's two output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    #[default]
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a driver found in the child's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// Start-up finished; the session is Ready.
+    Ready,
+    /// The running exec's end marker on stdout, with its status and the shell's cwd.
+    ExecStdout {
+        /// `$?` of the command.
+        exit_code: i32,
+        /// `$PWD` after the command.
+        cwd: String,
+    },
+    /// The running exec's end marker on stderr.
+    ExecStderr,
+}
+
+/// How an exec of this kind knows it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completion {
+    /// When the driver reports both end markers.
+    Markers,
+    /// When any output arrives after the input was written (or the timeout passes).
+    FirstOutput,
+}
+
+/// The protocol of one session kind.
+pub(crate) trait Driver {
+    /// Adjusts the command line before spawning (the shell adds its interactive flags).
+    fn prepare_argv(&self, _argv: &mut Vec<String>) {}
+
+    /// Bytes to write once the child is spawned; `None` means the session is Ready at once.
+    fn startup(&mut self) -> Option<Vec<u8>>;
+
+    /// Encodes one exec as bytes for the child's stdin.
+    fn begin_exec(&mut self, input: &str, interactive: bool) -> Result<Vec<u8>>;
+
+    /// How execs complete.
+    fn completion(&self) -> Completion;
+
+    /// Consumes bytes read from `stream`. Program output goes to `out` (markers are removed
+    /// and bytes that might start a marker are held back); start-up noise is discarded.
+    fn feed(&mut self, stream: Stream, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker>;
+
+    /// Releases held-back bytes (the stream ended or the exec was abandoned).
+    fn flush(&mut self, stream: Stream, out: &mut dyn FnMut(&[u8]));
+
+    /// Last bytes seen before Ready, for start-up failure messages.
+    fn startup_noise(&self) -> String {
+        String::new()
+    }
+}
+
+/// Builds the driver for `kind`.
+pub(crate) fn driver_for(kind: Kind) -> Box<dyn Driver> {
+    match kind {
+        Kind::Shell => Box::new(ShellDriver::default()),
+        Kind::Process => Box::new(ProcessDriver),
+    }
+}

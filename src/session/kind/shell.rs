@@ -1,0 +1,314 @@
+//! The `shell` kind: a persistent bash driven through nonce-tagged end markers.
+//!
+//! bash runs interactively over pipes (`-i`, job control and history off, empty prompts), so
+//! SIGINT aborts the running command line the way Ctrl-C does and the shell survives. Each
+//! exec is sent as one line, `__sh_n=TOKEN;eval $'…' </dev/null`: ANSI-C quoting makes any
+//! command — quotes, heredocs, unbalanced syntax, non-UTF-8 bytes — a single well-formed word,
+//! and `eval` at top level keeps `cd`, `export` and `declare` in the shell. Before the next
+//! prompt, `PROMPT_COMMAND` prints `TOKEN <status> <cwd> TOKEN\n` on stdout and `TOKEN\n` on
+//! stderr, so both streams are complete when both markers are in. The token is a fresh
+//! 128-bit random value per exec, so output cannot end an exec by accident.
+
+use super::{Completion, Driver, Marker, Stream};
+use crate::{Error, Result};
+
+const PREFIX: &[u8] = b"__SH_";
+/// Prefix plus 32 hex digits.
+const TOKEN_LEN: usize = PREFIX.len() + 32;
+/// A trailer longer than this is not ours (PATH_MAX is 4096).
+const MAX_TRAILER: usize = 8192;
+/// Start-up noise kept for error messages.
+const NOISE_KEEP: usize = 2048;
+
+type Token = [u8; TOKEN_LEN];
+
+/// Driver state for one shell session.
+#[derive(Debug, Default)]
+pub(crate) struct ShellDriver {
+    token: Option<Token>,
+    starting: bool,
+    done: [bool; 2],
+    pending: [Vec<u8>; 2],
+    noise: Vec<u8>,
+}
+
+impl ShellDriver {
+    fn arm(&mut self, starting: bool) -> Token {
+        let token = new_token();
+        self.token = Some(token);
+        self.starting = starting;
+        self.done = [false, false];
+        token
+    }
+
+    /// Sends bytes to `out`, or to the start-up noise buffer before Ready.
+    fn emit(&mut self, bytes: &[u8], out: &mut dyn FnMut(&[u8])) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.starting {
+            self.noise.extend_from_slice(bytes);
+            let excess = self.noise.len().saturating_sub(NOISE_KEEP);
+            self.noise.drain(..excess);
+        } else {
+            out(bytes);
+        }
+    }
+}
+
+impl Driver for ShellDriver {
+    fn prepare_argv(&self, argv: &mut Vec<String>) {
+        // Long options must precede single-letter ones.
+        for flag in ["--noediting", "-i"] {
+            if !argv.iter().skip(1).any(|a| a == flag) {
+                argv.push(flag.to_owned());
+            }
+        }
+    }
+
+    fn startup(&mut self) -> Option<Vec<u8>> {
+        let token = self.arm(true);
+        let mut line = b"set +m +H; set +o history; PS1=; PS2=; PS0=; unset HISTFILE; \
+exit() { builtin exit \"$@\" 2>/dev/null; }; \
+PROMPT_COMMAND='__sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";\
+printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;fi'; __sh_n="
+            .to_vec();
+        line.extend_from_slice(&token);
+        line.push(b'\n');
+        Some(line)
+    }
+
+    fn begin_exec(&mut self, input: &str, interactive: bool) -> Result<Vec<u8>> {
+        if input.trim().is_empty() {
+            return Err(Error::invalid("input", "command is empty"));
+        }
+        if input.contains('\0') {
+            return Err(Error::invalid("input", "command contains a NUL byte, which a shell cannot take"));
+        }
+        let token = self.arm(false);
+        let mut line = Vec::with_capacity(input.len() + 64);
+        line.extend_from_slice(b"__sh_n=");
+        line.extend_from_slice(&token);
+        line.extend_from_slice(b";eval ");
+        ansi_c_quote(input.as_bytes(), &mut line);
+        if !interactive {
+            line.extend_from_slice(b" </dev/null");
+        }
+        line.push(b'\n');
+        Ok(line)
+    }
+
+    fn completion(&self) -> Completion {
+        Completion::Markers
+    }
+
+    fn feed(&mut self, stream: Stream, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
+        let i = stream.index();
+        let Some(token) = self.token.filter(|_| !self.done[i]) else {
+            out(bytes);
+            return Vec::new();
+        };
+        let joined;
+        let buf: &[u8] = if self.pending[i].is_empty() {
+            bytes
+        } else {
+            let mut p = std::mem::take(&mut self.pending[i]);
+            p.extend_from_slice(bytes);
+            joined = p;
+            &joined
+        };
+        let Some(at) = find(buf, &token) else {
+            let keep = partial_start(buf, &token);
+            self.emit(&buf[..keep], out);
+            self.pending[i] = buf[keep..].to_vec();
+            return Vec::new();
+        };
+        self.emit(&buf[..at], out);
+        let Some((used, marker)) = parse_trailer(stream, &buf[at..], &token) else {
+            if buf.len() - at > MAX_TRAILER {
+                // Not a marker after all; give the bytes back as output.
+                self.emit(&buf[at..], out);
+            } else {
+                self.pending[i] = buf[at..].to_vec();
+            }
+            return Vec::new();
+        };
+        self.done[i] = true;
+        let mut markers = Vec::with_capacity(1);
+        if !self.starting {
+            markers.push(marker);
+        }
+        if self.done == [true, true] {
+            self.token = None;
+            if std::mem::take(&mut self.starting) {
+                self.noise = Vec::new();
+                markers.push(Marker::Ready);
+            }
+        }
+        // Anything after the marker is output of background jobs.
+        let rest = &buf[at + used..];
+        if !rest.is_empty() {
+            out(rest);
+        }
+        markers
+    }
+
+    fn flush(&mut self, stream: Stream, out: &mut dyn FnMut(&[u8])) {
+        let pending = std::mem::take(&mut self.pending[stream.index()]);
+        self.emit(&pending, out);
+    }
+
+    fn startup_noise(&self) -> String {
+        String::from_utf8_lossy(&self.noise).trim().to_owned()
+    }
+}
+
+/// Parses what follows a token at the start of `buf`. Returns the bytes used and, for a
+/// complete marker, the event.
+fn parse_trailer(stream: Stream, buf: &[u8], token: &Token) -> Option<(usize, Marker)> {
+    let rest = &buf[TOKEN_LEN..];
+    match stream {
+        Stream::Stderr => (rest.first()? == &b'\n').then_some((TOKEN_LEN + 1, Marker::ExecStderr)),
+        Stream::Stdout => {
+            let close = find(rest, token)?;
+            if *rest.get(close + TOKEN_LEN)? != b'\n' {
+                return None;
+            }
+            // rest = " <status> <cwd> TOKEN\n"
+            let body = rest[..close].strip_prefix(b" ")?.strip_suffix(b" ")?;
+            let space = body.iter().position(|&b| b == b' ')?;
+            let exit_code = std::str::from_utf8(&body[..space]).ok()?.parse().ok()?;
+            let cwd = String::from_utf8_lossy(&body[space + 1..]).into_owned();
+            Some((TOKEN_LEN + close + TOKEN_LEN + 1, Marker::ExecStdout { exit_code, cwd }))
+        }
+    }
+}
+
+fn new_token() -> Token {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).expect("the OS random source is available");
+    let mut token = [0u8; TOKEN_LEN];
+    token[..PREFIX.len()].copy_from_slice(PREFIX);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in random.iter().enumerate() {
+        token[PREFIX.len() + 2 * i] = HEX[usize::from(b >> 4)];
+        token[PREFIX.len() + 2 * i + 1] = HEX[usize::from(b & 15)];
+    }
+    token
+}
+
+/// Position of `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if hay.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0];
+    let mut from = 0;
+    while let Some(p) = hay[from..=hay.len() - needle.len()].iter().position(|&b| b == first) {
+        let at = from + p;
+        if &hay[at..at + needle.len()] == needle {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Start of the longest suffix of `buf` that is a proper prefix of `token` (or `buf.len()`).
+fn partial_start(buf: &[u8], token: &Token) -> usize {
+    let window = buf.len().saturating_sub(TOKEN_LEN - 1);
+    (window..buf.len())
+        .find(|&k| token.starts_with(&buf[k..]))
+        .unwrap_or(buf.len())
+}
+
+/// Appends `bytes` as a bash ANSI-C quoted word (`$'…'`), escaping everything that is not
+/// printable ASCII, so any byte string survives the shell's parser unchanged.
+fn ansi_c_quote(bytes: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"$'");
+    for &b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\'' => out.extend_from_slice(b"\\'"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x20..=0x7e => out.push(b),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            }
+        }
+    }
+    out.push(b'\'');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(d: &mut ShellDriver, stream: Stream, chunks: &[&[u8]]) -> (Vec<u8>, Vec<Marker>) {
+        let mut out = Vec::new();
+        let mut markers = Vec::new();
+        for c in chunks {
+            markers.extend(d.feed(stream, c, &mut |b| out.extend_from_slice(b)));
+        }
+        (out, markers)
+    }
+
+    fn armed() -> (ShellDriver, String) {
+        let mut d = ShellDriver::default();
+        d.begin_exec("true", false).unwrap();
+        let t = String::from_utf8(d.token.unwrap().to_vec()).unwrap();
+        (d, t)
+    }
+
+    #[test]
+    fn marker_split_across_reads_is_found_and_removed() {
+        let (mut d, t) = armed();
+        let all = format!("hello\n{t} 3 /tmp/a b {t}\nlater");
+        let bytes = all.as_bytes();
+        let chunks: Vec<&[u8]> = bytes.chunks(5).collect();
+        let (out, markers) = feed_all(&mut d, Stream::Stdout, &chunks);
+        assert_eq!(out, b"hello\nlater");
+        assert_eq!(
+            markers,
+            vec![Marker::ExecStdout {
+                exit_code: 3,
+                cwd: "/tmp/a b".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn stderr_marker_completes_only_its_stream() {
+        let (mut d, t) = armed();
+        let (out, m) = feed_all(&mut d, Stream::Stderr, &[format!("oops\n{t}\n").as_bytes()]);
+        assert_eq!(out, b"oops\n");
+        assert_eq!(m, vec![Marker::ExecStderr]);
+        assert!(d.token.is_some(), "stdout marker still outstanding");
+    }
+
+    #[test]
+    fn a_different_token_is_plain_output() {
+        let (mut d, _) = armed();
+        let other = String::from_utf8(new_token().to_vec()).unwrap();
+        let text = format!("{other} 0 / {other}\n");
+        let (out, m) = feed_all(&mut d, Stream::Stdout, &[text.as_bytes()]);
+        assert_eq!(out, text.as_bytes());
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn quoting_escapes_everything_unsafe() {
+        let mut out = Vec::new();
+        ansi_c_quote(b"a'b\\c\n\xff", &mut out);
+        assert_eq!(out, b"$'a\\'b\\\\c\\n\\xff'");
+    }
+
+    #[test]
+    fn empty_and_nul_commands_are_refused() {
+        let mut d = ShellDriver::default();
+        assert!(d.begin_exec("  \n", false).unwrap_err().to_string().contains("empty"));
+        assert!(d.begin_exec("a\0b", false).unwrap_err().to_string().contains("NUL"));
+    }
+}

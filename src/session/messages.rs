@@ -1,0 +1,239 @@
+//! Messages a session actor accepts and the results it returns. These are the public
+//! vocabulary for callers that hold an `Addr<Session>`; [`crate::Handle`] wraps them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+
+use super::{Kind, StateKind, Stream};
+use crate::ids::SessionId;
+use crate::process::Signal;
+use crate::Result;
+
+/// Arguments for creating a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateRequest {
+    /// What to run: `shell` (a persistent bash) or `process` (any program).
+    pub kind: Option<Kind>,
+    /// Program and arguments; default per kind (shell: `bash --noprofile --norc`). Required
+    /// for `process`.
+    pub command: Option<Vec<String>>,
+    /// Working directory; default the server's.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables (added to the configured pass-through list).
+    pub env: BTreeMap<String, String>,
+    /// Optional label, unique per owner among live sessions: creating a name that is live
+    /// returns that session instead (get-or-create).
+    pub name: Option<String>,
+    /// Idle time after which the session is evicted (Suspended), in ms; default from config.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// Run one command (shell), or write a line and collect what follows (process).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<ExecResult>")]
+#[serde(default, deny_unknown_fields)]
+pub struct Exec {
+    /// Shell: a command line (any bash, multi-line allowed). Process: a line for stdin.
+    pub input: String,
+    /// How long to wait, in ms (default 30000). On timeout the command keeps running.
+    pub timeout_ms: Option<u64>,
+    /// Connect the command's stdin to the session (feed it with `send`) instead of /dev/null.
+    pub interactive: bool,
+}
+
+/// The outcome of an exec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Standard output of the command (lossy UTF-8; see `lossy`).
+    pub stdout: String,
+    /// Standard error of the command.
+    pub stderr: String,
+    /// Exit status (`$?` for shells; the shell's own code if it exited). `None` when the
+    /// command is still running (timed out) or the kind has none.
+    pub exit_code: Option<i32>,
+    /// Working directory of the shell after the command.
+    pub cwd: Option<String>,
+    /// True when the timeout passed first: the command keeps running, the session stays
+    /// Busy, and `session_read` from `cursor` returns the rest.
+    pub timed_out: bool,
+    /// Wall time of the exec in ms.
+    pub duration_ms: u64,
+    /// Stdout cursor after this exec's output (read from here for what follows).
+    pub cursor: u64,
+    /// Stderr cursor after this exec's output.
+    pub stderr_cursor: u64,
+    /// Bytes of this exec's output left out between the kept head and tail.
+    pub dropped_bytes: u64,
+    /// True when the output was not valid UTF-8 and invalid bytes were replaced.
+    pub lossy: bool,
+    /// True when the command ended the session (for example `exit 3`).
+    pub session_ended: bool,
+}
+
+/// Write bytes to the session's stdin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<SendResult>")]
+#[serde(default, deny_unknown_fields)]
+pub struct SendInput {
+    /// Text to write, exactly as given (add `\n` yourself for a line).
+    pub data: String,
+    /// Close stdin after writing.
+    pub eof: bool,
+}
+
+/// The outcome of a send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendResult {
+    /// Bytes accepted for writing.
+    pub bytes_written: usize,
+    /// Current stdout cursor (output after the input starts here).
+    pub cursor: u64,
+}
+
+/// Read output by cursor, optionally waiting for more.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<ReadResult>")]
+#[serde(default, deny_unknown_fields)]
+pub struct Read {
+    /// Which stream (default stdout).
+    pub stream: Stream,
+    /// Absolute byte cursor; default where the last read of this stream ended.
+    pub cursor: Option<u64>,
+    /// Most bytes to return (default 65536, at least 1).
+    pub max_bytes: Option<usize>,
+    /// Wait up to this many ms for new output or exit when none is available.
+    pub wait_ms: Option<u64>,
+}
+
+/// A page of output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadResult {
+    /// The bytes (lossy UTF-8).
+    pub data: String,
+    /// Cursor to pass next time.
+    pub cursor: u64,
+    /// Bytes skipped because they were dropped between the kept head and tail.
+    pub dropped_bytes: u64,
+    /// True when invalid UTF-8 was replaced.
+    pub lossy: bool,
+    /// True when the stream is closed and everything has been read.
+    pub eof: bool,
+    /// The session's state.
+    pub state: StateKind,
+    /// Exit code once the process has exited.
+    pub exit_code: Option<i32>,
+}
+
+/// Ask for a session's state, timings and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Message)]
+#[rtype(result = "Result<SessionInfo>")]
+pub struct GetInfo;
+
+/// Deliver a signal to the session's whole process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<SignalResult>")]
+pub struct SendSignal {
+    /// The signal.
+    pub signal: Signal,
+}
+
+/// The outcome of a signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalResult {
+    /// False when the process group was already gone.
+    pub delivered: bool,
+}
+
+/// End the session: TERM to its process group, KILL after the grace period, reap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<EndResult>")]
+#[serde(default, deny_unknown_fields)]
+pub struct End {
+    /// Grace between TERM and KILL in ms (default 3000).
+    pub grace_ms: Option<u64>,
+    /// Keep the record as Suspended (eviction) instead of Ended.
+    #[serde(skip)]
+    pub suspend: bool,
+}
+
+/// The outcome of ending a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndResult {
+    /// True once the process is gone.
+    pub ended: bool,
+    /// Exit code, when it exited normally.
+    pub exit_code: Option<i32>,
+    /// Name of the signal that killed it, if any.
+    pub signal: Option<String>,
+    /// The state after ending (Ended, or Suspended for an eviction).
+    pub state: StateKind,
+}
+
+/// Everything known about one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub session_id: SessionId,
+    /// Its label, if any.
+    pub name: Option<String>,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its state.
+    pub state: StateKind,
+    /// The state with its details (exit status, failure reason).
+    pub state_detail: String,
+    /// Process id of the child (also its process group id), while it runs.
+    pub pid: Option<u32>,
+    /// Exit code after exit.
+    pub exit_code: Option<i32>,
+    /// Signal that ended the child, if any.
+    pub signal: Option<String>,
+    /// Last lines of stderr when the session ended or failed.
+    pub stderr_tail: Option<String>,
+    /// Working directory after the last exec (shell).
+    pub cwd: Option<String>,
+    /// The command line it runs.
+    pub command: Vec<String>,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last activity time, RFC 3339 UTC.
+    pub last_active_at: String,
+    /// Index of the arbiter (thread) hosting the session.
+    pub arbiter: usize,
+    /// Durations.
+    pub timings: Timings,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+/// Operation durations of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Duration of the last completed operation, ms.
+    pub last_op_ms: u64,
+    /// Sum of all operation durations, ms.
+    pub total_op_ms: u64,
+}
+
+/// Counters of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Operations performed (exec, send, signal).
+    pub ops: u64,
+    /// Bytes written to the child's stdin.
+    pub bytes_in: u64,
+    /// Bytes read from the child's stdout and stderr.
+    pub bytes_out: u64,
+    /// Operations that failed.
+    pub errors: u64,
+}
+
+/// Fault injection for supervision tests: makes the actor panic.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Crash;

@@ -1,0 +1,326 @@
+//! The session actor: one per session, owning its child process, its state machine and its
+//! output logs. Operations arrive as messages ([`messages`]); the kind-specific protocol lives
+//! in a [`kind`] driver.
+//!
+//! Files: `mod.rs` the actor and its lifecycle; `io.rs` pipes in and out; `exec.rs` exec, its
+//! queue and results; `control.rs` send, read, signal, end, info; `state.rs` the state
+//! machine; `output.rs` the capped log; `shared.rs` the lock-free summary the registry indexes.
+
+mod control;
+mod exec;
+mod io;
+pub mod kind;
+pub mod messages;
+pub mod output;
+pub(crate) mod shared;
+pub mod state;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::{oneshot, watch, Notify};
+use tracing::{debug, info, warn};
+
+pub use kind::{Kind, Stream};
+pub use shared::{SessionSummary, Shared};
+pub use state::{State, StateKind};
+
+use self::exec::{Queued, Running};
+use self::kind::{driver_for, Driver};
+use self::messages::{Metrics, Timings};
+use self::output::OutputLog;
+use crate::config::SessionConfig;
+use crate::process::{self, ExitStatus, Rlimits, Signal, SpawnSpec};
+use crate::registry::SessionEvent;
+use crate::{Error, Result};
+
+/// A fully resolved description of what a session runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The kind.
+    pub kind: Kind,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Working directory at creation.
+    pub cwd: PathBuf,
+    /// Complete environment of the child.
+    pub env: Vec<(String, String)>,
+    /// Resource limits.
+    pub rlimits: Rlimits,
+}
+
+/// The live child and the parent ends of its pipes.
+struct ChildIo {
+    pid: u32,
+    stdin: Option<Rc<tokio::net::unix::pipe::Sender>>,
+    pipes: [Rc<tokio::net::unix::pipe::Receiver>; 2],
+    exit: watch::Receiver<Option<ExitStatus>>,
+}
+
+/// One session: an actix actor on one of the runtime's arbiters.
+pub struct Session {
+    shared: Arc<Shared>,
+    spec: SessionSpec,
+    config: Arc<SessionConfig>,
+    state: State,
+    driver: Box<dyn Driver>,
+    child: Option<ChildIo>,
+    logs: [OutputLog; 2],
+    eof: [bool; 2],
+    read_cursor: [u64; 2],
+    writes: io::WriteQueue,
+    running: Option<Running>,
+    queue: VecDeque<Queued>,
+    next_seq: u64,
+    changed: Arc<Notify>,
+    cwd: Option<String>,
+    exit: Option<ExitStatus>,
+    stderr_tail: Option<String>,
+    metrics: Metrics,
+    timings: Timings,
+    events: Recipient<SessionEvent>,
+    ready: Option<oneshot::Sender<Result<()>>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.shared.id)
+            .field("kind", &self.spec.kind)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session that will spawn `spec` when started and report readiness on `ready`.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        spec: SessionSpec,
+        config: Arc<SessionConfig>,
+        events: Recipient<SessionEvent>,
+        ready: oneshot::Sender<Result<()>>,
+    ) -> Self {
+        let cap = config.output_cap_bytes;
+        Self {
+            driver: driver_for(spec.kind),
+            shared,
+            spec,
+            config,
+            state: State::Starting,
+            child: None,
+            logs: [OutputLog::new(cap), OutputLog::new(cap)],
+            eof: [false, false],
+            read_cursor: [0, 0],
+            writes: io::WriteQueue::default(),
+            running: None,
+            queue: VecDeque::new(),
+            next_seq: 0,
+            changed: Arc::new(Notify::new()),
+            cwd: None,
+            exit: None,
+            stderr_tail: None,
+            metrics: Metrics::default(),
+            timings: Timings::default(),
+            events,
+            ready: Some(ready),
+        }
+    }
+
+    /// Applies `event` through the state machine; every state change goes through here.
+    fn transition(&mut self, event: state::Event) -> Result<()> {
+        let next = self.state.apply(&event)?;
+        debug!(session = %self.shared.id, from = %self.state, to = %next, "transition");
+        self.state = next;
+        self.shared.set_state(self.state.kind());
+        if self.state.kind().is_terminal() || self.state.kind() == StateKind::Suspended {
+            self.shared.set_pid(None);
+            self.events.do_send(SessionEvent::Settled(self.shared.id));
+        }
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    fn spawn_child(&mut self, ctx: &mut Context<Self>) -> Result<()> {
+        let mut argv = self.spec.argv.clone();
+        self.driver.prepare_argv(&mut argv);
+        let spawn_spec = SpawnSpec {
+            argv,
+            cwd: self.spec.cwd.clone(),
+            env: self.spec.env.clone(),
+            rlimits: self.spec.rlimits.clone(),
+        };
+        let spawned = process::spawn(&spawn_spec).map_err(|e| Error::Spawn {
+            program: self.spec.argv.first().cloned().unwrap_or_default(),
+            reason: spawn_reason(&e),
+        })?;
+        let (exit_tx, exit_rx) = watch::channel(None);
+        self.child = Some(ChildIo {
+            pid: spawned.pid,
+            stdin: Some(Rc::new(spawned.stdin)),
+            pipes: [Rc::new(spawned.stdout), Rc::new(spawned.stderr)],
+            exit: exit_rx,
+        });
+        self.shared.set_pid(Some(spawned.pid));
+        info!(session = %self.shared.id, kind = %self.spec.kind, pid = spawned.pid, "session started");
+        let mut child = spawned.child;
+        ctx.spawn(
+            async move { child.wait().await }
+                .into_actor(self)
+                .map(move |status, act, ctx| {
+                    let status = match status {
+                        Ok(s) => ExitStatus::from_std(s),
+                        Err(e) => {
+                            warn!(session = %act.shared.id, error = %e, "waiting for child failed");
+                            ExitStatus { code: None, signal: None }
+                        }
+                    };
+                    let _ = exit_tx.send(Some(status));
+                    act.on_exit(status, ctx);
+                }),
+        );
+        self.arm_reader(Stream::Stdout, ctx);
+        self.arm_reader(Stream::Stderr, ctx);
+        Ok(())
+    }
+
+    /// Reports the start-up outcome to the creator, once.
+    fn report_ready(&mut self, outcome: Result<()>) {
+        if let Some(tx) = self.ready.take() {
+            let _ = tx.send(outcome);
+        }
+    }
+
+    fn start_failed(&mut self, err: Error, ctx: &mut Context<Self>) {
+        warn!(session = %self.shared.id, error = %err, "session failed to start");
+        let _ = self.transition(state::Event::Fail(err.to_string()));
+        self.report_ready(Err(err));
+        self.kill_now();
+        ctx.stop();
+    }
+
+    /// The child exited: drain what it wrote, settle the running exec and the state.
+    fn on_exit(&mut self, status: ExitStatus, ctx: &mut Context<Self>) {
+        debug!(session = %self.shared.id, %status, "child exited");
+        self.exit = Some(status);
+        self.drain(Stream::Stdout);
+        self.drain(Stream::Stderr);
+        for s in [Stream::Stdout, Stream::Stderr] {
+            let (driver, logs) = (&mut self.driver, &mut self.logs);
+            driver.flush(s, &mut |b| logs[s.index()].append(b, |_, _| {}));
+        }
+        self.stderr_tail = Some(self.tail_text(Stream::Stderr, 2048));
+        if let Some(child) = &mut self.child {
+            child.stdin = None;
+        }
+        if self.state.kind() == StateKind::Starting {
+            let noise = self.driver.startup_noise();
+            let err = Error::StartFailed {
+                reason: format!("the child exited during start-up ({status}): {noise}"),
+            };
+            if self.ready.is_some() {
+                self.start_failed(err, ctx);
+                return;
+            }
+        }
+        self.finish_running_on_exit(status);
+        self.fail_queue();
+        let _ = self.transition(state::Event::Exited(Some(status)));
+    }
+
+    /// Last `max` bytes of a stream as text.
+    fn tail_text(&self, stream: Stream, max: usize) -> String {
+        let log = &self.logs[stream.index()];
+        let from = log.end().saturating_sub(max as u64);
+        String::from_utf8_lossy(&log.read(from, max).data).trim_end().to_owned()
+    }
+
+    /// SIGKILL to the group without waiting: the floor under every other way of ending.
+    fn kill_now(&mut self) {
+        if let Some(child) = &self.child {
+            if child.exit.borrow().is_none() {
+                process::signal_group(child.pid, Signal::Kill);
+            }
+        }
+    }
+
+    fn startup_timer(&mut self, ctx: &mut Context<Self>) {
+        let ms = self.config.startup_timeout_ms;
+        ctx.run_later(Duration::from_millis(ms), move |act, ctx| {
+            if act.state.kind() == StateKind::Starting {
+                let detail = act.driver.startup_noise();
+                act.start_failed(Error::StartupTimeout { ms, detail }, ctx);
+            }
+        });
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Children are spawned here, on the session's own arbiter: their pipes belong to this
+        // thread's reactor, and PR_SET_PDEATHSIG is tied to this long-lived thread.
+        ctx.set_mailbox_capacity(64);
+        if let Err(e) = self.spawn_child(ctx) {
+            self.start_failed(e, ctx);
+            return;
+        }
+        match self.driver.startup() {
+            Some(bytes) => match self.write(bytes, ctx) {
+                Ok(_) => self.startup_timer(ctx),
+                Err(e) => self.start_failed(e, ctx),
+            },
+            None => {
+                let _ = self.transition(state::Event::Started);
+                self.report_ready(Ok(()));
+            }
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        debug!(session = %self.shared.id, "session actor stopped");
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // An actor that dies while its session is live (a panic in a handler) must not leave
+        // its process behind or its record pretending to be healthy.
+        if self.state.kind().is_live() {
+            self.kill_now();
+            self.shared.set_state(StateKind::Failed);
+            self.shared.set_pid(None);
+            self.events.do_send(SessionEvent::Vanished(self.shared.id));
+        }
+    }
+}
+
+/// Builds a `Session` on the arbiter and returns its address.
+pub(crate) fn start_on(
+    arbiter: &actix::ArbiterHandle,
+    shared: Arc<Shared>,
+    spec: SessionSpec,
+    config: Arc<SessionConfig>,
+    events: Recipient<SessionEvent>,
+    ready: oneshot::Sender<Result<()>>,
+) -> Addr<Session> {
+    Session::start_in_arbiter(arbiter, move |_| Session::new(shared, spec, config, events, ready))
+}
+
+fn spawn_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "program not found (not on PATH or no such file)".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied (not executable?)".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Monotonic milliseconds between two instants.
+pub(crate) fn elapsed_ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}

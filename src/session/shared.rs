@@ -1,0 +1,135 @@
+//! The part of a session that others may read without asking its actor: identity plus a few
+//! atomics the actor keeps current. The registry's index holds one per session, which is how
+//! lookups, listing and eviction decisions avoid actor round trips.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Kind, StateKind};
+use crate::ids::{Owner, SessionId};
+
+/// Identity and live summary of one session.
+#[derive(Debug)]
+pub struct Shared {
+    /// The id.
+    pub id: SessionId,
+    /// Who may see and use it.
+    pub owner: Owner,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its label.
+    pub name: Option<String>,
+    /// Creation time.
+    pub created_at: SystemTime,
+    /// Creation order, for newest-first listing with a stable cursor.
+    pub seq: u64,
+    /// Idle time before eviction, ms (0 = never).
+    pub idle_timeout_ms: u64,
+    /// Index of the arbiter (thread) hosting the session.
+    pub arbiter: usize,
+    state: AtomicU8,
+    last_active_ms: AtomicU64,
+    pid: AtomicU32,
+}
+
+/// A listing row, read from the index without messaging the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// The id.
+    pub session_id: SessionId,
+    /// Its label.
+    pub name: Option<String>,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its state.
+    pub state: StateKind,
+    /// Child pid while it runs.
+    pub pid: Option<u32>,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last activity, RFC 3339 UTC.
+    pub last_active_at: String,
+}
+
+impl Shared {
+    /// A new record in state Starting.
+    pub fn new(
+        id: SessionId,
+        owner: Owner,
+        kind: Kind,
+        name: Option<String>,
+        seq: u64,
+        idle_timeout_ms: u64,
+        arbiter: usize,
+    ) -> Self {
+        let now = SystemTime::now();
+        Self {
+            id,
+            owner,
+            kind,
+            name,
+            created_at: now,
+            seq,
+            idle_timeout_ms,
+            arbiter,
+            state: AtomicU8::new(StateKind::Starting.code()),
+            last_active_ms: AtomicU64::new(unix_ms(now)),
+            pid: AtomicU32::new(0),
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> StateKind {
+        StateKind::from_code(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, state: StateKind) {
+        self.state.store(state.code(), Ordering::Release);
+    }
+
+    /// Last activity, ms since the Unix epoch.
+    pub fn last_active_ms(&self) -> u64 {
+        self.last_active_ms.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_active_ms.store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// The child's pid while one runs.
+    pub fn pid(&self) -> Option<u32> {
+        match self.pid.load(Ordering::Relaxed) {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+
+    pub(crate) fn set_pid(&self, pid: Option<u32>) {
+        self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The listing row.
+    pub fn summary(&self) -> SessionSummary {
+        SessionSummary {
+            session_id: self.id,
+            name: self.name.clone(),
+            kind: self.kind,
+            state: self.state(),
+            pid: self.pid(),
+            created_at: rfc3339(self.created_at),
+            last_active_at: rfc3339(UNIX_EPOCH + Duration::from_millis(self.last_active_ms())),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// RFC 3339 UTC with millisecond precision.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
