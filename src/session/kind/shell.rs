@@ -2,7 +2,7 @@
 //!
 //! bash runs interactively over pipes (`-i`, job control and history off, empty prompts), so
 //! SIGINT aborts the running command line the way Ctrl-C does and the shell survives. Each
-//! exec is sent as one line, `__sh_n=TOKEN;eval $'…' </dev/null`: ANSI-C quoting makes any
+//! exec is sent as one line, `__sh_n=TOKEN;__sh_rc;eval $'…' </dev/null`: ANSI-C quoting makes any
 //! command — quotes, heredocs, unbalanced syntax, non-UTF-8 bytes — a single well-formed word,
 //! and `eval` at top level keeps `cd`, `export` and `declare` in the shell. Before the next
 //! prompt, `PROMPT_COMMAND` prints `TOKEN <status> <cwd> TOKEN\n` on stdout and `TOKEN\n` on
@@ -69,7 +69,7 @@ impl Driver for ShellDriver {
     fn startup(&mut self) -> Option<Vec<u8>> {
         let token = self.arm(true);
         let mut line = b"set +m +H; set +o history; PS1=; PS2=; PS0=; unset HISTFILE; \
-exit() { builtin exit \"$@\" 2>/dev/null; }; \
+exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; \
 PROMPT_COMMAND='__sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";\
 printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;fi'; __sh_n="
             .to_vec();
@@ -89,7 +89,8 @@ printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;fi'; __sh_n="
         let mut line = Vec::with_capacity(input.len() + 64);
         line.extend_from_slice(b"__sh_n=");
         line.extend_from_slice(&token);
-        line.extend_from_slice(b";eval ");
+        // Restore `$?` of the previous command, which the assignment just reset.
+        line.extend_from_slice(b";__sh_rc;eval ");
         ansi_c_quote(input.as_bytes(), &mut line);
         if !interactive {
             line.extend_from_slice(b" </dev/null");

@@ -1,0 +1,193 @@
+//! Shell exec semantics against a real bash.
+
+use stablehand::session::messages::{Exec, Read, SendInput};
+use stablehand::session::{StateKind, Stream};
+
+use crate::util::*;
+
+#[test]
+fn exec_returns_stdout_stderr_exit_code_and_cwd_separately() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(&h, id, "cd /tmp; echo out; echo err >&2; (exit 7)").await;
+        assert_eq!(r.stdout, "out\n");
+        assert_eq!(r.stderr, "err\n");
+        assert_eq!(r.exit_code, Some(7));
+        assert_eq!(r.cwd.as_deref(), Some("/tmp"));
+        assert!(!r.timed_out && !r.session_ended && !r.lossy);
+        rt
+    });
+}
+
+#[test]
+fn cd_export_declare_and_exit_status_persist_between_execs() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        exec(&h, id, "cd /tmp && export A=1 && declare -A M=([k]=v) && false").await;
+        let r = exec(&h, id, "echo \"$? $A ${M[k]} $PWD\"").await;
+        assert_eq!(r.stdout, "1 1 v /tmp\n");
+        rt
+    });
+}
+
+#[test]
+fn quotes_heredocs_multiline_and_unbalanced_syntax_work() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let script = "x='it'\"'\"'s'; echo \"$x\" \\\"q\\\" 'a\\b' !bang\ncat <<'EOF'\n$HOME stays literal\n\ttab\nEOF\nfor i in 1 2; do\n  echo line$i\ndone";
+        let r = exec(&h, id, script).await;
+        assert_eq!(r.stdout, "it's \"q\" a\\b !bang\n$HOME stays literal\n\ttab\nline1\nline2\n");
+        let bad = exec(&h, id, "echo \"unterminated").await;
+        assert_eq!(bad.exit_code, Some(2), "a syntax error is the command's failure: {bad:?}");
+        assert!(bad.stderr.contains("unexpected EOF"), "{}", bad.stderr);
+        assert_eq!(exec(&h, id, "echo still here").await.stdout, "still here\n");
+        rt
+    });
+}
+
+#[test]
+fn non_utf8_output_is_returned_lossily_and_flagged() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(&h, id, "printf 'a\\xffb\\n'; printf '\\xfe' >&2").await;
+        assert!(r.lossy);
+        assert_eq!(r.stdout, "a\u{fffd}b\n");
+        assert_eq!(r.stderr, "\u{fffd}");
+        rt
+    });
+}
+
+#[test]
+fn very_large_output_keeps_head_and_tail_and_counts_the_rest() {
+    let mut c = config();
+    c.session.output_cap_bytes = 64 * 1024;
+    with_runtime(c, |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        // 20 MB through the pipe: far beyond the cap.
+        let r = exec_with(&h, id, "echo FIRST; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo LAST", 60_000).await;
+        assert!(r.stdout.starts_with("FIRST\nxxx"), "{}", &r.stdout[..20]);
+        assert!(r.stdout.ends_with("xxx\nLAST\n"));
+        assert_eq!(r.stdout.len() as u64 + r.dropped_bytes, 6 + 20_000_000 + 1 + 5);
+        assert!(r.stdout.len() <= 64 * 1024);
+        assert_eq!(r.exit_code, Some(0));
+        // The session is fine afterwards.
+        assert_eq!(exec(&h, id, "echo ok").await.stdout, "ok\n");
+        rt
+    });
+}
+
+#[test]
+fn a_timed_out_exec_keeps_running_and_the_rest_is_readable_by_cursor() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec_with(&h, id, "echo early; sleep 2; echo late", 300).await;
+        assert!(r.timed_out);
+        assert_eq!(r.stdout, "early\n");
+        assert_eq!(r.exit_code, None);
+        assert_eq!(h.state(id).await.unwrap().state, StateKind::Busy);
+        // Long-poll from the returned cursor until the rest arrives.
+        let mut rest = String::new();
+        let mut cursor = r.cursor;
+        while !rest.contains("late") {
+            let page = bounded(LIMIT, h.read(id, Read { cursor: Some(cursor), wait_ms: Some(5000), ..Default::default() }))
+                .await
+                .unwrap();
+            rest.push_str(&page.data);
+            cursor = page.cursor;
+        }
+        assert_eq!(rest, "late\n");
+        until_state(&h, id, StateKind::Ready).await;
+        assert_eq!(exec(&h, id, "echo next").await.stdout, "next\n");
+        rt
+    });
+}
+
+#[test]
+fn interrupt_stops_the_command_and_the_shell_survives() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        for cmd in ["sleep 100; echo not-reached", "while :; do :; done; echo not-reached"] {
+            let r = exec_with(&h, id, cmd, 100).await;
+            assert!(r.timed_out);
+            let sig = h.signal(id, stablehand::process::Signal::Int).await.unwrap();
+            assert!(sig.delivered);
+            until_state(&h, id, StateKind::Ready).await;
+            let out = h.read(id, Read { cursor: Some(r.cursor), ..Default::default() }).await.unwrap();
+            assert!(!out.data.contains("not-reached"), "the rest of the line was aborted");
+        }
+        let r = exec(&h, id, "echo $((6*7))").await;
+        assert_eq!(r.stdout, "42\n");
+        rt
+    });
+}
+
+#[test]
+fn exit_in_a_command_ends_the_session_with_its_code() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(&h, id, "echo bye; exit 3").await;
+        assert!(r.session_ended);
+        assert_eq!(r.exit_code, Some(3));
+        assert_eq!(r.stdout, "bye\n");
+        let info = h.state(id).await.unwrap();
+        assert_eq!(info.state, StateKind::Ended);
+        assert_eq!(info.exit_code, Some(3));
+        rt
+    });
+}
+
+#[test]
+fn stdin_is_dev_null_unless_the_exec_is_interactive() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(&h, id, "cat; echo done").await;
+        assert_eq!(r.stdout, "done\n", "cat read /dev/null and finished at once");
+        let req = Exec { input: "read -r line; echo \"got $line\"".into(), timeout_ms: Some(100), interactive: true };
+        let r = bounded(LIMIT, h.exec(id, req)).await.unwrap();
+        assert!(r.timed_out, "an interactive command waits for input");
+        h.send(id, SendInput { data: "hello\n".into(), eof: false }).await.unwrap();
+        let page = h.read(id, Read { cursor: Some(r.cursor), wait_ms: Some(5000), ..Default::default() }).await.unwrap();
+        assert_eq!(page.data, "got hello\n");
+        until_state(&h, id, StateKind::Ready).await;
+        rt
+    });
+}
+
+#[test]
+fn concurrent_execs_on_one_session_queue_and_never_interleave() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let calls = (0..8).map(|i| {
+            let h = h.clone();
+            async move { exec(&h, id, &format!("for j in 1 2 3; do echo {i}-$j; done")).await }
+        });
+        let results = futures_util::future::join_all(calls).await;
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r.stdout, format!("{i}-1\n{i}-2\n{i}-3\n"));
+        }
+        rt
+    });
+}
+
+#[test]
+fn stderr_is_readable_by_its_own_cursor() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(&h, id, "echo e1 >&2; echo o1").await;
+        let page = h.read(id, Read { stream: Stream::Stderr, cursor: Some(0), ..Default::default() }).await.unwrap();
+        assert_eq!(page.data, "e1\n");
+        assert_eq!(page.cursor, r.stderr_cursor);
+        rt
+    });
+}

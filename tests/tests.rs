@@ -1,0 +1,12 @@
+//! Integration tests: one binary, real child processes, every await bounded by a timeout.
+
+mod util;
+
+mod bad_input;
+mod binary;
+mod ending;
+mod process_kind;
+mod registry;
+mod shell;
+mod state_machine;
+mod supervision;

@@ -1,0 +1,112 @@
+//! Helpers shared by the integration tests.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use stablehand::session::messages::{CreateRequest, Exec, ExecResult};
+use stablehand::session::{Kind, StateKind};
+use stablehand::{Config, Handle, Runtime, SessionId};
+
+/// Upper bound for any single await in a test.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// A config for tests: two arbiters, short grace, fast sweeps.
+pub fn config() -> Config {
+    let mut c = Config::default();
+    c.runtime.arbiters = 2;
+    c.runtime.sweep_interval_ms = 20;
+    c.session.end_grace_ms = 500;
+    c
+}
+
+/// Runs `f` with a fresh runtime inside its own actix System, then shuts it down.
+pub fn with_runtime<F, Fut>(config: Config, f: F)
+where
+    F: FnOnce(Runtime) -> Fut,
+    Fut: Future<Output = Runtime>,
+{
+    let sys = actix::System::new();
+    sys.block_on(async move {
+        let rt = Runtime::start(config).expect("runtime starts");
+        let rt = bounded(Duration::from_secs(90), f(rt)).await;
+        bounded(LIMIT, rt.shutdown()).await;
+    });
+}
+
+/// Awaits `fut`, failing the test if it takes longer than `limit`.
+pub async fn bounded<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut).await.expect("operation timed out")
+}
+
+/// A shell session.
+pub async fn shell(h: &Handle) -> SessionId {
+    bounded(LIMIT, h.create(CreateRequest::default())).await.expect("shell starts").session_id
+}
+
+/// A process session running `argv`.
+pub async fn process(h: &Handle, argv: &[&str]) -> SessionId {
+    let req = CreateRequest {
+        kind: Some(Kind::Process),
+        command: Some(argv.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    bounded(LIMIT, h.create(req)).await.expect("process starts").session_id
+}
+
+/// Runs `cmd` with a 10 s timeout and expects success of the call.
+pub async fn exec(h: &Handle, id: SessionId, cmd: &str) -> ExecResult {
+    exec_with(h, id, cmd, 10_000).await
+}
+
+/// Runs `cmd` with `timeout_ms`.
+pub async fn exec_with(h: &Handle, id: SessionId, cmd: &str, timeout_ms: u64) -> ExecResult {
+    let req = Exec {
+        input: cmd.into(),
+        timeout_ms: Some(timeout_ms),
+        interactive: false,
+    };
+    bounded(LIMIT, h.exec(id, req)).await.expect("exec succeeds")
+}
+
+/// Polls the (lock-free) state until it is `want`, failing after `LIMIT`. State changes have
+/// no subscription API, so this observes them; it never stands in for a fixed sleep.
+pub async fn until_state(h: &Handle, id: SessionId, want: StateKind) {
+    let start = Instant::now();
+    loop {
+        let info = h.state(id).await.expect("state");
+        if info.state == want {
+            return;
+        }
+        assert!(start.elapsed() < LIMIT, "session never became {want:?}; it is {}", info.state_detail);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Pids of live (non-zombie) processes in process group `pgid`, and of zombies, from /proc.
+pub fn group_members(pgid: u32) -> (Vec<u32>, Vec<u32>) {
+    let mut live = Vec::new();
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the command name: state ppid pgrp ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
+            if fields[0] == "Z" {
+                zombies.push(pid);
+            } else {
+                live.push(pid);
+            }
+        }
+    }
+    (live, zombies)
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
