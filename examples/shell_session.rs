@@ -11,14 +11,23 @@ async fn main() -> stablehand::Result<()> {
     let runtime = Runtime::start(Config::default())?;
     let sh = runtime.handle();
     let session = sh.create(CreateRequest::default()).await?;
-    println!("session {} (pid {:?}) is {}", session.session_id, session.pid, session.state);
+    println!(
+        "session {} (pid {:?}) is {}",
+        session.session_id, session.pid, session.state
+    );
 
     let exec = |input: &str| Exec {
         input: input.into(),
         ..Default::default()
     };
-    sh.exec(session.session_id, exec("cd /tmp && export A=1")).await?;
-    let out = sh.exec(session.session_id, exec("pwd; echo $A; echo oops >&2; exit 0")).await?;
+    sh.exec(session.session_id, exec("cd /tmp && export A=1"))
+        .await?;
+    let out = sh
+        .exec(
+            session.session_id,
+            exec("pwd; echo $A; echo oops >&2; exit 0"),
+        )
+        .await?;
     println!("stdout:    {:?}", out.stdout);
     println!("stderr:    {:?}", out.stderr);
     println!("exit code: {:?}", out.exit_code);

@@ -261,7 +261,10 @@ impl Profile {
 
     /// True when `program` may start a `kind` session.
     pub fn allows(&self, kind: Kind, program: &str) -> bool {
-        let base = Path::new(program).file_name().and_then(|s| s.to_str()).unwrap_or(program);
+        let base = Path::new(program)
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or(program);
         self.programs(kind)
             .iter()
             .any(|p| p == "*" || p == program || (!p.contains('/') && p == base))

@@ -34,7 +34,9 @@ impl fmt::Display for SessionId {
 impl FromStr for SessionId {
     type Err = crate::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.trim()).map(SessionId).map_err(|_| crate::Error::NotFound { id: s.to_owned() })
+        Uuid::parse_str(s.trim())
+            .map(SessionId)
+            .map_err(|_| crate::Error::NotFound { id: s.to_owned() })
     }
 }
 

@@ -11,8 +11,8 @@ use crate::ids::{Owner, SessionId};
 use crate::process::{self, Signal};
 use crate::registry::{self, Create, Index, ListRequest, ListResult, Registry, Shutdown};
 use crate::session::messages::{
-    CreateRequest, End, EndResult, Exec, ExecResult, GetInfo, Read, ReadResult, SendInput, SendResult, SendSignal,
-    SessionInfo, SignalResult,
+    CreateRequest, End, EndResult, Exec, ExecResult, GetInfo, Read, ReadResult, SendInput,
+    SendResult, SendSignal, SessionInfo, SignalResult,
 };
 use crate::session::{Session, StateKind};
 use crate::{Error, Result};
@@ -45,7 +45,11 @@ impl Runtime {
         let config = Arc::new(config);
         let index = Arc::new(Index::default());
         let registry = Registry::new(Arc::clone(&config), Arc::clone(&index), handles).start();
-        info!(arbiters = n, max_sessions = config.runtime.max_sessions, "stablehand runtime started");
+        info!(
+            arbiters = n,
+            max_sessions = config.runtime.max_sessions,
+            "stablehand runtime started"
+        );
         Ok(Self {
             handle: Handle {
                 registry,
@@ -84,7 +88,10 @@ pub struct Handle {
 impl Handle {
     /// The same runtime, acting for `owner`: it sees and touches only `owner`'s sessions.
     pub fn with_owner(&self, owner: Owner) -> Handle {
-        Handle { owner, ..self.clone() }
+        Handle {
+            owner,
+            ..self.clone()
+        }
     }
 
     /// The owner this handle acts for.

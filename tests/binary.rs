@@ -24,7 +24,10 @@ fn serve_starts_the_runtime_and_exits_cleanly_on_sigterm() {
             break;
         }
     }
-    assert!(seen.iter().any(|l| l.contains("runtime started")), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("runtime started")),
+        "{seen:?}"
+    );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let start = Instant::now();
@@ -32,7 +35,10 @@ fn serve_starts_the_runtime_and_exits_cleanly_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "server did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not stop"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "{status:?}");

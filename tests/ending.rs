@@ -9,15 +9,47 @@ use crate::util::*;
 fn end_kills_a_term_ignoring_group_with_grandchildren_and_leaves_no_zombie() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
-        let id = process(&h, &["sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000 & echo up; wait"]).await;
+        let id = process(
+            &h,
+            &[
+                "sh",
+                "-c",
+                "trap '' TERM; sleep 1000 & sleep 1000 & echo up; wait",
+            ],
+        )
+        .await;
         let pgid = h.state(id).await.unwrap().pid.unwrap();
         // Wait until the grandchildren exist.
-        let page = h.read(id, stablehand::session::messages::Read { wait_ms: Some(5000), ..Default::default() }).await.unwrap();
+        let page = h
+            .read(
+                id,
+                stablehand::session::messages::Read {
+                    wait_ms: Some(5000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.data, "up\n");
         assert_eq!(group_members(pgid).0.len(), 3, "sh and two sleeps");
-        let end = bounded(LIMIT, h.end(id, End { grace_ms: Some(200), suspend: false })).await.unwrap();
+        let end = bounded(
+            LIMIT,
+            h.end(
+                id,
+                End {
+                    grace_ms: Some(200),
+                    suspend: false,
+                },
+            ),
+        )
+        .await
+        .unwrap();
         assert!(end.ended);
-        assert_eq!(end.signal.as_deref(), Some("SIGKILL"), "TERM was ignored, so KILL after grace");
+        assert_eq!(
+            end.signal.as_deref(),
+            Some("SIGKILL"),
+            "TERM was ignored, so KILL after grace"
+        );
         let (live, zombies) = group_members(pgid);
         assert!(live.is_empty(), "processes left: {live:?}");
         assert!(zombies.is_empty(), "zombies left: {zombies:?}");
@@ -36,7 +68,10 @@ fn end_of_an_idle_shell_is_prompt_and_clean() {
         assert!(end.ended);
         assert_eq!(end.state, StateKind::Ended);
         let (live, zombies) = group_members(pid);
-        assert!(live.is_empty() && zombies.is_empty(), "left: {live:?} {zombies:?}");
+        assert!(
+            live.is_empty() && zombies.is_empty(),
+            "left: {live:?} {zombies:?}"
+        );
         // Ending again is harmless and reports the same outcome.
         assert_eq!(h.end(id, End::default()).await.unwrap(), end);
         rt
@@ -64,6 +99,9 @@ fn shutdown_ends_every_session_within_the_grace_period() {
     });
     for pgid in pids {
         let (live, zombies) = group_members(pgid);
-        assert!(live.is_empty() && zombies.is_empty(), "group {pgid} left {live:?} {zombies:?}");
+        assert!(
+            live.is_empty() && zombies.is_empty(),
+            "group {pgid} left {live:?} {zombies:?}"
+        );
     }
 }

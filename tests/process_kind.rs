@@ -11,14 +11,53 @@ fn send_then_long_poll_read_echoes_through_cat() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = process(&h, &["cat"]).await;
-        let sent = h.send(id, SendInput { data: "hello\n".into(), eof: false }).await.unwrap();
+        let sent = h
+            .send(
+                id,
+                SendInput {
+                    data: "hello\n".into(),
+                    eof: false,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(sent.bytes_written, 6);
-        let page = bounded(LIMIT, h.read(id, Read { wait_ms: Some(5000), ..Default::default() })).await.unwrap();
+        let page = bounded(
+            LIMIT,
+            h.read(
+                id,
+                Read {
+                    wait_ms: Some(5000),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
         assert_eq!(page.data, "hello\n");
         assert_eq!(page.cursor, 6);
         // The default cursor continues where the last read ended.
-        h.send(id, SendInput { data: "world\n".into(), eof: false }).await.unwrap();
-        let page = bounded(LIMIT, h.read(id, Read { wait_ms: Some(5000), ..Default::default() })).await.unwrap();
+        h.send(
+            id,
+            SendInput {
+                data: "world\n".into(),
+                eof: false,
+            },
+        )
+        .await
+        .unwrap();
+        let page = bounded(
+            LIMIT,
+            h.read(
+                id,
+                Read {
+                    wait_ms: Some(5000),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
         assert_eq!(page.data, "world\n");
         rt
     });
@@ -29,9 +68,26 @@ fn eof_on_stdin_lets_the_program_finish_with_its_exit_code() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = process(&h, &["sh", "-c", "wc -c; exit 4"]).await;
-        h.send(id, SendInput { data: "12345".into(), eof: true }).await.unwrap();
+        h.send(
+            id,
+            SendInput {
+                data: "12345".into(),
+                eof: true,
+            },
+        )
+        .await
+        .unwrap();
         until_state(&h, id, StateKind::Ended).await;
-        let page = h.read(id, Read { cursor: Some(0), ..Default::default() }).await.unwrap();
+        let page = h
+            .read(
+                id,
+                Read {
+                    cursor: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.data.trim(), "5");
         assert!(page.eof);
         assert_eq!(page.exit_code, Some(4));
@@ -43,10 +99,29 @@ fn eof_on_stdin_lets_the_program_finish_with_its_exit_code() {
 fn exec_writes_a_line_and_returns_the_output_that_follows() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
-        let id = process(&h, &["python3", "-u", "-c", "import sys\nfor l in sys.stdin: print(l.strip().upper())"]).await;
-        let r = bounded(LIMIT, h.exec(id, Exec { input: "abc".into(), timeout_ms: Some(10_000), interactive: false }))
-            .await
-            .unwrap();
+        let id = process(
+            &h,
+            &[
+                "python3",
+                "-u",
+                "-c",
+                "import sys\nfor l in sys.stdin: print(l.strip().upper())",
+            ],
+        )
+        .await;
+        let r = bounded(
+            LIMIT,
+            h.exec(
+                id,
+                Exec {
+                    input: "abc".into(),
+                    timeout_ms: Some(10_000),
+                    interactive: false,
+                },
+            ),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.stdout, "ABC\n");
         assert!(!r.timed_out);
         rt
@@ -58,7 +133,18 @@ fn a_read_with_wait_returns_when_the_process_exits() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = process(&h, &["sleep", "0.2"]).await;
-        let page = bounded(LIMIT, h.read(id, Read { wait_ms: Some(15_000), ..Default::default() })).await.unwrap();
+        let page = bounded(
+            LIMIT,
+            h.read(
+                id,
+                Read {
+                    wait_ms: Some(15_000),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
         assert_eq!(page.data, "");
         assert!(page.eof);
         until_state(&h, id, StateKind::Ended).await;
@@ -89,7 +175,17 @@ fn stderr_of_a_failed_program_is_kept_as_its_tail() {
         let info = h.state(id).await.unwrap();
         assert_eq!(info.exit_code, Some(9));
         assert_eq!(info.stderr_tail.as_deref(), Some("something broke"));
-        let page = h.read(id, Read { stream: Stream::Stderr, cursor: Some(0), ..Default::default() }).await.unwrap();
+        let page = h
+            .read(
+                id,
+                Read {
+                    stream: Stream::Stderr,
+                    cursor: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.data, "something broke\n");
         rt
     });

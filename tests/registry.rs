@@ -9,7 +9,10 @@ use stablehand::{Error, Owner};
 use crate::util::*;
 
 fn named(name: &str) -> CreateRequest {
-    CreateRequest { name: Some(name.into()), ..Default::default() }
+    CreateRequest {
+        name: Some(name.into()),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -19,12 +22,18 @@ fn get_or_create_by_name_is_per_owner() {
         let bob = rt.handle().with_owner(Owner::new("bob"));
         let a1 = alice.create(named("work")).await.unwrap();
         let a2 = alice.create(named("work")).await.unwrap();
-        assert_eq!(a1.session_id, a2.session_id, "same owner and name: same session");
+        assert_eq!(
+            a1.session_id, a2.session_id,
+            "same owner and name: same session"
+        );
         assert_eq!(a1.session_id.0.get_version_num(), 4, "ids are uuid v4");
         let b1 = bob.create(named("work")).await.unwrap();
         assert_ne!(a1.session_id, b1.session_id);
         // Bob cannot see or use Alice's session.
-        assert!(matches!(bob.state(a1.session_id).await, Err(Error::NotFound { .. })));
+        assert!(matches!(
+            bob.state(a1.session_id).await,
+            Err(Error::NotFound { .. })
+        ));
         let listed = bob.list(&ListRequest::default()).unwrap();
         assert_eq!(listed.sessions.len(), 1);
         assert_eq!(listed.sessions[0].session_id, b1.session_id);
@@ -46,13 +55,51 @@ fn list_filters_by_state_and_kind_newest_first_with_a_cursor() {
         }
         let cat = process(&h, &["cat"]).await;
         h.end(ids[0], End::default()).await.unwrap();
-        let page1 = h.list(&ListRequest { limit: Some(2), ..Default::default() }).unwrap();
-        assert_eq!(page1.sessions.iter().map(|s| s.session_id).collect::<Vec<_>>(), vec![cat, ids[2]]);
-        let page2 = h.list(&ListRequest { limit: Some(2), cursor: page1.next_cursor, ..Default::default() }).unwrap();
-        assert_eq!(page2.sessions.iter().map(|s| s.session_id).collect::<Vec<_>>(), vec![ids[1], ids[0]]);
+        let page1 = h
+            .list(&ListRequest {
+                limit: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            page1
+                .sessions
+                .iter()
+                .map(|s| s.session_id)
+                .collect::<Vec<_>>(),
+            vec![cat, ids[2]]
+        );
+        let page2 = h
+            .list(&ListRequest {
+                limit: Some(2),
+                cursor: page1.next_cursor,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            page2
+                .sessions
+                .iter()
+                .map(|s| s.session_id)
+                .collect::<Vec<_>>(),
+            vec![ids[1], ids[0]]
+        );
         assert!(page2.next_cursor.is_none());
-        let shells = h.list(&ListRequest { kind: Some(Kind::Shell), state: Some(StateKind::Ready), ..Default::default() }).unwrap();
-        assert_eq!(shells.sessions.iter().map(|s| s.session_id).collect::<Vec<_>>(), vec![ids[2], ids[1]]);
+        let shells = h
+            .list(&ListRequest {
+                kind: Some(Kind::Shell),
+                state: Some(StateKind::Ready),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            shells
+                .sessions
+                .iter()
+                .map(|s| s.session_id)
+                .collect::<Vec<_>>(),
+            vec![ids[2], ids[1]]
+        );
         rt
     });
 }
@@ -94,14 +141,26 @@ fn at_capacity_with_no_idle_session_create_is_refused() {
 fn an_idle_session_is_suspended_after_its_timeout_and_a_busy_one_is_not() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
-        let req = CreateRequest { idle_timeout_ms: Some(100), ..Default::default() };
+        let req = CreateRequest {
+            idle_timeout_ms: Some(100),
+            ..Default::default()
+        };
         let idle = h.create(req.clone()).await.unwrap().session_id;
         let busy = h.create(req).await.unwrap().session_id;
         let r = exec_with(&h, busy, "sleep 2", 10).await;
         assert!(r.timed_out);
         until_state(&h, idle, StateKind::Suspended).await;
         assert_eq!(h.state(busy).await.unwrap().state, StateKind::Busy);
-        let err = h.exec(idle, Exec { input: "true".into(), ..Default::default() }).await.unwrap_err();
+        let err = h
+            .exec(
+                idle,
+                Exec {
+                    input: "true".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("Suspended"), "{err}");
         rt
     });

@@ -25,7 +25,12 @@ fn cd_export_declare_and_exit_status_persist_between_execs() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = shell(&h).await;
-        exec(&h, id, "cd /tmp && export A=1 && declare -A M=([k]=v) && false").await;
+        exec(
+            &h,
+            id,
+            "cd /tmp && export A=1 && declare -A M=([k]=v) && false",
+        )
+        .await;
         let r = exec(&h, id, "echo \"$? $A ${M[k]} $PWD\"").await;
         assert_eq!(r.stdout, "1 1 v /tmp\n");
         rt
@@ -39,9 +44,16 @@ fn quotes_heredocs_multiline_and_unbalanced_syntax_work() {
         let id = shell(&h).await;
         let script = "x='it'\"'\"'s'; echo \"$x\" \\\"q\\\" 'a\\b' !bang\ncat <<'EOF'\n$HOME stays literal\n\ttab\nEOF\nfor i in 1 2; do\n  echo line$i\ndone";
         let r = exec(&h, id, script).await;
-        assert_eq!(r.stdout, "it's \"q\" a\\b !bang\n$HOME stays literal\n\ttab\nline1\nline2\n");
+        assert_eq!(
+            r.stdout,
+            "it's \"q\" a\\b !bang\n$HOME stays literal\n\ttab\nline1\nline2\n"
+        );
         let bad = exec(&h, id, "echo \"unterminated").await;
-        assert_eq!(bad.exit_code, Some(2), "a syntax error is the command's failure: {bad:?}");
+        assert_eq!(
+            bad.exit_code,
+            Some(2),
+            "a syntax error is the command's failure: {bad:?}"
+        );
         assert!(bad.stderr.contains("unexpected EOF"), "{}", bad.stderr);
         assert_eq!(exec(&h, id, "echo still here").await.stdout, "still here\n");
         rt
@@ -69,10 +81,19 @@ fn very_large_output_keeps_head_and_tail_and_counts_the_rest() {
         let h = rt.handle();
         let id = shell(&h).await;
         // 20 MB through the pipe: far beyond the cap.
-        let r = exec_with(&h, id, "echo FIRST; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo LAST", 60_000).await;
+        let r = exec_with(
+            &h,
+            id,
+            "echo FIRST; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo LAST",
+            60_000,
+        )
+        .await;
         assert!(r.stdout.starts_with("FIRST\nxxx"), "{}", &r.stdout[..20]);
         assert!(r.stdout.ends_with("xxx\nLAST\n"));
-        assert_eq!(r.stdout.len() as u64 + r.dropped_bytes, 6 + 20_000_000 + 1 + 5);
+        assert_eq!(
+            r.stdout.len() as u64 + r.dropped_bytes,
+            6 + 20_000_000 + 1 + 5
+        );
         assert!(r.stdout.len() <= 64 * 1024);
         assert_eq!(r.exit_code, Some(0));
         // The session is fine afterwards.
@@ -95,9 +116,19 @@ fn a_timed_out_exec_keeps_running_and_the_rest_is_readable_by_cursor() {
         let mut rest = String::new();
         let mut cursor = r.cursor;
         while !rest.contains("late") {
-            let page = bounded(LIMIT, h.read(id, Read { cursor: Some(cursor), wait_ms: Some(5000), ..Default::default() }))
-                .await
-                .unwrap();
+            let page = bounded(
+                LIMIT,
+                h.read(
+                    id,
+                    Read {
+                        cursor: Some(cursor),
+                        wait_ms: Some(5000),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await
+            .unwrap();
             rest.push_str(&page.data);
             cursor = page.cursor;
         }
@@ -113,14 +144,32 @@ fn interrupt_stops_the_command_and_the_shell_survives() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = shell(&h).await;
-        for cmd in ["sleep 100; echo not-reached", "while :; do :; done; echo not-reached"] {
+        for cmd in [
+            "sleep 100; echo not-reached",
+            "while :; do :; done; echo not-reached",
+        ] {
             let r = exec_with(&h, id, cmd, 100).await;
             assert!(r.timed_out);
-            let sig = h.signal(id, stablehand::process::Signal::Int).await.unwrap();
+            let sig = h
+                .signal(id, stablehand::process::Signal::Int)
+                .await
+                .unwrap();
             assert!(sig.delivered);
             until_state(&h, id, StateKind::Ready).await;
-            let out = h.read(id, Read { cursor: Some(r.cursor), ..Default::default() }).await.unwrap();
-            assert!(!out.data.contains("not-reached"), "the rest of the line was aborted");
+            let out = h
+                .read(
+                    id,
+                    Read {
+                        cursor: Some(r.cursor),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(
+                !out.data.contains("not-reached"),
+                "the rest of the line was aborted"
+            );
         }
         let r = exec(&h, id, "echo $((6*7))").await;
         assert_eq!(r.stdout, "42\n");
@@ -150,12 +199,37 @@ fn stdin_is_dev_null_unless_the_exec_is_interactive() {
         let h = rt.handle();
         let id = shell(&h).await;
         let r = exec(&h, id, "cat; echo done").await;
-        assert_eq!(r.stdout, "done\n", "cat read /dev/null and finished at once");
-        let req = Exec { input: "read -r line; echo \"got $line\"".into(), timeout_ms: Some(100), interactive: true };
+        assert_eq!(
+            r.stdout, "done\n",
+            "cat read /dev/null and finished at once"
+        );
+        let req = Exec {
+            input: "read -r line; echo \"got $line\"".into(),
+            timeout_ms: Some(100),
+            interactive: true,
+        };
         let r = bounded(LIMIT, h.exec(id, req)).await.unwrap();
         assert!(r.timed_out, "an interactive command waits for input");
-        h.send(id, SendInput { data: "hello\n".into(), eof: false }).await.unwrap();
-        let page = h.read(id, Read { cursor: Some(r.cursor), wait_ms: Some(5000), ..Default::default() }).await.unwrap();
+        h.send(
+            id,
+            SendInput {
+                data: "hello\n".into(),
+                eof: false,
+            },
+        )
+        .await
+        .unwrap();
+        let page = h
+            .read(
+                id,
+                Read {
+                    cursor: Some(r.cursor),
+                    wait_ms: Some(5000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.data, "got hello\n");
         until_state(&h, id, StateKind::Ready).await;
         rt
@@ -185,7 +259,17 @@ fn stderr_is_readable_by_its_own_cursor() {
         let h = rt.handle();
         let id = shell(&h).await;
         let r = exec(&h, id, "echo e1 >&2; echo o1").await;
-        let page = h.read(id, Read { stream: Stream::Stderr, cursor: Some(0), ..Default::default() }).await.unwrap();
+        let page = h
+            .read(
+                id,
+                Read {
+                    stream: Stream::Stderr,
+                    cursor: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.data, "e1\n");
         assert_eq!(page.cursor, r.stderr_cursor);
         rt

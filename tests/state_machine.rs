@@ -13,7 +13,10 @@ fn event() -> impl Strategy<Value = Event> {
         Just(Event::Pause),
         Just(Event::Resume),
         any::<bool>().prop_map(|suspend| Event::End { suspend }),
-        Just(Event::Exited(Some(ExitStatus { code: Some(0), signal: None }))),
+        Just(Event::Exited(Some(ExitStatus {
+            code: Some(0),
+            signal: None
+        }))),
         Just(Event::Fail("boom".into())),
         Just(Event::Respawn),
     ]
@@ -63,6 +66,11 @@ proptest! {
 
 #[test]
 fn a_refusal_names_the_current_and_the_needed_state() {
-    let err = State::Ended { exit: None }.apply(&Event::OpBegin).unwrap_err();
-    assert_eq!(err.to_string(), "cannot run an operation: session is Ended, must be Ready");
+    let err = State::Ended { exit: None }
+        .apply(&Event::OpBegin)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot run an operation: session is Ended, must be Ready"
+    );
 }

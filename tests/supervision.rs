@@ -32,26 +32,46 @@ fn a_session_actor_that_dies_is_failed_its_process_killed_and_others_unharmed() 
         let victim = shell(&h).await;
         let other = shell(&h).await;
         let neighbour = shell(&h).await;
-        assert_eq!(h.state(neighbour).await.unwrap().arbiter, h.state(victim).await.unwrap().arbiter);
+        assert_eq!(
+            h.state(neighbour).await.unwrap().arbiter,
+            h.state(victim).await.unwrap().arbiter
+        );
         let pid = h.state(victim).await.unwrap().pid.unwrap();
         let _ = h.addr(victim).unwrap().send(Crash).await;
         let start = std::time::Instant::now();
         loop {
             let listed = h.list(&Default::default()).unwrap();
-            let row = listed.sessions.iter().find(|s| s.session_id == victim).unwrap();
+            let row = listed
+                .sessions
+                .iter()
+                .find(|s| s.session_id == victim)
+                .unwrap();
             if row.state == StateKind::Failed {
                 break;
             }
-            assert!(start.elapsed() < LIMIT, "the crashed session is still {:?}", row.state);
+            assert!(
+                start.elapsed() < LIMIT,
+                "the crashed session is still {:?}",
+                row.state
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        assert!(matches!(h.state(victim).await, Err(Error::ActorGone { .. })));
+        assert!(matches!(
+            h.state(victim).await,
+            Err(Error::ActorGone { .. })
+        ));
         while alive(pid) {
-            assert!(start.elapsed() < LIMIT, "the crashed session's shell is still alive");
+            assert!(
+                start.elapsed() < LIMIT,
+                "the crashed session's shell is still alive"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert_eq!(exec(&h, other, "echo fine").await.stdout, "fine\n");
-        assert_eq!(exec(&h, neighbour, "echo same thread").await.stdout, "same thread\n");
+        assert_eq!(
+            exec(&h, neighbour, "echo same thread").await.stdout,
+            "same thread\n"
+        );
         rt
     });
 }
@@ -76,7 +96,12 @@ fn helper_hold_a_session_until_killed() {
 fn children_die_with_the_server_when_it_is_killed() {
     use std::io::BufRead;
     let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "supervision::helper_hold_a_session_until_killed", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "supervision::helper_hold_a_session_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("STABLEHAND_HOLD_HELPER", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -84,7 +109,10 @@ fn children_die_with_the_server_when_it_is_killed() {
         .unwrap();
     let mut lines = std::io::BufReader::new(helper.stdout.take().unwrap()).lines();
     let pid: u32 = loop {
-        let line = lines.next().expect("helper printed its session's pid").unwrap();
+        let line = lines
+            .next()
+            .expect("helper printed its session's pid")
+            .unwrap();
         // libtest may print "test NAME ... " on the same line first.
         if let Some(at) = line.find("PID ") {
             break line[at + 4..].trim().parse().unwrap();

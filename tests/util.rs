@@ -35,12 +35,17 @@ where
 
 /// Awaits `fut`, failing the test if it takes longer than `limit`.
 pub async fn bounded<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut).await.expect("operation timed out")
+    tokio::time::timeout(limit, fut)
+        .await
+        .expect("operation timed out")
 }
 
 /// A shell session.
 pub async fn shell(h: &Handle) -> SessionId {
-    bounded(LIMIT, h.create(CreateRequest::default())).await.expect("shell starts").session_id
+    bounded(LIMIT, h.create(CreateRequest::default()))
+        .await
+        .expect("shell starts")
+        .session_id
 }
 
 /// A process session running `argv`.
@@ -50,7 +55,10 @@ pub async fn process(h: &Handle, argv: &[&str]) -> SessionId {
         command: Some(argv.iter().map(|s| s.to_string()).collect()),
         ..Default::default()
     };
-    bounded(LIMIT, h.create(req)).await.expect("process starts").session_id
+    bounded(LIMIT, h.create(req))
+        .await
+        .expect("process starts")
+        .session_id
 }
 
 /// Runs `cmd` with a 10 s timeout and expects success of the call.
@@ -65,7 +73,9 @@ pub async fn exec_with(h: &Handle, id: SessionId, cmd: &str, timeout_ms: u64) ->
         timeout_ms: Some(timeout_ms),
         interactive: false,
     };
-    bounded(LIMIT, h.exec(id, req)).await.expect("exec succeeds")
+    bounded(LIMIT, h.exec(id, req))
+        .await
+        .expect("exec succeeds")
 }
 
 /// Polls the (lock-free) state until it is `want`, failing after `LIMIT`. State changes have
@@ -77,7 +87,11 @@ pub async fn until_state(h: &Handle, id: SessionId, want: StateKind) {
         if info.state == want {
             return;
         }
-        assert!(start.elapsed() < LIMIT, "session never became {want:?}; it is {}", info.state_detail);
+        assert!(
+            start.elapsed() < LIMIT,
+            "session never became {want:?}; it is {}",
+            info.state_detail
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -87,10 +101,16 @@ pub fn group_members(pgid: u32) -> (Vec<u32>, Vec<u32>) {
     let mut live = Vec::new();
     let mut zombies = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // Fields after the command name: state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
             if fields[0] == "Z" {
@@ -106,7 +126,9 @@ pub fn group_members(pgid: u32) -> (Vec<u32>, Vec<u32>) {
 /// True while process `pid` exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }

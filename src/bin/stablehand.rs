@@ -11,7 +11,11 @@ use stablehand::{telemetry, Config, Runtime};
 use tracing::{error, info};
 
 #[derive(Debug, Parser)]
-#[command(name = "stablehand", version, about = "Long-lived, stateful child-process sessions behind one MCP endpoint")]
+#[command(
+    name = "stablehand",
+    version,
+    about = "Long-lived, stateful child-process sessions behind one MCP endpoint"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -87,9 +87,13 @@ impl std::str::FromStr for Signal {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.trim().to_ascii_uppercase();
         let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-        Self::ALL.iter().copied().find(|sig| sig.name() == bare).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|s| s.name()).collect();
-            format!("unknown signal {s:?}; expected one of {}", names.join(", "))
-        })
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|sig| sig.name() == bare)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown signal {s:?}; expected one of {}", names.join(", "))
+            })
     }
 }

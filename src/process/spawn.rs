@@ -120,7 +120,9 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
         });
     }
     let child = tokio::process::Command::from(cmd).spawn()?;
-    let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
     Ok(Spawned {
         child,
         pid,

@@ -11,13 +11,20 @@ use crate::{Error, Result};
 const MAX_NAME: usize = 128;
 
 /// Checks `req` against the config and its active profile and resolves the defaults.
-pub(crate) fn resolve(config: &Config, base_env: &[(String, String)], req: &CreateRequest) -> Result<SessionSpec> {
+pub(crate) fn resolve(
+    config: &Config,
+    base_env: &[(String, String)],
+    req: &CreateRequest,
+) -> Result<SessionSpec> {
     let kind = req.kind.unwrap_or(Kind::Shell);
     let argv = match (&req.command, kind) {
         (Some(cmd), _) => cmd.clone(),
         (None, Kind::Shell) => config.commands.shell.clone(),
         (None, Kind::Process) => {
-            return Err(Error::invalid("command", "process sessions need a command (program and arguments)"))
+            return Err(Error::invalid(
+                "command",
+                "process sessions need a command (program and arguments)",
+            ))
         }
     };
     let program = match argv.first() {
@@ -38,27 +45,41 @@ pub(crate) fn resolve(config: &Config, base_env: &[(String, String)], req: &Crea
     }
     let cwd = match &req.cwd {
         Some(c) => c.clone(),
-        None => std::env::current_dir().map_err(|e| Error::invalid("cwd", format!("server cwd is unusable: {e}")))?,
+        None => std::env::current_dir()
+            .map_err(|e| Error::invalid("cwd", format!("server cwd is unusable: {e}")))?,
     };
     check_cwd(&cwd)?;
     if !profile.allows_cwd(&cwd) {
         return Err(Error::invalid(
             "cwd",
-            format!("{} is outside the directories profile {:?} allows", cwd.display(), config.profile),
+            format!(
+                "{} is outside the directories profile {:?} allows",
+                cwd.display(),
+                config.profile
+            ),
         ));
     }
     if let Some(name) = &req.name {
         if name.trim().is_empty() || name.len() > MAX_NAME {
-            return Err(Error::invalid("name", format!("must be 1 to {MAX_NAME} characters")));
+            return Err(Error::invalid(
+                "name",
+                format!("must be 1 to {MAX_NAME} characters"),
+            ));
         }
     }
     let mut env = base_env.to_vec();
     for (k, v) in &req.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(Error::invalid("env", format!("variable name {k:?} is empty or contains '=' or NUL")));
+            return Err(Error::invalid(
+                "env",
+                format!("variable name {k:?} is empty or contains '=' or NUL"),
+            ));
         }
         if v.contains('\0') {
-            return Err(Error::invalid("env", format!("value of {k:?} contains a NUL byte")));
+            return Err(Error::invalid(
+                "env",
+                format!("value of {k:?} contains a NUL byte"),
+            ));
         }
         env.retain(|(name, _)| name != k);
         env.push((k.clone(), v.clone()));
@@ -75,7 +96,10 @@ pub(crate) fn resolve(config: &Config, base_env: &[(String, String)], req: &Crea
 fn check_cwd(cwd: &Path) -> Result<()> {
     match std::fs::metadata(cwd) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::invalid("cwd", format!("{} is not a directory", cwd.display()))),
+        Ok(_) => Err(Error::invalid(
+            "cwd",
+            format!("{} is not a directory", cwd.display()),
+        )),
         Err(e) => Err(Error::invalid("cwd", format!("{}: {e}", cwd.display()))),
     }
 }

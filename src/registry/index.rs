@@ -40,7 +40,11 @@ impl Index {
 
     /// Every indexed session's summary.
     pub fn all(&self) -> Vec<Arc<Shared>> {
-        self.map.read().values().map(|e| Arc::clone(&e.shared)).collect()
+        self.map
+            .read()
+            .values()
+            .map(|e| Arc::clone(&e.shared))
+            .collect()
     }
 
     /// Number of indexed sessions.

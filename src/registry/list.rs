@@ -37,13 +37,19 @@ pub struct ListResult {
 pub fn list(index: &Index, owner: &Owner, req: &ListRequest) -> Result<ListResult> {
     let limit = req.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIMIT}, got {limit}")));
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
     }
     let before = match &req.cursor {
         None => u64::MAX,
-        Some(c) => c
-            .parse::<u64>()
-            .map_err(|_| Error::invalid("cursor", format!("{c:?} is not a cursor returned by session_list")))?,
+        Some(c) => c.parse::<u64>().map_err(|_| {
+            Error::invalid(
+                "cursor",
+                format!("{c:?} is not a cursor returned by session_list"),
+            )
+        })?,
     };
     let mut rows: Vec<_> = index
         .all()
@@ -52,7 +58,7 @@ pub fn list(index: &Index, owner: &Owner, req: &ListRequest) -> Result<ListResul
         .filter(|s| req.kind.is_none_or(|k| s.kind == k))
         .filter(|s| req.state.is_none_or(|st| s.state() == st))
         .collect();
-    rows.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    rows.sort_unstable_by_key(|s| std::cmp::Reverse(s.seq));
     let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].seq.to_string());
     rows.truncate(limit);
     Ok(ListResult {

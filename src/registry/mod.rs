@@ -134,7 +134,12 @@ impl Registry {
         let views = self.views();
         let live = views
             .iter()
-            .filter(|v| matches!(v.state, StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused))
+            .filter(|v| {
+                matches!(
+                    v.state,
+                    StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused
+                )
+            })
             .count();
         let limit = self.config.runtime.max_sessions;
         if live < limit {
@@ -227,7 +232,12 @@ impl Handler<Create> for Registry {
             Ok(spec) => spec,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        if let Some(existing) = msg.req.name.as_deref().and_then(|n| self.live_named(&msg.owner, n)) {
+        if let Some(existing) = msg
+            .req
+            .name
+            .as_deref()
+            .and_then(|n| self.live_named(&msg.owner, n))
+        {
             debug!(session = %existing.shared.id, "get-or-create: returning the live session");
             return Box::pin(info_of(existing.addr, existing.shared.id).into_actor(self));
         }
@@ -236,12 +246,30 @@ impl Handler<Create> for Registry {
         }
         let id = SessionId::new();
         self.seq += 1;
-        let idle = msg.req.idle_timeout_ms.unwrap_or(self.session_config.idle_timeout_ms);
+        let idle = msg
+            .req
+            .idle_timeout_ms
+            .unwrap_or(self.session_config.idle_timeout_ms);
         let (slot, arbiter) = self.next_arbiter();
-        let shared = Arc::new(Shared::new(id, msg.owner.clone(), spec.kind, msg.req.name.clone(), self.seq, idle, slot));
+        let shared = Arc::new(Shared::new(
+            id,
+            msg.owner.clone(),
+            spec.kind,
+            msg.req.name.clone(),
+            self.seq,
+            idle,
+            slot,
+        ));
         let (ready_tx, ready_rx) = oneshot::channel();
         let events = ctx.address().recipient();
-        let addr = session::start_on(&arbiter, Arc::clone(&shared), spec, Arc::clone(&self.session_config), events, ready_tx);
+        let addr = session::start_on(
+            &arbiter,
+            Arc::clone(&shared),
+            spec,
+            Arc::clone(&self.session_config),
+            events,
+            ready_tx,
+        );
         self.index.insert(index::Entry {
             addr: addr.clone(),
             shared: Arc::clone(&shared),
@@ -314,8 +342,12 @@ impl Handler<Shutdown> for Registry {
             for (res, e) in join_all(ends).await.into_iter().zip(&live) {
                 match res {
                     Ok(Ok(_)) => {}
-                    Ok(Err(err)) => warn!(session = %e.shared.id, error = %err, "ending at shutdown failed"),
-                    Err(err) => warn!(session = %e.shared.id, error = %err, "session gone at shutdown"),
+                    Ok(Err(err)) => {
+                        warn!(session = %e.shared.id, error = %err, "ending at shutdown failed")
+                    }
+                    Err(err) => {
+                        warn!(session = %e.shared.id, error = %err, "session gone at shutdown")
+                    }
                 }
             }
         })

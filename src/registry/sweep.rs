@@ -38,7 +38,9 @@ pub fn due(now_ms: u64, retention_ms: u64, sessions: &[View]) -> Vec<Action> {
                 (StateKind::Ready, _) if s.idle_timeout_ms > 0 && idle >= s.idle_timeout_ms => {
                     Some(Action::Evict(s.id))
                 }
-                (StateKind::Ended | StateKind::Failed, Some(at)) if now_ms.saturating_sub(at) >= retention_ms => {
+                (StateKind::Ended | StateKind::Failed, Some(at))
+                    if now_ms.saturating_sub(at) >= retention_ms =>
+                {
                     Some(Action::Purge(s.id))
                 }
                 (StateKind::Suspended, _) if idle >= retention_ms => Some(Action::Purge(s.id)),
@@ -76,7 +78,10 @@ mod tests {
         let ready = view(StateKind::Ready, 0, None);
         let busy = view(StateKind::Busy, 0, None);
         let fresh = view(StateKind::Ready, 950, None);
-        assert_eq!(due(1000, 10_000, &[ready, busy, fresh]), vec![Action::Evict(ready.id)]);
+        assert_eq!(
+            due(1000, 10_000, &[ready, busy, fresh]),
+            vec![Action::Evict(ready.id)]
+        );
     }
 
     #[test]

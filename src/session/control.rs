@@ -6,7 +6,8 @@ use actix::prelude::*;
 use tracing::debug;
 
 use super::messages::{
-    Crash, End, EndResult, GetInfo, Read, ReadResult, SendInput, SendResult, SendSignal, SessionInfo, SignalResult,
+    Crash, End, EndResult, GetInfo, Read, ReadResult, SendInput, SendResult, SendSignal,
+    SessionInfo, SignalResult,
 };
 use super::shared::rfc3339;
 use super::state::{Event, Refused};
@@ -55,7 +56,9 @@ impl Session {
             cwd: self.cwd.clone(),
             command: self.spec.argv.clone(),
             created_at: rfc3339(self.shared.created_at),
-            last_active_at: rfc3339(UNIX_EPOCH + Duration::from_millis(self.shared.last_active_ms())),
+            last_active_at: rfc3339(
+                UNIX_EPOCH + Duration::from_millis(self.shared.last_active_ms()),
+            ),
             arbiter: self.shared.arbiter,
             timings: self.timings,
             metrics: self.metrics,
@@ -163,7 +166,10 @@ impl Handler<Read> for Session {
         let wait = msg.wait_ms.unwrap_or(0);
         if wait > self.config.max_wait_ms {
             let limit = self.config.max_wait_ms;
-            return self.refuse(Error::invalid("wait_ms", format!("{wait} ms exceeds the maximum of {limit} ms")));
+            return self.refuse(Error::invalid(
+                "wait_ms",
+                format!("{wait} ms exceeds the maximum of {limit} ms"),
+            ));
         }
         let end = self.logs[msg.stream.index()].end();
         let cursor = msg.cursor.unwrap_or(self.read_cursor[msg.stream.index()]);
@@ -190,7 +196,9 @@ impl Handler<SendSignal> for Session {
     type Result = Result<SignalResult>;
 
     fn handle(&mut self, msg: SendSignal, _: &mut Self::Context) -> Self::Result {
-        let _span = tracing::debug_span!("signal", session = %self.shared.id, signal = msg.signal.name()).entered();
+        let _span =
+            tracing::debug_span!("signal", session = %self.shared.id, signal = msg.signal.name())
+                .entered();
         let pid = self.require_live("signal")?;
         self.metrics.ops += 1;
         self.shared.touch();
@@ -207,15 +215,20 @@ impl Handler<End> for Session {
         let _span = tracing::debug_span!("end", session = %self.shared.id).entered();
         let grace = msg.grace_ms.unwrap_or(self.config.end_grace_ms);
         if grace > MAX_GRACE_MS {
-            return self.refuse(Error::invalid("grace_ms", format!("{grace} ms exceeds the maximum of {MAX_GRACE_MS} ms")));
+            return self.refuse(Error::invalid(
+                "grace_ms",
+                format!("{grace} ms exceeds the maximum of {MAX_GRACE_MS} ms"),
+            ));
         }
         let state = self.state.kind();
         if state.is_terminal() || (state == StateKind::Suspended && msg.suspend) {
             return Box::pin(actix::fut::ready(Ok(self.end_result())));
         }
         if state != StateKind::Ending {
-            if let Err(e) = self.transition(Event::End { suspend: msg.suspend }) {
-                return self.refuse(e.into());
+            if let Err(e) = self.transition(Event::End {
+                suspend: msg.suspend,
+            }) {
+                return self.refuse(e);
             }
             if self.ready.is_some() {
                 self.report_ready(Err(Error::StartFailed {

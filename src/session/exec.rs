@@ -70,12 +70,14 @@ impl Handler<Exec> for Session {
         self.next_seq += 1;
         match self.state.kind() {
             StateKind::Ready => self.begin(seq, msg, tx, ctx),
-            StateKind::Busy if self.queue.len() < self.config.max_queue => self.queue.push_back(Queued {
-                seq,
-                msg,
-                tx,
-                enqueued: Instant::now(),
-            }),
+            StateKind::Busy if self.queue.len() < self.config.max_queue => {
+                self.queue.push_back(Queued {
+                    seq,
+                    msg,
+                    tx,
+                    enqueued: Instant::now(),
+                })
+            }
             StateKind::Busy => {
                 let queued = self.queue.len();
                 return self.refuse(Error::Busy {
@@ -84,7 +86,10 @@ impl Handler<Exec> for Session {
                 });
             }
             _ => {
-                let refused = self.state.apply(&Event::OpBegin).expect_err("only Ready accepts OpBegin");
+                let refused = self
+                    .state
+                    .apply(&Event::OpBegin)
+                    .expect_err("only Ready accepts OpBegin");
                 return self.refuse(refused.into());
             }
         }
@@ -159,7 +164,11 @@ impl Session {
     }
 
     /// The caller's deadline passed: answer with what is known so far.
-    fn on_deadline(&mut self, seq: u64, rx: &mut oneshot::Receiver<Result<ExecResult>>) -> Result<ExecResult> {
+    fn on_deadline(
+        &mut self,
+        seq: u64,
+        rx: &mut oneshot::Receiver<Result<ExecResult>>,
+    ) -> Result<ExecResult> {
         if let Ok(result) = rx.try_recv() {
             return result;
         }
@@ -186,7 +195,9 @@ impl Session {
         cwd: Option<String>,
         ctx: Option<&mut Context<Self>>,
     ) {
-        let Some(mut r) = self.running.take() else { return };
+        let Some(mut r) = self.running.take() else {
+            return;
+        };
         let ms = elapsed_ms(r.started);
         self.timings.last_op_ms = ms;
         self.timings.total_op_ms += ms;
@@ -210,7 +221,9 @@ impl Session {
 
     fn start_next(&mut self, ctx: &mut Context<Self>) {
         while self.state.kind() == StateKind::Ready {
-            let Some(q) = self.queue.pop_front() else { return };
+            let Some(q) = self.queue.pop_front() else {
+                return;
+            };
             if q.tx.is_closed() {
                 continue; // its caller gave up
             }
@@ -240,7 +253,13 @@ impl Session {
     }
 
     /// Builds the result of `r` from the logs (and the head bytes it saved).
-    fn result(&self, r: &Running, exit_code: Option<i32>, cwd: Option<String>, timed_out: bool) -> ExecResult {
+    fn result(
+        &self,
+        r: &Running,
+        exit_code: Option<i32>,
+        cwd: Option<String>,
+        timed_out: bool,
+    ) -> ExecResult {
         let mut dropped = 0;
         let mut lossy = false;
         let mut text = |stream: Stream| {

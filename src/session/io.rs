@@ -39,17 +39,15 @@ impl Session {
     pub(super) fn arm_reader(&mut self, stream: Stream, ctx: &mut Context<Self>) {
         let Some(child) = &self.child else { return };
         let pipe = Rc::clone(&child.pipes[stream.index()]);
-        ctx.spawn(
-            async move { pipe.readable().await }
-                .into_actor(self)
-                .map(move |ready, act, ctx| {
-                    if ready.is_err() {
-                        act.eof[stream.index()] = true;
-                    } else if act.drain_with(stream, ctx) {
-                        act.arm_reader(stream, ctx);
-                    }
-                }),
-        );
+        ctx.spawn(async move { pipe.readable().await }.into_actor(self).map(
+            move |ready, act, ctx| {
+                if ready.is_err() {
+                    act.eof[stream.index()] = true;
+                } else if act.drain_with(stream, ctx) {
+                    act.arm_reader(stream, ctx);
+                }
+            },
+        ));
     }
 
     /// Reads what is available now, without a context (used when the child has exited).
@@ -100,8 +98,9 @@ impl Session {
         let before = self.logs[i].end();
         let markers = {
             let (log, running) = (&mut self.logs[i], &mut self.running);
-            self.driver
-                .feed(stream, bytes, &mut |b| append_output(log, running, stream, b))
+            self.driver.feed(stream, bytes, &mut |b| {
+                append_output(log, running, stream, b)
+            })
         };
         let grew = self.logs[i].end() != before;
         for marker in markers {

@@ -168,21 +168,22 @@ impl Session {
         self.shared.set_pid(Some(spawned.pid));
         info!(session = %self.shared.id, kind = %self.spec.kind, pid = spawned.pid, "session started");
         let mut child = spawned.child;
-        ctx.spawn(
-            async move { child.wait().await }
-                .into_actor(self)
-                .map(move |status, act, ctx| {
-                    let status = match status {
-                        Ok(s) => ExitStatus::from_std(s),
-                        Err(e) => {
-                            warn!(session = %act.shared.id, error = %e, "waiting for child failed");
-                            ExitStatus { code: None, signal: None }
+        ctx.spawn(async move { child.wait().await }.into_actor(self).map(
+            move |status, act, ctx| {
+                let status = match status {
+                    Ok(s) => ExitStatus::from_std(s),
+                    Err(e) => {
+                        warn!(session = %act.shared.id, error = %e, "waiting for child failed");
+                        ExitStatus {
+                            code: None,
+                            signal: None,
                         }
-                    };
-                    let _ = exit_tx.send(Some(status));
-                    act.on_exit(status, ctx);
-                }),
-        );
+                    }
+                };
+                let _ = exit_tx.send(Some(status));
+                act.on_exit(status, ctx);
+            },
+        ));
         self.arm_reader(Stream::Stdout, ctx);
         self.arm_reader(Stream::Stderr, ctx);
         Ok(())
@@ -236,7 +237,9 @@ impl Session {
     fn tail_text(&self, stream: Stream, max: usize) -> String {
         let log = &self.logs[stream.index()];
         let from = log.end().saturating_sub(max as u64);
-        String::from_utf8_lossy(&log.read(from, max).data).trim_end().to_owned()
+        String::from_utf8_lossy(&log.read(from, max).data)
+            .trim_end()
+            .to_owned()
     }
 
     /// SIGKILL to the group without waiting: the floor under every other way of ending.
@@ -309,7 +312,9 @@ pub(crate) fn start_on(
     events: Recipient<SessionEvent>,
     ready: oneshot::Sender<Result<()>>,
 ) -> Addr<Session> {
-    Session::start_in_arbiter(arbiter, move |_| Session::new(shared, spec, config, events, ready))
+    Session::start_in_arbiter(arbiter, move |_| {
+        Session::new(shared, spec, config, events, ready)
+    })
 }
 
 fn spawn_reason(e: &std::io::Error) -> String {

@@ -102,12 +102,14 @@ impl OutputLog {
         if bytes.is_empty() {
             return;
         }
-        let fits = self
-            .tail
-            .back()
-            .is_some_and(|b| b.len() + bytes.len() <= MAX_BLOCK && b.capacity() - b.len() >= bytes.len());
+        let fits = self.tail.back().is_some_and(|b| {
+            b.len() + bytes.len() <= MAX_BLOCK && b.capacity() - b.len() >= bytes.len()
+        });
         if fits {
-            self.tail.back_mut().expect("checked").extend_from_slice(bytes);
+            self.tail
+                .back_mut()
+                .expect("checked")
+                .extend_from_slice(bytes);
         } else {
             let prev = self.tail.back().map_or(0, Vec::len);
             let cap = bytes.len().max((prev * 2).clamp(MIN_BLOCK, MAX_BLOCK));
@@ -161,10 +163,23 @@ impl OutputLog {
 
     /// Like [`OutputLog::copy_range`], but bytes evicted from the log that `extra` holds
     /// (starting at cursor `extra_at`) fill the gap.
-    pub fn copy_range_with(&self, from: u64, to: u64, extra_at: u64, extra: &[u8], out: &mut Vec<u8>) -> u64 {
+    pub fn copy_range_with(
+        &self,
+        from: u64,
+        to: u64,
+        extra_at: u64,
+        extra: &[u8],
+        out: &mut Vec<u8>,
+    ) -> u64 {
         let head_end = self.head.len() as u64;
         let mut copied = self.copy_range(from, to.min(head_end), out);
-        copied += copy_overlap(extra_at, extra, from.max(head_end), to.min(self.tail_start()), out);
+        copied += copy_overlap(
+            extra_at,
+            extra,
+            from.max(head_end),
+            to.min(self.tail_start()),
+            out,
+        );
         copied + self.copy_range(from.max(self.tail_start()), to, out)
     }
 

@@ -95,7 +95,8 @@ impl Shared {
     }
 
     pub(crate) fn touch(&self) {
-        self.last_active_ms.store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        self.last_active_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
     }
 
     /// The child's pid while one runs.
@@ -126,7 +127,8 @@ impl Shared {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// RFC 3339 UTC with millisecond precision.

@@ -52,7 +52,11 @@ impl StateKind {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused | StateKind::Ending
+            StateKind::Starting
+                | StateKind::Ready
+                | StateKind::Busy
+                | StateKind::Paused
+                | StateKind::Ending
         )
     }
 
@@ -192,14 +196,16 @@ impl State {
                 S::Ending { suspend: *suspend }
             }
             (S::Ending { suspend: true }, Event::Exited(_)) => S::Suspended,
-            (S::Starting | S::Ready | S::Busy | S::Paused | S::Ending { .. }, Event::Exited(exit)) => {
-                S::Ended { exit: *exit }
-            }
-            (S::Starting | S::Ready | S::Busy | S::Paused | S::Ending { .. }, Event::Fail(reason)) => {
-                S::Failed {
-                    reason: reason.clone(),
-                }
-            }
+            (
+                S::Starting | S::Ready | S::Busy | S::Paused | S::Ending { .. },
+                Event::Exited(exit),
+            ) => S::Ended { exit: *exit },
+            (
+                S::Starting | S::Ready | S::Busy | S::Paused | S::Ending { .. },
+                Event::Fail(reason),
+            ) => S::Failed {
+                reason: reason.clone(),
+            },
             (S::Suspended, Event::Respawn) => S::Starting,
             (S::Suspended, Event::End { suspend: false }) => S::Ended { exit: None },
             _ => return Err(self.refuse(event)),

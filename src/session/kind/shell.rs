@@ -83,7 +83,10 @@ printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;fi'; __sh_n="
             return Err(Error::invalid("input", "command is empty"));
         }
         if input.contains('\0') {
-            return Err(Error::invalid("input", "command contains a NUL byte, which a shell cannot take"));
+            return Err(Error::invalid(
+                "input",
+                "command contains a NUL byte, which a shell cannot take",
+            ));
         }
         let token = self.arm(false);
         let mut line = Vec::with_capacity(input.len() + 64);
@@ -180,7 +183,10 @@ fn parse_trailer(stream: Stream, buf: &[u8], token: &Token) -> Option<(usize, Ma
             let space = body.iter().position(|&b| b == b' ')?;
             let exit_code = std::str::from_utf8(&body[..space]).ok()?.parse().ok()?;
             let cwd = String::from_utf8_lossy(&body[space + 1..]).into_owned();
-            Some((TOKEN_LEN + close + TOKEN_LEN + 1, Marker::ExecStdout { exit_code, cwd }))
+            Some((
+                TOKEN_LEN + close + TOKEN_LEN + 1,
+                Marker::ExecStdout { exit_code, cwd },
+            ))
         }
     }
 }
@@ -205,7 +211,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     }
     let first = needle[0];
     let mut from = 0;
-    while let Some(p) = hay[from..=hay.len() - needle.len()].iter().position(|&b| b == first) {
+    while let Some(p) = hay[from..=hay.len() - needle.len()]
+        .iter()
+        .position(|&b| b == first)
+    {
         let at = from + p;
         if &hay[at..at + needle.len()] == needle {
             return Some(at);
@@ -236,7 +245,12 @@ fn ansi_c_quote(bytes: &[u8], out: &mut Vec<u8>) {
             0x20..=0x7e => out.push(b),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
             }
         }
     }
@@ -309,7 +323,15 @@ mod tests {
     #[test]
     fn empty_and_nul_commands_are_refused() {
         let mut d = ShellDriver::default();
-        assert!(d.begin_exec("  \n", false).unwrap_err().to_string().contains("empty"));
-        assert!(d.begin_exec("a\0b", false).unwrap_err().to_string().contains("NUL"));
+        assert!(d
+            .begin_exec("  \n", false)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(d
+            .begin_exec("a\0b", false)
+            .unwrap_err()
+            .to_string()
+            .contains("NUL"));
     }
 }
