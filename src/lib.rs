@@ -39,3 +39,8 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use ids::{Owner, SessionId};
 pub use runtime::{Handle, Runtime};
+
+/// The README's examples are compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
