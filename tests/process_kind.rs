@@ -190,3 +190,45 @@ fn stderr_of_a_failed_program_is_kept_as_its_tail() {
         rt
     });
 }
+
+#[test]
+fn configured_rlimits_apply_to_the_child() {
+    let mut c = config();
+    c.session.rlimits.nofile = Some(77);
+    c.session.rlimits.cpu_seconds = Some(123);
+    with_runtime(c, |rt| async move {
+        let h = rt.handle();
+        let id = process(&h, &["sh", "-c", "ulimit -n; ulimit -t"]).await;
+        until_state(&h, id, StateKind::Ended).await;
+        let page = h
+            .read(
+                id,
+                Read {
+                    cursor: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.data, "77\n123\n");
+        rt
+    });
+}
+
+#[test]
+fn children_get_only_the_listed_environment() {
+    with_runtime(config(), |rt| async move {
+        // SAFETY: tests in this binary do not read this variable concurrently.
+        unsafe { std::env::set_var("STABLEHAND_SECRET_FOR_TEST", "leak") };
+        let h = rt.handle();
+        let id = crate::util::shell(&h).await;
+        let r = exec(
+            &h,
+            id,
+            "echo \"[$STABLEHAND_SECRET_FOR_TEST] $TERM\"; test -n \"$PATH\" && echo path",
+        )
+        .await;
+        assert_eq!(r.stdout, "[] dumb\npath\n");
+        rt
+    });
+}

@@ -32,7 +32,10 @@ fn model(state: StateKind, suspending: bool, event: &Event) -> Option<StateKind>
         Event::OpEnd if state == Busy => Ready,
         Event::Pause if matches!(state, Ready | Busy) => Paused,
         Event::Resume if state == Paused => Busy,
-        Event::End { .. } if matches!(state, Starting | Ready | Busy | Paused) => Ending,
+        Event::End { suspend: false } if matches!(state, Starting | Ready | Busy | Paused) => {
+            Ending
+        }
+        Event::End { suspend: true } if matches!(state, Ready | Paused) => Ending,
         Event::End { suspend: false } if state == Suspended => Ended,
         Event::Exited(_) if state == Ending && suspending => Suspended,
         Event::Exited(_) if live => Ended,

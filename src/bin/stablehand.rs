@@ -59,9 +59,11 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let system = actix::System::new();
     system.block_on(async move {
+        // Handlers first: a signal that arrives during start-up must still end sessions cleanly.
+        let stop = stop_signals()?;
         let runtime = Runtime::start(config).context("starting the runtime")?;
         info!("stablehand runtime is up; the MCP front end is not part of this build yet — send SIGINT or SIGTERM to stop");
-        wait_for_signal().await?;
+        stop.await;
         info!("signal received: ending every session");
         let bounded = Duration::from_millis(runtime.handle().config().session.end_grace_ms + 5000);
         if tokio::time::timeout(bounded, runtime.shutdown()).await.is_err() {
@@ -72,13 +74,15 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Installs SIGTERM and SIGINT handlers now; the returned future resolves on either.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

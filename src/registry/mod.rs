@@ -8,7 +8,7 @@ mod index;
 mod list;
 pub mod sweep;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +75,8 @@ pub struct Registry {
     next_arbiter: usize,
     names: HashMap<(Owner, String), SessionId>,
     settled: HashMap<SessionId, u64>,
+    /// Sessions asked to suspend for room, not yet settled (not counted as live).
+    evicting: HashSet<SessionId>,
     seq: u64,
     base_env: Vec<(String, String)>,
     shutting_down: bool,
@@ -103,6 +105,7 @@ impl Registry {
             next_arbiter: 0,
             names: HashMap::new(),
             settled: HashMap::new(),
+            evicting: HashSet::new(),
             seq: 0,
             shutting_down: false,
             snapshots: Box::new(NoSnapshots),
@@ -130,7 +133,7 @@ impl Registry {
     }
 
     /// Makes room for one more live session, evicting the LRU idle one if needed.
-    fn make_room(&mut self) -> Result<()> {
+    fn make_room(&mut self, ctx: &mut Context<Self>) -> Result<()> {
         let views = self.views();
         let live = views
             .iter()
@@ -145,27 +148,33 @@ impl Registry {
         if live < limit {
             return Ok(());
         }
-        let victim = sweep::lru_idle(&views).ok_or(Error::AtCapacity { limit })?;
+        let candidates: Vec<_> = views
+            .into_iter()
+            .filter(|v| !self.evicting.contains(&v.id))
+            .collect();
+        let victim = sweep::lru_idle(&candidates).ok_or(Error::AtCapacity { limit })?;
         info!(session = %victim, "at capacity: evicting the least-recently-used idle session");
-        self.evict(victim);
+        self.evict(victim, ctx);
         Ok(())
     }
 
-    fn evict(&mut self, id: SessionId) {
-        if let Some(entry) = self.index.entry(id) {
-            self.snapshots.dirty(id, &entry.shared);
-            let fut = entry.addr.send(End {
-                grace_ms: None,
-                suspend: true,
-            });
-            // Mark it Ending at once so capacity accounting does not count it twice.
-            entry.shared.set_state(StateKind::Ending);
-            actix::spawn(async move {
-                if let Ok(Err(e)) = fut.await {
-                    debug!(session = %id, error = %e, "eviction refused");
-                }
-            });
-        }
+    /// Asks an idle session to suspend. The session refuses if it became busy meanwhile.
+    fn evict(&mut self, id: SessionId, ctx: &mut Context<Self>) {
+        let Some(entry) = self.index.entry(id) else {
+            return;
+        };
+        self.snapshots.dirty(id, &entry.shared);
+        self.evicting.insert(id);
+        let end = entry.addr.send(End {
+            grace_ms: None,
+            suspend: true,
+        });
+        ctx.spawn(end.into_actor(self).map(move |res, act, _| {
+            if !matches!(res, Ok(Ok(_))) {
+                debug!(session = %id, outcome = ?res, "eviction refused; the session stays");
+                act.evicting.remove(&id);
+            }
+        }));
     }
 
     fn purge(&mut self, id: SessionId) {
@@ -179,15 +188,18 @@ impl Registry {
             }
         }
         self.settled.remove(&id);
+        self.evicting.remove(&id);
     }
 
-    fn sweep(&mut self) {
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
         let now = unix_ms(SystemTime::now());
         for action in sweep::due(now, self.config.runtime.retention_ms, &self.views()) {
             match action {
                 sweep::Action::Evict(id) => {
-                    info!(session = %id, "idle timeout: evicting");
-                    self.evict(id);
+                    if !self.evicting.contains(&id) {
+                        info!(session = %id, "idle timeout: evicting");
+                        self.evict(id, ctx);
+                    }
                 }
                 sweep::Action::Purge(id) => self.purge(id),
             }
@@ -216,7 +228,7 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         let every = Duration::from_millis(self.config.runtime.sweep_interval_ms);
-        ctx.run_interval(every, |act, _| act.sweep());
+        ctx.run_interval(every, |act, ctx| act.sweep(ctx));
     }
 }
 
@@ -241,7 +253,7 @@ impl Handler<Create> for Registry {
             debug!(session = %existing.shared.id, "get-or-create: returning the live session");
             return Box::pin(info_of(existing.addr, existing.shared.id).into_actor(self));
         }
-        if let Err(e) = self.make_room() {
+        if let Err(e) = self.make_room(ctx) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
         let id = SessionId::new();
@@ -312,6 +324,7 @@ impl Handler<SessionEvent> for Registry {
         match msg {
             SessionEvent::Settled(id) => {
                 self.settled.insert(id, now);
+                self.evicting.remove(&id);
                 if let Some(e) = self.index.entry(id) {
                     self.snapshots.dirty(id, &e.shared);
                 }

@@ -180,6 +180,7 @@ impl Handler<Read> for Session {
             ));
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+        self.shared.touch();
         self.long_poll(msg, cursor, max, deadline)
     }
 }

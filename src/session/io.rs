@@ -107,7 +107,11 @@ impl Session {
             self.on_marker(stream, marker, ctx.as_deref_mut());
         }
         if grew {
-            if self.driver.completion() == Completion::FirstOutput && self.running.is_some() {
+            let line_done = self.logs[i].last_byte() == Some(b'\n');
+            if line_done
+                && self.running.is_some()
+                && self.driver.completion() == Completion::FirstLine
+            {
                 self.complete_running(None, None, ctx);
             }
             self.changed.notify_waiters();

@@ -52,6 +52,14 @@ impl OutputLog {
         self.total
     }
 
+    /// The most recent byte, if any is held.
+    pub fn last_byte(&self) -> Option<u8> {
+        match self.tail.back() {
+            Some(block) => block.last().copied(),
+            None => self.head.last().copied(),
+        }
+    }
+
     /// Size of the head, which is also the per-exec head budget.
     pub fn head_cap(&self) -> usize {
         self.head_cap

@@ -1,8 +1,9 @@
 //! The session state machine (DESIGN §3): every transition is in [`State::apply`].
 //!
 //! ```text
-//! Starting -> Ready <-> Busy        Ready/Busy/Paused/Starting -> Ending -> Ended | Suspended
-//!              Ready/Busy <-> Paused   any live state -> Failed      Ready -> Ending(suspend)
+//! Starting -> Ready <-> Busy        Starting/Ready/Busy/Paused -> Ending -> Ended
+//!              Ready/Busy <-> Paused   Ready/Paused -> Ending(suspend) -> Suspended (eviction)
+//!                                      any live state -> Failed
 //!                                      any live state -> Ended (the child exited on its own)
 //!                                      Suspended -> Starting (resume) | Ended (end)
 //! ```
@@ -192,9 +193,11 @@ impl State {
             (S::Busy, Event::OpEnd) => S::Ready,
             (S::Ready | S::Busy, Event::Pause) => S::Paused,
             (S::Paused, Event::Resume) => S::Busy,
-            (S::Starting | S::Ready | S::Busy | S::Paused, Event::End { suspend }) => {
-                S::Ending { suspend: *suspend }
+            (S::Starting | S::Ready | S::Busy | S::Paused, Event::End { suspend: false }) => {
+                S::Ending { suspend: false }
             }
+            // Only an idle session may be evicted: a running command is never killed for room.
+            (S::Ready | S::Paused, Event::End { suspend: true }) => S::Ending { suspend: true },
             (S::Ending { suspend: true }, Event::Exited(_)) => S::Suspended,
             (
                 S::Starting | S::Ready | S::Busy | S::Paused | S::Ending { .. },
@@ -221,7 +224,7 @@ impl State {
             Event::Pause => "Ready or Busy",
             Event::Resume => "Paused",
             Event::End { suspend: false } => "Starting, Ready, Busy, Paused or Suspended",
-            Event::End { suspend: true } => "Starting, Ready, Busy or Paused",
+            Event::End { suspend: true } => "Ready or Paused (idle)",
             Event::Exited(_) | Event::Fail(_) => "live",
             Event::Respawn => "Suspended",
         };

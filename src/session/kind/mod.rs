@@ -91,8 +91,8 @@ pub(crate) enum Marker {
 pub(crate) enum Completion {
     /// When the driver reports both end markers.
     Markers,
-    /// When any output arrives after the input was written (or the timeout passes).
-    FirstOutput,
+    /// When output written after the input ends with a complete line (or the timeout passes).
+    FirstLine,
 }
 
 /// The protocol of one session kind.

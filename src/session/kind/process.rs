@@ -1,5 +1,5 @@
 //! The `process` kind: any program. Exec writes a line to stdin and returns the output that
-//! follows it; send and read give byte-level control.
+//! follows it, once that output ends with a complete line; send and read give byte-level control.
 
 use super::{Completion, Driver, Marker, Stream};
 use crate::Result;
@@ -23,7 +23,7 @@ impl Driver for ProcessDriver {
     }
 
     fn completion(&self) -> Completion {
-        Completion::FirstOutput
+        Completion::FirstLine
     }
 
     fn feed(&mut self, _: Stream, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
