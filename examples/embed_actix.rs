@@ -72,11 +72,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "echo \"$GREETING from $(basename \"$PWD\")\" | tee result.txt",
     ] {
         let r = builder.send(Step(step)).await??;
-        println!("$ {step}\n  exit={:?} cwd={:?} stdout={:?}", r.exit_code, r.cwd, r.stdout);
+        println!(
+            "$ {step}\n  exit={:?} cwd={:?} stdout={:?}",
+            r.exit_code, r.cwd, r.stdout
+        );
     }
 
     let listed = handle.list(&ListRequest::default())?;
-    println!("sessions: {:?}", listed.sessions.iter().map(|s| (&s.name, s.state)).collect::<Vec<_>>());
+    println!(
+        "sessions: {:?}",
+        listed
+            .sessions
+            .iter()
+            .map(|s| (&s.name, s.state))
+            .collect::<Vec<_>>()
+    );
     handle.end(info.session_id, End::default()).await?;
     runtime.shutdown().await;
     std::fs::remove_dir_all(&workspace)?;

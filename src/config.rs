@@ -27,6 +27,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// The default program of each kind (program and arguments).
     pub commands: Commands,
+    /// The Streamable HTTP transport.
+    pub http: HttpConfig,
     /// Name of the active profile in `profiles`.
     pub profile: String,
     /// Named profiles; `permissive` always exists unless redefined.
@@ -76,6 +78,56 @@ pub struct SessionConfig {
     pub rlimits: Rlimits,
 }
 
+/// Settings of the Streamable HTTP transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Path of the MCP endpoint.
+    pub path: String,
+    /// Origins accepted besides loopback ones (`http://localhost:*`, `http://127.0.0.1:*`,
+    /// `http://[::1]:*`); a request with any other `Origin` gets 403.
+    pub allowed_origins: Vec<String>,
+    /// `Host` values accepted besides loopback names when the server is bound to loopback
+    /// (DNS-rebinding protection); a request with any other `Host` gets 403.
+    pub allowed_hosts: Vec<String>,
+    /// Bearer tokens; when any is set, every request needs `Authorization: Bearer <token>`
+    /// (401 otherwise) and the token's name is the principal that owns its sessions.
+    pub tokens: Vec<Token>,
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest a request may take, in ms, before it is answered with an error.
+    pub request_timeout_ms: u64,
+    /// Idle time after which a handshake-era protocol session expires (404 after), in ms.
+    pub session_idle_timeout_ms: u64,
+    /// Connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
+}
+
+/// A named bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// The principal's name (owns the sessions created with this token).
+    pub name: String,
+    /// The secret.
+    pub token: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            path: "/mcp".into(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            tokens: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_ms: 10 * 60 * 1000,
+            session_idle_timeout_ms: 30 * 60 * 1000,
+            max_connections: 4096,
+        }
+    }
+}
+
 /// Default command line of each kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -104,6 +156,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             session: SessionConfig::default(),
             commands: Commands::default(),
+            http: HttpConfig::default(),
             profile: "permissive".to_owned(),
             profiles,
         }
@@ -229,6 +282,17 @@ impl Config {
         }
         if self.commands.shell.is_empty() {
             return bad("commands.shell must name a program");
+        }
+        if !self.http.path.starts_with('/') {
+            return bad("http.path must start with /");
+        }
+        if self
+            .http
+            .tokens
+            .iter()
+            .any(|t| t.token.is_empty() || t.name.is_empty())
+        {
+            return bad("http.tokens entries need a non-empty name and token");
         }
         if self.runtime.sweep_interval_ms == 0 {
             return bad("runtime.sweep_interval_ms must be at least 1");

@@ -8,7 +8,19 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// An opaque, high-entropy session handle (uuid v4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct SessionId(pub Uuid);
 

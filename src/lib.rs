@@ -29,6 +29,7 @@
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod mcp;
 pub mod process;
 pub mod registry;
 pub mod runtime;

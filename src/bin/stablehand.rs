@@ -1,12 +1,14 @@
 //! The `stablehand` binary: parses arguments, sets up logging, builds the config and calls
 //! the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use stablehand::mcp::{http, stdio, McpServer};
 use stablehand::{telemetry, Config, Runtime};
 use tracing::{error, info};
 
@@ -23,11 +25,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server until SIGINT or SIGTERM, then end every session and exit.
+    /// Serve MCP: over stdio (the default, for one local client) or Streamable HTTP.
+    /// Stops on SIGINT, SIGTERM or (stdio) end of input, ending every session first.
     Serve {
         /// Configuration file (TOML); every field has a default.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve Streamable HTTP on this address instead of stdio (path /mcp).
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8765")]
+        http: Option<SocketAddr>,
     },
     /// Print the default configuration, documented, as TOML.
     DefaultConfig,
@@ -37,7 +43,7 @@ fn main() -> ExitCode {
     telemetry::init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, http } => serve(config, http),
         Command::DefaultConfig => {
             print!("{}", stablehand::config::DEFAULT_TOML);
             Ok(())
@@ -52,26 +58,63 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+fn serve(config_path: Option<PathBuf>, http_addr: Option<SocketAddr>) -> anyhow::Result<()> {
     let config = match &config_path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // Sessions live on actix arbiters; the MCP front end runs on its own multi-threaded
+    // tokio runtime and reaches sessions through their addresses.
+    let front = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.arbiter_count())
+        .thread_name("stablehand-mcp")
+        .enable_all()
+        .build()
+        .context("starting the front-end runtime")?;
     let system = actix::System::new();
+    let front_ref = &front;
     system.block_on(async move {
+        let front = front_ref;
         // Handlers first: a signal that arrives during start-up must still end sessions cleanly.
         let stop = stop_signals()?;
+        let http_config = config.http.clone();
+        let grace = config.session.end_grace_ms;
         let runtime = Runtime::start(config).context("starting the runtime")?;
-        info!("stablehand runtime is up; the MCP front end is not part of this build yet — send SIGINT or SIGTERM to stop");
-        stop.await;
-        info!("signal received: ending every session");
-        let bounded = Duration::from_millis(runtime.handle().config().session.end_grace_ms + 5000);
+        let server = McpServer::new(runtime.handle());
+        let transport = match http_addr {
+            Some(addr) => {
+                let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+                std_listener.set_nonblocking(true)?;
+                let listener = {
+                    let _in_front = front.enter();
+                    tokio::net::TcpListener::from_std(std_listener)?
+                };
+                let local = listener.local_addr()?;
+                info!(address = %local, "serving MCP over Streamable HTTP at http://{local}/mcp");
+                front.spawn(async move { http::serve(server, listener, http_config).await })
+            }
+            None => {
+                info!("serving MCP over stdio");
+                front.spawn(async move { stdio::serve(server, tokio::io::stdin(), tokio::io::stdout()).await })
+            }
+        };
+        tokio::select! {
+            () = stop => info!("signal received: ending every session"),
+            result = transport => match result {
+                Ok(Ok(())) => info!("client disconnected: ending every session"),
+                Ok(Err(e)) => error!("transport failed: {e}; ending every session"),
+                Err(e) => error!("transport task failed: {e}; ending every session"),
+            },
+        }
+        let bounded = Duration::from_millis(grace + 5000);
         if tokio::time::timeout(bounded, runtime.shutdown()).await.is_err() {
             error!("sessions did not end within {bounded:?}; exiting anyway (children receive SIGKILL from PR_SET_PDEATHSIG)");
         }
         info!("stopped");
         anyhow::Ok(())
-    })
+    })?;
+    front.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
 }
 
 /// Installs SIGTERM and SIGINT handlers now; the returned future resolves on either.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A signal a caller may send to a session's process group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Signal {
     /// Interrupt (Ctrl-C).

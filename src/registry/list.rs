@@ -11,7 +11,7 @@ use crate::{Error, Result};
 pub const MAX_LIMIT: usize = 1000;
 
 /// Arguments of a listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListRequest {
     /// Only sessions in this state.
@@ -25,7 +25,7 @@ pub struct ListRequest {
 }
 
 /// One page of sessions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ListResult {
     /// Newest first.
     pub sessions: Vec<SessionSummary>,

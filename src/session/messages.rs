@@ -13,7 +13,7 @@ use crate::process::Signal;
 use crate::Result;
 
 /// Arguments for creating a session.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateRequest {
     /// What to run: `shell` (a persistent bash) or `process` (any program).
@@ -33,7 +33,9 @@ pub struct CreateRequest {
 }
 
 /// Run one command (shell), or write a line and collect what follows (process).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
+)]
 #[rtype(result = "Result<ExecResult>")]
 #[serde(default, deny_unknown_fields)]
 pub struct Exec {
@@ -46,7 +48,7 @@ pub struct Exec {
 }
 
 /// The outcome of an exec.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecResult {
     /// Standard output of the command (lossy UTF-8; see `lossy`).
     pub stdout: String,
@@ -75,7 +77,9 @@ pub struct ExecResult {
 }
 
 /// Write bytes to the session's stdin.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
+)]
 #[rtype(result = "Result<SendResult>")]
 #[serde(default, deny_unknown_fields)]
 pub struct SendInput {
@@ -86,7 +90,9 @@ pub struct SendInput {
 }
 
 /// The outcome of a send.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct SendResult {
     /// Bytes accepted for writing.
     pub bytes_written: usize,
@@ -95,7 +101,9 @@ pub struct SendResult {
 }
 
 /// Read output by cursor, optionally waiting for more.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
+)]
 #[rtype(result = "Result<ReadResult>")]
 #[serde(default, deny_unknown_fields)]
 pub struct Read {
@@ -110,7 +118,7 @@ pub struct Read {
 }
 
 /// A page of output.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReadResult {
     /// The bytes (lossy UTF-8).
     pub data: String,
@@ -134,7 +142,9 @@ pub struct ReadResult {
 pub struct GetInfo;
 
 /// Deliver a signal to the session's whole process group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
+)]
 #[rtype(result = "Result<SignalResult>")]
 pub struct SendSignal {
     /// The signal.
@@ -142,14 +152,27 @@ pub struct SendSignal {
 }
 
 /// The outcome of a signal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct SignalResult {
     /// False when the process group was already gone.
     pub delivered: bool,
 }
 
 /// End the session: TERM to its process group, KILL after the grace period, reap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Message,
+    schemars::JsonSchema,
+)]
 #[rtype(result = "Result<EndResult>")]
 #[serde(default, deny_unknown_fields)]
 pub struct End {
@@ -161,7 +184,7 @@ pub struct End {
 }
 
 /// The outcome of ending a session.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EndResult {
     /// True once the process is gone.
     pub ended: bool,
@@ -174,7 +197,7 @@ pub struct EndResult {
 }
 
 /// Everything known about one session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionInfo {
     /// The session's id.
     pub session_id: SessionId,
@@ -211,7 +234,9 @@ pub struct SessionInfo {
 }
 
 /// Operation durations of a session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Timings {
     /// Duration of the last completed operation, ms.
     pub last_op_ms: u64,
@@ -220,7 +245,9 @@ pub struct Timings {
 }
 
 /// Counters of a session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Metrics {
     /// Operations performed (exec, send, signal).
     pub ops: u64,

@@ -35,7 +35,7 @@ pub struct Shared {
 }
 
 /// A listing row, read from the index without messaging the session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionSummary {
     /// The id.
     pub session_id: SessionId,

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::process::ExitStatus;
 
 /// The name of a state, without its data: what filters, the index and errors use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 pub enum StateKind {
     /// The child is being spawned and initialised.
     #[default]

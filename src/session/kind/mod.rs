@@ -15,7 +15,7 @@ pub(crate) use shell::ShellDriver;
 use crate::Result;
 
 /// What a session runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A persistent bash: `cd` and exported variables stick between execs.
@@ -54,7 +54,9 @@ impl std::str::FromStr for Kind {
 }
 
 /// One of a child's two output streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Standard output.

@@ -1,0 +1,240 @@
+//! The JSON-RPC methods, registered in jsonrpsee's `RpcModule`.
+
+use std::sync::Arc;
+
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::{Extensions, RpcModule};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::context::CallCtx;
+use super::dispatch::ConnState;
+use super::protocol::{self, code, decorate, Cache, WireError};
+use super::tools::Outcome;
+use super::{resources, Shared};
+
+/// Tools per page of `tools/list`.
+const TOOLS_PAGE: usize = 100;
+
+type RpcResult = Result<Value, ErrorObjectOwned>;
+
+/// Builds the method table.
+pub(super) fn module(shared: Shared) -> RpcModule<Shared> {
+    let mut m = RpcModule::new(shared);
+    let reg = |m: &mut RpcModule<Shared>,
+               name: &'static str,
+               f: fn(
+        Params<'static>,
+        Arc<Shared>,
+        Extensions,
+    ) -> futures_util::future::BoxFuture<'static, RpcResult>| {
+        m.register_async_method(name, f)
+            .expect("method names are unique");
+    };
+    reg(&mut m, "initialize", |p, _, e| {
+        Box::pin(async move { initialize(p, &e) })
+    });
+    reg(&mut m, "ping", |_, _, e| {
+        Box::pin(async move { Ok(finish(&e, Map::new(), Cache::None)) })
+    });
+    reg(&mut m, "server/discover", |_, _, e| {
+        Box::pin(async move { Ok(discover(&e)) })
+    });
+    reg(&mut m, "logging/setLevel", |p, _, e| {
+        Box::pin(async move { set_level(p, &e) })
+    });
+    reg(&mut m, "tools/list", |p, s, e| {
+        Box::pin(async move { tools_list(p, &s, &e) })
+    });
+    reg(&mut m, "tools/call", |p, s, e| {
+        Box::pin(tools_call(p, s, e))
+    });
+    reg(&mut m, "resources/list", |p, _, e| {
+        Box::pin(async move { resources::list(p, &e) })
+    });
+    reg(&mut m, "resources/templates/list", |_, _, e| {
+        Box::pin(async move { Ok(resources::templates(&e)) })
+    });
+    reg(&mut m, "resources/read", |p, _, e| {
+        Box::pin(resources::read(p, e))
+    });
+    m
+}
+
+/// The request context the dispatcher put in the extensions.
+pub(super) fn ctx(ext: &Extensions) -> &CallCtx {
+    ext.get::<CallCtx>()
+        .expect("the dispatcher always inserts the call context")
+}
+
+/// A wire error as jsonrpsee's error object.
+pub(super) fn rpc_error(e: WireError) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(e.code, e.message, e.data)
+}
+
+/// Invalid params, naming the problem.
+pub(super) fn invalid_params(message: impl Into<String>) -> ErrorObjectOwned {
+    rpc_error(WireError::new(code::INVALID_PARAMS, message))
+}
+
+/// Parses params into `T`, or -32602 naming what was wrong.
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(
+    params: &Params<'_>,
+    method: &str,
+) -> Result<T, ErrorObjectOwned> {
+    let raw = params.as_str().unwrap_or("{}");
+    serde_json::from_str(raw)
+        .map_err(|e| invalid_params(format!("invalid params for {method}: {e}")))
+}
+
+/// Decorates a result for the request's era.
+pub(super) fn finish(ext: &Extensions, mut result: Map<String, Value>, cache: Cache) -> Value {
+    decorate(&ctx(ext).era, &mut result, cache);
+    Value::Object(result)
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InitializeParams {
+    protocol_version: String,
+}
+
+fn initialize(params: Params<'static>, ext: &Extensions) -> RpcResult {
+    let p: InitializeParams = parse(&params, "initialize")?;
+    let version = protocol::negotiate(&p.protocol_version);
+    if let Some(conn) = ext.get::<Arc<ConnState>>() {
+        conn.set_version(version);
+    }
+    tracing::info!(requested = %p.protocol_version, negotiated = version, "client initialized");
+    Ok(json!({
+        "protocolVersion": version,
+        "capabilities": protocol::capabilities(),
+        "serverInfo": protocol::server_info(),
+        "instructions": protocol::INSTRUCTIONS,
+    }))
+}
+
+fn discover(ext: &Extensions) -> Value {
+    let mut versions: Vec<&str> = protocol::MODERN_VERSIONS.to_vec();
+    versions.extend(protocol::LEGACY_VERSIONS.iter().rev());
+    let result = json!({
+        "supportedVersions": versions,
+        "capabilities": protocol::capabilities(),
+        "instructions": protocol::INSTRUCTIONS,
+    });
+    let mut result = object(result);
+    decorate(
+        &protocol::Era::Modern(protocol::MODERN_VERSIONS[0]),
+        &mut result,
+        Cache::Public,
+    );
+    let _ = ext;
+    Value::Object(result)
+}
+
+#[derive(Deserialize)]
+struct SetLevel {
+    level: String,
+}
+
+fn set_level(params: Params<'static>, ext: &Extensions) -> RpcResult {
+    let p: SetLevel = parse(&params, "logging/setLevel")?;
+    let rank = protocol::log_rank(&p.level).ok_or_else(|| {
+        invalid_params(format!(
+            "unknown log level {:?}; expected one of {}",
+            p.level,
+            protocol::LOG_LEVELS.join(", ")
+        ))
+    })?;
+    if let Some(conn) = ext.get::<Arc<ConnState>>() {
+        conn.set_log_level(rank);
+    }
+    Ok(finish(ext, Map::new(), Cache::None))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Paged {
+    cursor: Option<String>,
+}
+
+/// Offset of a page cursor (`None` = first page).
+pub(super) fn page_start(cursor: Option<&str>) -> Result<usize, ErrorObjectOwned> {
+    match cursor {
+        None => Ok(0),
+        Some(c) => c.parse().map_err(|_| {
+            invalid_params(format!(
+                "invalid cursor {c:?}: pass back a nextCursor you were given"
+            ))
+        }),
+    }
+}
+
+fn tools_list(params: Params<'static>, shared: &Shared, ext: &Extensions) -> RpcResult {
+    let p: Paged = if params.as_str().is_some() {
+        parse(&params, "tools/list")?
+    } else {
+        Paged::default()
+    };
+    let start = page_start(p.cursor.as_deref())?;
+    let end = (start + TOOLS_PAGE).min(shared.tools.len());
+    let tools: Vec<Value> = shared
+        .tools
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.listing.clone())
+        .collect();
+    let mut result = object(json!({ "tools": tools }));
+    if end < shared.tools.len() {
+        result.insert("nextCursor".into(), json!(end.to_string()));
+    }
+    Ok(finish(ext, result, Cache::Public))
+}
+
+#[derive(Deserialize)]
+struct CallParams {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+async fn tools_call(params: Params<'static>, shared: Arc<Shared>, ext: Extensions) -> RpcResult {
+    let p: CallParams = parse(&params, "tools/call")?;
+    let Some(&index) = shared.tool_index.get(p.name.as_str()) else {
+        let names: Vec<&str> = shared.tools.iter().map(|t| t.name).collect();
+        return Err(invalid_params(format!(
+            "unknown tool {:?}; available: {}",
+            p.name,
+            names.join(", ")
+        )));
+    };
+    let args = p.arguments.unwrap_or_else(|| json!({}));
+    if !args.is_object() {
+        return Err(invalid_params("tools/call arguments must be an object"));
+    }
+    let outcome = shared.tools[index]
+        .call(args, ctx(&ext).clone())
+        .await
+        .map_err(rpc_error)?;
+    let result = match outcome {
+        Outcome::Done { structured, text } => json!({
+            "content": [{ "type": "text", "text": text }],
+            "structuredContent": structured,
+            "isError": false,
+        }),
+        Outcome::Failed(message) => json!({
+            "content": [{ "type": "text", "text": message }],
+            "isError": true,
+        }),
+        Outcome::Cancelled => json!({ "content": [], "isError": true }),
+    };
+    Ok(finish(&ext, object(result), Cache::None))
+}

@@ -1,0 +1,69 @@
+//! The MCP front end: the only module that knows JSON-RPC.
+//!
+//! jsonrpsee's [`RpcModule`](jsonrpsee::RpcModule) is the method table for both transports.
+//! One envelope implementation ([`dispatch`]) parses messages, resolves the protocol era,
+//! validates what the era requires and calls the method with a per-request context in
+//! jsonrpsee's `Extensions`; the transports ([`stdio`], [`http`]) only move bytes and add
+//! what their medium requires (sessions, headers, SSE).
+//!
+//! Files: `protocol.rs` eras, versions, codes, result decoration; `dispatch.rs` the envelope;
+//! `methods.rs` the JSON-RPC methods; `tools/` one file per tool; `resources.rs` resources;
+//! `context.rs` the per-request context; `stdio.rs` and `http.rs` the transports.
+
+mod context;
+mod dispatch;
+pub mod http;
+mod methods;
+pub mod protocol;
+mod resources;
+pub mod stdio;
+mod tools;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonrpsee::RpcModule;
+
+pub use dispatch::ConnState;
+
+use crate::Handle;
+
+/// The MCP server: method table, tool table and the runtime handle. Cheap to clone.
+#[derive(Clone)]
+pub struct McpServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handle: Handle,
+    module: RpcModule<Shared>,
+}
+
+/// What methods share: the tool table.
+pub(crate) struct Shared {
+    tools: Vec<tools::ToolDef>,
+    tool_index: HashMap<&'static str, usize>,
+}
+
+impl std::fmt::Debug for McpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServer").finish_non_exhaustive()
+    }
+}
+
+impl McpServer {
+    /// An MCP server over `handle`'s runtime.
+    pub fn new(handle: Handle) -> Self {
+        let tools = tools::all();
+        let tool_index = tools.iter().enumerate().map(|(i, t)| (t.name, i)).collect();
+        let module = methods::module(Shared { tools, tool_index });
+        Self {
+            inner: Arc::new(Inner { handle, module }),
+        }
+    }
+
+    /// The runtime handle (acting for the default owner).
+    pub fn handle(&self) -> &Handle {
+        &self.inner.handle
+    }
+}

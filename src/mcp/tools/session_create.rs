@@ -1,0 +1,39 @@
+//! `session_create`: start a session (or return the live one with the same name).
+
+use serde_json::json;
+
+use super::{tool, Hints, ToolDef};
+use crate::session::messages::{CreateRequest, SessionInfo};
+
+pub(super) fn def() -> ToolDef {
+    tool(
+        "session_create",
+        "Create a session",
+        "Start a long-lived session and return its session_id, an opaque uuid to pass to every \
+         other session tool. kind 'shell' (default) is a persistent bash: cd, exported variables \
+         and functions persist between session_exec calls. kind 'process' runs any program \
+         (command is required) that you drive with session_send and session_read. With a name, \
+         an existing live session of yours with that name is returned instead (get-or-create). \
+         The session lives until session_end, until idle for idle_timeout_ms (default 30 \
+         minutes; it is then Suspended), or until evicted for room.",
+        Hints {
+            read_only: false,
+            destructive: false,
+            idempotent: false,
+        },
+        |r: &SessionInfo| {
+            format!(
+                "session {} ({}) is {}, pid {:?}",
+                r.session_id, r.kind, r.state, r.pid
+            )
+        },
+        |args: CreateRequest, ctx| async move {
+            let info = ctx.handle.create(args).await?;
+            ctx.log(
+                "info",
+                json!(format!("session {} started", info.session_id)),
+            );
+            Ok(Some(info))
+        },
+    )
+}
