@@ -1,15 +1,16 @@
-//! The `stablehand` binary: starts the runtime, says so, and stops cleanly on a signal.
+//! The `stablehand` binary: serves stdio, says so on stderr, and stops cleanly on a signal.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
-fn serve_starts_the_runtime_and_exits_cleanly_on_sigterm() {
+fn serve_starts_stdio_and_exits_cleanly_on_sigterm_with_stdin_open() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stablehand"))
         .arg("serve")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .stdin(Stdio::piped()) // held open: only the signal may stop it
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -18,7 +19,7 @@ fn serve_starts_the_runtime_and_exits_cleanly_on_sigterm() {
     let mut seen = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap();
-        let up = line.contains("runtime is up");
+        let up = line.contains("serving MCP over stdio");
         seen.push(line);
         if up {
             break;
@@ -42,6 +43,7 @@ fn serve_starts_the_runtime_and_exits_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "{status:?}");
+    assert!(child.stdin.is_some(), "stdin was still open, so the signal stopped it");
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert_eq!(stdout, "", "stdout stays clean for the stdio transport");

@@ -1,10 +1,13 @@
 //! Integration tests: one binary, real child processes, every await bounded by a timeout.
 
 mod util;
+mod wire;
 
 mod bad_input;
 mod binary;
 mod ending;
+mod mcp_http;
+mod mcp_stdio;
 mod process_kind;
 mod registry;
 mod shell;

@@ -206,6 +206,18 @@ impl McpServer {
         params: Option<Value>,
         origin: Origin,
     ) -> Option<String> {
+        if origin.era.is_modern() && method == "initialize" {
+            // A stateless connection does not take a handshake.
+            let requested = params
+                .as_ref()
+                .and_then(|p| p.get("protocolVersion"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Some(error_response(
+                &id,
+                &protocol::unsupported_version(requested),
+            ));
+        }
         let envelope = match envelope(params.as_ref()) {
             Ok(e) => e,
             Err(e) => return Some(error_response(&id, &e)),
@@ -238,17 +250,6 @@ impl McpServer {
                 origin.conn.as_ref().and_then(|c| c.log_level()),
             ),
         };
-        if era.is_modern() && method == "initialize" {
-            let requested = params
-                .as_ref()
-                .and_then(|p| p.get("protocolVersion"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            return Some(error_response(
-                &id,
-                &protocol::unsupported_version(requested),
-            ));
-        }
         let progress_token = params
             .as_ref()
             .and_then(|p| p.get("_meta"))

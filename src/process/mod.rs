@@ -82,6 +82,19 @@ pub fn reap_group(pgid: u32) -> usize {
     }
 }
 
+/// Bytes written to a pipe that its reader has not read yet (FIONREAD; works on either end).
+pub fn pipe_unread(fd: std::os::fd::BorrowedFd<'_>) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int to the pointer we pass.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// True while any process (zombies included) is still in group `pgid`.
 pub fn group_alive(pgid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.

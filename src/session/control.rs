@@ -194,18 +194,45 @@ impl Handler<GetInfo> for Session {
 }
 
 impl Handler<SendSignal> for Session {
-    type Result = Result<SignalResult>;
+    type Result = ResponseActFuture<Self, Result<SignalResult>>;
 
     fn handle(&mut self, msg: SendSignal, _: &mut Self::Context) -> Self::Result {
         let _span =
             tracing::debug_span!("signal", session = %self.shared.id, signal = msg.signal.name())
                 .entered();
-        let pid = self.require_live("signal")?;
+        let pid = match self.require_live("signal") {
+            Ok(pid) => pid,
+            Err(e) => return self.refuse(e),
+        };
         self.metrics.ops += 1;
         self.shared.touch();
-        Ok(SignalResult {
-            delivered: process::signal_group(pid, msg.signal),
-        })
+        // An interrupt that reaches a shell before it has read the running exec's line would
+        // only redraw the prompt and leave the line to run later. Wait (briefly) until the
+        // line has left the pipe; a line read but not yet started is handled by the driver.
+        let stdin = self.child.as_ref().and_then(|c| c.stdin.clone());
+        let wait_for_line =
+            msg.signal == Signal::Int && self.spec.kind == Kind::Shell && self.running.is_some();
+        let Some(stdin) = stdin.filter(|_| wait_for_line) else {
+            let delivered = process::signal_group(pid, msg.signal);
+            return Box::pin(actix::fut::ready(Ok(SignalResult { delivered })));
+        };
+        Box::pin(
+            async move {
+                use std::os::fd::AsFd;
+                for _ in 0..1000 {
+                    if process::pipe_unread(stdin.as_fd()) == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            .into_actor(self)
+            .map(move |(), _, _| {
+                Ok(SignalResult {
+                    delivered: process::signal_group(pid, msg.signal),
+                })
+            }),
+        )
     }
 }
 

@@ -94,6 +94,7 @@ impl Session {
     /// One chunk of child output: through the driver, into the log, then completions.
     fn ingest(&mut self, stream: Stream, bytes: &[u8], mut ctx: Option<&mut Context<Self>>) {
         let i = stream.index();
+        tracing::trace!(session = %self.shared.id, ?stream, bytes = %String::from_utf8_lossy(bytes), "read");
         self.metrics.bytes_out += bytes.len() as u64;
         let before = self.logs[i].end();
         let markers = {
@@ -133,6 +134,13 @@ impl Session {
                     r.status = Some((exit_code, cwd));
                 }
                 self.complete_if_done(ctx);
+            }
+            Marker::Discarded { exit_code } => {
+                tracing::debug!(session = %self.shared.id, "an interrupt discarded the command line before it ran");
+                if let Some(r) = &mut self.running {
+                    r.done = [true, true];
+                }
+                self.complete_running(Some(exit_code), None, ctx);
             }
             Marker::ExecStderr => {
                 if let Some(r) = &mut self.running {

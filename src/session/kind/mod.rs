@@ -86,6 +86,12 @@ pub(crate) enum Marker {
     },
     /// The running exec's end marker on stderr.
     ExecStderr,
+    /// The shell reached a prompt with no exec armed while one was running: an interrupt
+    /// discarded the command line before it started.
+    Discarded {
+        /// `$?` at that prompt (130 after SIGINT).
+        exit_code: i32,
+    },
 }
 
 /// How an exec of this kind knows it is over.

@@ -8,6 +8,10 @@
 //! prompt, `PROMPT_COMMAND` prints `TOKEN <status> <cwd> TOKEN\n` on stdout and `TOKEN\n` on
 //! stderr, so both streams are complete when both markers are in. The token is a fresh
 //! 128-bit random value per exec, so output cannot end an exec by accident.
+//!
+//! A prompt with no token armed prints the session's idle token and `$?` on stdout instead.
+//! While an exec runs that can only mean an interrupt discarded its line before the token
+//! assignment ran; the exec then ends as interrupted instead of waiting forever.
 
 use super::{Completion, Driver, Marker, Stream};
 use crate::{Error, Result};
@@ -23,13 +27,28 @@ const NOISE_KEEP: usize = 2048;
 type Token = [u8; TOKEN_LEN];
 
 /// Driver state for one shell session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ShellDriver {
     token: Option<Token>,
+    /// Printed by prompts that have no exec token armed.
+    idle: Token,
     starting: bool,
     done: [bool; 2],
     pending: [Vec<u8>; 2],
     noise: Vec<u8>,
+}
+
+impl Default for ShellDriver {
+    fn default() -> Self {
+        Self {
+            token: None,
+            idle: new_token(),
+            starting: false,
+            done: [false, false],
+            pending: Default::default(),
+            noise: Vec::new(),
+        }
+    }
 }
 
 impl ShellDriver {
@@ -71,8 +90,10 @@ impl Driver for ShellDriver {
         let mut line = b"set +m +H; set +o history; PS1=; PS2=; PS0=; unset HISTFILE; \
 exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; \
 PROMPT_COMMAND='__sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";\
-printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;fi'; __sh_n="
+printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi'; __sh_s="
             .to_vec();
+        line.extend_from_slice(&self.idle);
+        line.extend_from_slice(b"; __sh_n=");
         line.extend_from_slice(&token);
         line.push(b'\n');
         Some(line)
@@ -107,6 +128,77 @@ printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;fi'; __sh_n="
     }
 
     fn feed(&mut self, stream: Stream, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
+        if stream == Stream::Stdout && !self.starting {
+            return self.feed_stdout(bytes, out);
+        }
+        self.feed_stream(stream, bytes, out)
+    }
+
+    fn flush(&mut self, stream: Stream, out: &mut dyn FnMut(&[u8])) {
+        let pending = std::mem::take(&mut self.pending[stream.index()]);
+        self.emit(&pending, out);
+    }
+
+    fn startup_noise(&self) -> String {
+        String::from_utf8_lossy(&self.noise).trim().to_owned()
+    }
+}
+
+impl ShellDriver {
+    /// Stdout carries idle markers besides exec markers: strip them, and report one that
+    /// arrives while an exec runs (its line was discarded).
+    fn feed_stdout(&mut self, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
+        let joined;
+        let buf: &[u8] = if self.pending[0].is_empty() {
+            bytes
+        } else {
+            let mut p = std::mem::take(&mut self.pending[0]);
+            p.extend_from_slice(bytes);
+            joined = p;
+            &joined
+        };
+        let idle = self.idle;
+        let Some(at) = find(buf, &idle) else {
+            // Hold back what may be the start of an idle marker, after what feed_stream holds.
+            let keep = partial_start(buf, &idle);
+            let markers = self.feed_stream(Stream::Stdout, &buf[..keep], out);
+            self.pending[0].extend_from_slice(&buf[keep..]);
+            return markers;
+        };
+        let mut markers = self.feed_stream(Stream::Stdout, &buf[..at], out);
+        if !self.pending[0].is_empty() {
+            // An exec marker was cut by the idle marker: not ours after all.
+            let held = std::mem::take(&mut self.pending[0]);
+            self.emit(&held, out);
+        }
+        let rest = &buf[at + TOKEN_LEN..];
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            if rest.len() > 16 {
+                self.emit(&buf[at..], out);
+            } else {
+                self.pending[0] = buf[at..].to_vec();
+            }
+            return markers;
+        };
+        let exit_code = std::str::from_utf8(&rest[..nl])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(130);
+        if self.token.is_some() && !self.done[0] {
+            self.token = None;
+            self.pending = Default::default();
+            markers.push(Marker::Discarded { exit_code });
+        }
+        markers.extend(self.feed_stdout(&rest[nl + 1..], out));
+        markers
+    }
+
+    fn feed_stream(
+        &mut self,
+        stream: Stream,
+        bytes: &[u8],
+        out: &mut dyn FnMut(&[u8]),
+    ) -> Vec<Marker> {
         let i = stream.index();
         let Some(token) = self.token.filter(|_| !self.done[i]) else {
             out(bytes);
@@ -155,15 +247,6 @@ printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;fi'; __sh_n="
             out(rest);
         }
         markers
-    }
-
-    fn flush(&mut self, stream: Stream, out: &mut dyn FnMut(&[u8])) {
-        let pending = std::mem::take(&mut self.pending[stream.index()]);
-        self.emit(&pending, out);
-    }
-
-    fn startup_noise(&self) -> String {
-        String::from_utf8_lossy(&self.noise).trim().to_owned()
     }
 }
 
@@ -311,6 +394,26 @@ mod tests {
         let (out, m) = feed_all(&mut d, Stream::Stdout, &[text.as_bytes()]);
         assert_eq!(out, text.as_bytes());
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn an_idle_marker_is_stripped_and_ends_an_exec_whose_line_was_discarded() {
+        let mut d = ShellDriver::default();
+        let idle = String::from_utf8(d.idle.to_vec()).unwrap();
+        let (out, m) = feed_all(
+            &mut d,
+            Stream::Stdout,
+            &[format!("bg\n{idle} 130\n").as_bytes()],
+        );
+        assert_eq!(out, b"bg\n");
+        assert!(m.is_empty(), "no exec is running");
+        d.begin_exec("sleep 5", false).unwrap();
+        let text = format!("{idle} 130\nlater");
+        let chunks: Vec<&[u8]> = text.as_bytes().chunks(7).collect();
+        let (out, m) = feed_all(&mut d, Stream::Stdout, &chunks);
+        assert_eq!(m, vec![Marker::Discarded { exit_code: 130 }]);
+        assert_eq!(out, b"later");
+        assert!(d.token.is_none());
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! The MCP front end over Streamable HTTP, at the wire level.
+
+use serde_json::json;
+
+use crate::wire::{header, sse_messages, HttpServer};
+
+#[test]
+fn legacy_sessions_are_issued_required_and_ended() {
+    let s = HttpServer::start();
+    let sid = s.initialize();
+    let (status, _, _) = s.post(
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        &[
+            ("Mcp-Session-Id", &sid),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+    );
+    assert_eq!(status, 202);
+    let (status, r) = s.legacy(&sid, 2, "ping", json!({}));
+    assert_eq!((status, r["result"].clone()), (200, json!({})));
+    let (status, _, body) = s.post(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}), &[]);
+    assert_eq!(status, 400, "no session id: {body}");
+    let (status, _, _) = s.post(
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+        &[("Mcp-Session-Id", "nope")],
+    );
+    assert_eq!(status, 404);
+    let (status, _, _) = s.request(
+        "GET",
+        &[("Mcp-Session-Id", &sid), ("Accept", "text/event-stream")],
+        b"",
+    );
+    assert_eq!(status, 405);
+    let (status, _, _) = s.request("DELETE", &[("Mcp-Session-Id", &sid)], b"");
+    assert_eq!(status, 204);
+    let (status, _) = s.legacy(&sid, 5, "ping", json!({}));
+    assert_eq!(status, 404, "a deleted session is gone");
+}
+
+#[test]
+fn modern_http_is_post_only_and_validates_its_headers() {
+    let s = HttpServer::start();
+    let (status, r) = s.modern(1, "tools/list", json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(r["result"]["resultType"], "complete");
+    for method in ["GET", "DELETE"] {
+        let (status, _, _) = s.request(method, &[("MCP-Protocol-Version", "2026-07-28")], b"");
+        assert_eq!(status, 405, "{method}");
+    }
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let msg = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "session_list", "arguments": {}, "_meta": meta}});
+    let (status, _, body) = s.post(
+        &msg,
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/list"),
+            ("Mcp-Name", "session_list"),
+        ],
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"],
+        -32020
+    );
+    let (status, _, body) = s.post(
+        &msg,
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "session_end"),
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("-32020") && body.contains("Mcp-Name"),
+        "{body}"
+    );
+    let (status, _, body) = s.post(
+        &msg,
+        &[
+            ("MCP-Protocol-Version", "2099-01-01"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "session_list"),
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("-32022"), "{body}");
+    let (status, _, _) = s.post(
+        &json!([msg]),
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+        ],
+    );
+    assert_eq!(status, 400, "batches are refused in the modern era");
+    let (status, _, _) = s.post(
+        &msg,
+        &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "session_list"),
+        ],
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn origin_host_body_size_and_parse_errors_are_refused_at_the_door() {
+    let s = HttpServer::start();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let (status, _, _) = s.post(&ping, &[("Origin", "http://evil.example.com")]);
+    assert_eq!(status, 403);
+    let (status, _, _) = s.post(&ping, &[("Host", "evil.example.com")]);
+    assert_eq!(status, 403);
+    let (status, _, _) = s.post(&ping, &[("Origin", "http://localhost:3000")]);
+    assert_eq!(status, 200);
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let (status, _, _) = s.request("POST", &[("Content-Type", "application/json")], &big);
+    assert_eq!(status, 413);
+    let (status, _, body) = s.request("POST", &[("Content-Type", "application/json")], b"{nope");
+    assert_eq!(status, 400);
+    assert!(body.contains("-32700"), "{body}");
+}
+
+#[test]
+fn bearer_tokens_are_required_when_configured_and_name_the_owner() {
+    let s = HttpServer::start_with_config(Some("[http]\ntokens = [{ name = \"alice\", token = \"s3cret-a\" }, { name = \"bob\", token = \"s3cret-b\" }]\n"));
+    let (status, _) = s.modern(1, "tools/list", json!({}));
+    assert_eq!(status, 401);
+    let call = |token: &str, id: u64, name: &str, args: serde_json::Value| {
+        let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+        let auth = format!("Bearer {token}");
+        let (status, _, body) = s.post(
+            &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args, "_meta": meta}}),
+            &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", name), ("Authorization", &auth)],
+        );
+        assert_eq!(status, 200, "{body}");
+        crate::wire::last_message(&body)["result"].clone()
+    };
+    let created = call("s3cret-a", 2, "session_create", json!({}));
+    let id = created["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bobs = call("s3cret-b", 3, "session_list", json!({}));
+    assert_eq!(
+        bobs["structuredContent"]["sessions"],
+        json!([]),
+        "bob does not see alice's session"
+    );
+    let r = call("s3cret-b", 4, "session_state", json!({"session_id": id}));
+    assert_eq!(r["isError"], true);
+    let alices = call("s3cret-a", 5, "session_list", json!({}));
+    assert_eq!(
+        alices["structuredContent"]["sessions"][0]["session_id"],
+        id.as_str()
+    );
+}
+
+#[test]
+fn a_long_modern_exec_streams_progress_over_sse() {
+    let s = HttpServer::start();
+    let (_, created) = s.modern(
+        1,
+        "tools/call",
+        json!({"name": "session_create", "arguments": {}}),
+    );
+    let id = created["result"]["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}, "progressToken": 7});
+    let (status, headers, body) = s.post(
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 2.2; echo done"}, "_meta": meta}}),
+        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "session_exec")],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    let msgs = sse_messages(&body);
+    let progress = msgs
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
+    assert!(progress >= 2, "{body}");
+    let last = msgs.last().unwrap();
+    assert_eq!(last["id"], 2);
+    assert_eq!(last["result"]["structuredContent"]["stdout"], "done\n");
+}

@@ -1,0 +1,160 @@
+"""Protocol features beyond tools: resources, logging, ping, and session ownership across
+HTTP protocol sessions."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from support import call_ok, end_quietly, new_shell, open_client, protocol_error
+
+pytestmark = pytest.mark.anyio
+
+METRICS = "stablehand://metrics"
+
+
+async def test_resources(connect, mode):
+    async with connect() as client:
+        sid = await new_shell(client)
+        try:
+            listed = await client.list_resources()
+            uris = [r.uri for r in listed.resources]
+            assert METRICS in uris
+            assert f"stablehand://sessions/{sid}/state" in uris
+            assert f"stablehand://sessions/{sid}/transcript" in uris
+
+            read = await client.read_resource(METRICS)
+            assert len(read.contents) == 1
+            metrics = json.loads(read.contents[0].text)
+            assert isinstance(metrics, dict)
+            assert all(isinstance(n, int) for n in metrics.values())
+
+            await call_ok(client, "session_exec", {"session_id": sid, "input": "echo transcript-line"})
+            state = await client.read_resource(f"stablehand://sessions/{sid}/state")
+            assert json.loads(state.contents[0].text)["session_id"] == sid
+            transcript = await client.read_resource(f"stablehand://sessions/{sid}/transcript")
+            assert "transcript-line\n" in transcript.contents[0].text
+
+            bogus = f"stablehand://sessions/{uuid.uuid4()}/state"
+            err = await protocol_error(client.read_resource(bogus))
+            # Resource-not-found: -32002 in the 2025-11-25 spec, -32602 from 2026-07-28 (SEP-2164).
+            assert err.code == (-32002 if mode == "legacy" else -32602)
+            assert err.data == {"uri": bogus}
+        finally:
+            await end_quietly(client, sid)
+
+
+# Log notifications: session_create logs "session <id> started" at level info.
+# Over HTTP some of them are lost (see test_log_notifications_are_all_delivered), so the
+# level tests below create several sessions and need only one message to get through.
+SOME = 8
+
+
+async def create_logged(client, count: int, messages: list) -> tuple[list[str], list[str]]:
+    """Creates and ends `count` shells; returns their ids and those a log message named."""
+    ids = []
+    for _ in range(count):
+        sid = await new_shell(client)
+        ids.append(sid)
+        await end_quietly(client, sid)
+    return ids, [sid for sid in ids if any(sid in str(m.data) for m in messages)]
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_legacy_logging_level_and_ping(connect):
+    messages = []
+
+    async def on_log(params) -> None:
+        messages.append(params)
+
+    async with connect(logging_callback=on_log) as client:
+        assert client.server_capabilities.logging is not None
+        await client.session.send_ping()
+        # No level set yet: nothing is sent.
+        _, logged = await create_logged(client, 2, messages)
+        assert not messages, f"log messages before logging/setLevel: {messages}"
+
+        await client.session.set_logging_level("debug")
+        _, logged = await create_logged(client, SOME, messages)
+        assert logged, f"no log message named a created session: {messages}"
+        assert all(m.logger == "stablehand" for m in messages)
+        assert all(m.level in {"debug", "info", "notice", "warning"} for m in messages)
+
+        before = len(messages)
+        await client.session.set_logging_level("error")
+        _, logged = await create_logged(client, 2, messages)
+        assert not logged, f"info messages sent at level error: {messages[before:]}"
+        await client.session.send_ping()
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28"])
+async def test_modern_logging_is_opt_in_per_request(connect):
+    messages = []
+
+    async def on_log(params) -> None:
+        messages.append(params)
+
+    async with connect(logging_callback=on_log) as client:
+        await create_logged(client, 2, messages)
+        assert not messages, f"log messages without a logLevel opt-in: {messages}"
+    async with connect(logging_callback=on_log, log_level="info") as client:
+        _, logged = await create_logged(client, SOME, messages)
+        assert logged, f"no log message named a created session: {messages}"
+    messages.clear()
+    async with connect(logging_callback=on_log, log_level="error") as client:
+        await create_logged(client, 2, messages)
+        assert not messages, f"info messages sent at logLevel error: {messages}"
+
+
+HTTP_DROPS_NOTIFICATIONS = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "server bug (src/mcp/http.rs, one()): when a request finishes within a second, the "
+        "unbiased select! between the finished call and the notification channel may pick "
+        "the call and answer with plain JSON, discarding notifications the handler already "
+        "sent (here session_create's 'session <id> started' log); about 1 in 3 are lost"
+    ),
+)
+
+
+@pytest.mark.parametrize("transport", ["stdio", pytest.param("http", marks=HTTP_DROPS_NOTIFICATIONS)])
+async def test_log_notifications_are_all_delivered(connect, mode):
+    """Every notification a handler emits before its response must reach the client."""
+    messages = []
+
+    async def on_log(params) -> None:
+        messages.append(params)
+
+    kwargs = {} if mode == "legacy" else {"log_level": "info"}
+    async with connect(logging_callback=on_log, **kwargs) as client:
+        if mode == "legacy":
+            await client.session.set_logging_level("info")
+        ids, logged = await create_logged(client, 30, messages)
+        missing = sorted(set(ids) - set(logged))
+        assert not missing, f"{len(missing)} of {len(ids)} 'session started' log messages never arrived"
+
+
+async def test_http_legacy_sessions_are_owned_by_their_protocol_session(http_server):
+    async with open_client(http_server.url, "legacy") as alice, open_client(http_server.url, "legacy") as bob:
+        sid = await new_shell(alice)
+        try:
+            listed = await call_ok(alice, "session_list", {})
+            assert sid in [s["session_id"] for s in listed["sessions"]]
+
+            result = await bob.call_tool("session_state", {"session_id": sid})
+            assert result.is_error
+            assert "not found" in result.content[0].text
+            result = await bob.call_tool("session_exec", {"session_id": sid, "input": "echo hi"})
+            assert result.is_error
+            assert "not found" in result.content[0].text
+            listed = await call_ok(bob, "session_list", {})
+            assert sid not in [s["session_id"] for s in listed["sessions"]]
+            bob_resources = await bob.list_resources()
+            assert not any(sid in r.uri for r in bob_resources.resources)
+
+            # Alice still has it, untouched.
+            r = await call_ok(alice, "session_exec", {"session_id": sid, "input": "echo mine"})
+            assert r["stdout"] == "mine\n"
+        finally:
+            await end_quietly(alice, sid)
