@@ -43,7 +43,10 @@ fn serve_starts_stdio_and_exits_cleanly_on_sigterm_with_stdin_open() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "{status:?}");
-    assert!(child.stdin.is_some(), "stdin was still open, so the signal stopped it");
+    assert!(
+        child.stdin.is_some(),
+        "stdin was still open, so the signal stopped it"
+    );
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert_eq!(stdout, "", "stdout stays clean for the stdio transport");

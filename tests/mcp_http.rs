@@ -189,3 +189,149 @@ fn a_long_modern_exec_streams_progress_over_sse() {
     assert_eq!(last["id"], 2);
     assert_eq!(last["result"]["structuredContent"]["stdout"], "done\n");
 }
+
+/// Sends a request on a fresh connection and closes it after `after` without reading.
+fn post_and_hang_up(
+    s: &HttpServer,
+    msg: &serde_json::Value,
+    headers: &[(&str, &str)],
+    after: std::time::Duration,
+) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(&s.addr).unwrap();
+    let body = msg.to_string();
+    let mut req = format!("POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n", s.addr, body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    stream.write_all(req.as_bytes()).unwrap();
+    std::thread::sleep(after);
+    drop(stream);
+}
+
+fn wait_for_state(
+    s: &HttpServer,
+    state: &dyn Fn() -> serde_json::Value,
+    want: &str,
+) -> serde_json::Value {
+    let _ = s;
+    let start = std::time::Instant::now();
+    loop {
+        let st = state();
+        if st["state"] == want {
+            return st;
+        }
+        assert!(
+            start.elapsed() < crate::wire::WAIT,
+            "never became {want}: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_modern_client_that_disconnects_cancels_its_exec_and_the_session_stays_usable() {
+    let s = HttpServer::start();
+    let (_, created) = s.modern(
+        1,
+        "tools/call",
+        json!({"name": "session_create", "arguments": {}}),
+    );
+    let id = created["result"]["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let msg = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 60; echo never"}, "_meta": meta}});
+    let headers = [
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "session_exec"),
+    ];
+    for (n, wait) in [300u64, 1500].into_iter().enumerate() {
+        let msg = {
+            let mut m = msg.clone();
+            m["id"] = json!(10 + n);
+            m
+        };
+        post_and_hang_up(&s, &msg, &headers, std::time::Duration::from_millis(wait));
+        let state = || {
+            s.modern(
+                3,
+                "tools/call",
+                json!({"name": "session_state", "arguments": {"session_id": id}}),
+            )
+            .1["result"]["structuredContent"]
+                .clone()
+        };
+        wait_for_state(&s, &state, "Ready");
+    }
+    // Both execs (hang-up before and after the switch to SSE) were interrupted: two
+    // interrupted execs plus two signals are all the operations there were.
+    let state = || {
+        s.modern(
+            3,
+            "tools/call",
+            json!({"name": "session_state", "arguments": {"session_id": id}}),
+        )
+        .1["result"]["structuredContent"]
+            .clone()
+    };
+    let st = wait_for_state(&s, &state, "Ready");
+    assert_eq!(st["metrics"]["ops"].as_u64(), Some(4), "{st}");
+    let (_, r) = s.modern(
+        4,
+        "tools/call",
+        json!({"name": "session_exec", "arguments": {"session_id": id, "input": "echo usable"}}),
+    );
+    assert_eq!(r["result"]["structuredContent"]["stdout"], "usable\n");
+}
+
+#[test]
+fn a_legacy_client_that_disconnects_lets_its_exec_complete() {
+    let s = HttpServer::start();
+    let sid = s.initialize();
+    let (_, created) = s.legacy(
+        &sid,
+        2,
+        "tools/call",
+        json!({"name": "session_create", "arguments": {}}),
+    );
+    let id = created["result"]["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let msg = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 0.8; echo finished"}}});
+    post_and_hang_up(
+        &s,
+        &msg,
+        &[
+            ("Mcp-Session-Id", &sid),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        std::time::Duration::from_millis(200),
+    );
+    let state = || {
+        s.legacy(
+            &sid,
+            4,
+            "tools/call",
+            json!({"name": "session_state", "arguments": {"session_id": id}}),
+        )
+        .1["result"]["structuredContent"]
+            .clone()
+    };
+    wait_for_state(&s, &state, "Ready");
+    let (_, page) = s.legacy(
+        &sid,
+        5,
+        "tools/call",
+        json!({"name": "session_read", "arguments": {"session_id": id, "cursor": 0}}),
+    );
+    assert_eq!(
+        page["result"]["structuredContent"]["data"], "finished\n",
+        "the call ran to completion"
+    );
+}
