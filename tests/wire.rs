@@ -185,11 +185,21 @@ impl HttpServer {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<(String, String)>, String) {
+        self.request_declaring(method, headers, body, body.len())
+    }
+
+    /// Like [`HttpServer::request`], but `Content-Length` says `declared` bytes.
+    pub fn request_declaring(
+        &self,
+        method: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        declared: usize,
+    ) -> (u16, Vec<(String, String)>, String) {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut req = format!(
-            "{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
+            "{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {declared}\r\n"
         );
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             req.push_str(&format!("Host: {}\r\n", self.addr));

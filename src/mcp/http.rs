@@ -574,21 +574,40 @@ async fn one(
     let sse_ok = header(headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
     // Fast path: the response is ready before any notification and within a second.
     let first = tokio::select! {
+        biased;
         r = &mut call => Some(r),
         _ = tokio::time::sleep(SSE_AFTER), if sse_ok => None,
-        n = nrx.recv(), if sse_ok => {
-            let mut resp = sse(call, nrx, n, cancel, guard);
-            resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
-            return resp;
-        }
+        // `None` (the call's task dropped its notifier) disables this branch; the call
+        // branch then completes.
+        Some(n) = nrx.recv(), if sse_ok => return sse(call, nrx, Some(n), cancel, guard),
     };
     match first {
         Some(joined) => {
             if let Some(g) = guard {
                 g.disarm();
             }
+            // Notifications sent just before the call finished still go first.
+            let mut pending = Vec::new();
+            while let Ok(n) = nrx.try_recv() {
+                pending.push(n);
+            }
             match joined {
-                Ok(Some(body)) => json_response(StatusCode::OK, body),
+                Ok(Some(body)) if pending.is_empty() || !sse_ok => {
+                    json_response(StatusCode::OK, body)
+                }
+                Ok(Some(body)) => {
+                    pending.push(body);
+                    let events: String = pending
+                        .iter()
+                        .map(|m| format!("event: message\ndata: {m}\n\n"))
+                        .collect();
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .header("content-type", "text/event-stream")
+                        .header("cache-control", "no-store")
+                        .body(BodyExt::boxed(Full::new(Bytes::from(events))))
+                        .expect("valid response")
+                }
                 Ok(None) => status(StatusCode::ACCEPTED, ""),
                 Err(e) => rpc_status(
                     StatusCode::INTERNAL_SERVER_ERROR,

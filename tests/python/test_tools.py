@@ -220,10 +220,28 @@ async def test_cancelled_exec_interrupts_the_command(connect):
             )
             assert err.code == -32001  # the SDK's own request-timeout code
             with anyio.fail_after(10):
-                while (state := await call_ok(client, "session_state", {"session_id": sid}))["state"] != "Ready":
+                while (await call_ok(client, "session_state", {"session_id": sid}))["state"] != "Ready":
                     await anyio.sleep(0.05)
             r = await call_ok(client, "session_exec", {"session_id": sid, "input": "echo after", "timeout_ms": 5000})
             assert r["stdout"] == "after\n"
             assert r["timed_out"] is False
         finally:
             await end_quietly(client, sid)
+
+
+async def test_session_list_pages_and_filters(connect):
+    async with connect() as client:
+        ids = [await new_shell(client) for _ in range(3)]
+        try:
+            first = await call_ok(client, "session_list", {"limit": 2})
+            assert [s["session_id"] for s in first["sessions"]] == ids[:0:-1]
+            assert first["next_cursor"]
+            second = await call_ok(client, "session_list", {"limit": 1, "cursor": first["next_cursor"]})
+            assert [s["session_id"] for s in second["sessions"]] == [ids[0]]
+            processes = await call_ok(client, "session_list", {"kind": "process"})
+            assert not set(ids) & {s["session_id"] for s in processes["sessions"]}
+            message = await call_error(client, "session_list", {"limit": 0})
+            assert "limit" in message
+        finally:
+            for sid in ids:
+                await end_quietly(client, sid)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The project's test command: Rust tests, then the Python end-to-end suite that drives the
+# real binary with the official MCP SDK, then the protocol conformance run if present.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "cargo test"
+cargo test --locked
+
+section "cargo build (stablehand binary)"
+cargo build --locked --bin stablehand
+BIN="$PWD/target/debug/stablehand"
+
+section "python environment (.venv)"
+want="$(sha256sum requirements-test.txt | cut -d' ' -f1)"
+stamp=.venv/.requirements.sha
+if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv
+fi
+if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
+    rm -f "$stamp"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
+    echo "$want" >"$stamp"
+    echo "installed requirements-test.txt"
+else
+    echo "up to date"
+fi
+
+section "python end-to-end tests (tests/python)"
+export STABLEHAND_BIN="$BIN"
+.venv/bin/python -m pytest -q tests/python
+
+if [[ -x scripts/conformance.sh ]]; then
+    section "conformance (scripts/conformance.sh)"
+    scripts/conformance.sh
+fi
+
+section "all tests passed"
