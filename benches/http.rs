@@ -268,6 +268,7 @@ fn main() {
         });
     });
     let handle = rx.recv().unwrap();
+    let lib_handle = handle.clone();
     let ours = servers.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -334,6 +335,29 @@ fn main() {
         lat: bare_pipe(20_000),
         elapsed: Duration::from_secs(1),
     };
+    // The same exec through the library API from the client runtime: the HTTP layer's share.
+    let library = clients.block_on(async move {
+        let h = lib_handle;
+        let id = h.create(Default::default()).await.unwrap().session_id;
+        let req = stablehand::session::messages::Exec {
+            input: "true".into(),
+            ..Default::default()
+        };
+        for _ in 0..200 {
+            h.exec(id, req.clone()).await.unwrap();
+        }
+        let (dur, start) = (secs(), Instant::now());
+        let mut lat = Vec::new();
+        while start.elapsed() < dur {
+            let t = Instant::now();
+            h.exec(id, req.clone()).await.unwrap();
+            lat.push(t.elapsed().as_nanos() as u64);
+        }
+        Run {
+            lat,
+            elapsed: start.elapsed(),
+        }
+    });
 
     println!("| clients | bare jsonrpsee req/s | p50 µs | p99 µs | MCP legacy ping req/s | p50 µs | p99 µs | ratio | MCP modern session_list req/s | p50 µs | p99 µs | ratio |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -369,6 +393,11 @@ fn main() {
     println!(
         "| ratio exec / floor (target ≤ 1.5) | {:.2} | |",
         exec.pct(0.5) / floor
+    );
+    println!(
+        "| same exec through the library API (no HTTP) | {:.1} | {:.1} |",
+        library.pct(0.5),
+        library.pct(0.99)
     );
     println!("| exec throughput, 1 client | {:.0} /s | |", exec.rps());
 }

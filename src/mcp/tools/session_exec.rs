@@ -79,7 +79,7 @@ async fn run(id: SessionId, exec: Exec, ctx: CallCtx) -> Result<Option<ExecResul
                 }
                 return Ok(Some(result));
             }
-            _ = tick.tick() => {
+            _ = tick.tick(), if ctx.progress_token.is_some() => {
                 let elapsed = started.elapsed().as_millis() as u64;
                 let bytes = ctx.handle.state(id).await.map(|s| s.metrics.bytes_out).unwrap_or(0);
                 ctx.progress(elapsed, total, format!("running for {elapsed} ms; {bytes} bytes of output in this session so far"));

@@ -5,8 +5,9 @@
 //! exec is sent as one line, `__sh_n=TOKEN;__sh_rc;eval $'…' </dev/null`: ANSI-C quoting makes any
 //! command — quotes, heredocs, unbalanced syntax, non-UTF-8 bytes — a single well-formed word,
 //! and `eval` at top level keeps `cd`, `export` and `declare` in the shell. Before the next
-//! prompt, `PROMPT_COMMAND` prints `TOKEN <status> <cwd> TOKEN\n` on stdout and `TOKEN\n` on
-//! stderr, so both streams are complete when both markers are in. The token is a fresh
+//! prompt, `PROMPT_COMMAND` prints `TOKEN\n` on stderr and then `TOKEN <status> <cwd> TOKEN\n` on
+//! stdout, so both streams are complete when both markers are in (and the stderr marker is
+//! already in its pipe when the stdout one arrives, so one wake-up reads both). The token is a fresh
 //! 128-bit random value per exec, so output cannot end an exec by accident.
 //!
 //! A prompt with no token armed prints the session's idle token and `$?` on stdout instead.
@@ -89,8 +90,8 @@ impl Driver for ShellDriver {
         let token = self.arm(true);
         let mut line = b"set +m +H; set +o history; PS1=; PS2=; PS0=; unset HISTFILE; \
 exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; \
-PROMPT_COMMAND='__sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";\
-printf \"%s\\n\" \"$__sh_n\" >&2;__sh_n=;else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi'; __sh_s="
+PROMPT_COMMAND='__sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
+printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";__sh_n=;else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi'; __sh_s="
             .to_vec();
         line.extend_from_slice(&self.idle);
         line.extend_from_slice(b"; __sh_n=");
