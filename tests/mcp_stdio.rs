@@ -308,3 +308,30 @@ fn end_of_input_ends_every_session_and_exits_cleanly() {
         "the session's process ended with the server"
     );
 }
+
+#[test]
+fn ended_sessions_keep_no_file_descriptors_open_in_the_server() {
+    let mut s = StdioServer::start();
+    s.initialize();
+    let fds = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let pid = s.child.id();
+    // Warm up (first session, runtime structures), then measure over many create/end cycles.
+    let id = s.tool(1, "session_create", json!({}))["structuredContent"]["session_id"].clone();
+    s.tool(2, "session_end", json!({"session_id": id}));
+    let before = fds(pid);
+    for i in 0..30 {
+        let id =
+            s.tool(10 + i, "session_create", json!({}))["structuredContent"]["session_id"].clone();
+        let end = s.tool(100 + i, "session_end", json!({"session_id": id}));
+        assert_eq!(end["structuredContent"]["ended"], true);
+    }
+    let after = fds(pid);
+    assert!(
+        after <= before + 2,
+        "descriptors grew from {before} to {after} over 30 ended sessions"
+    );
+}

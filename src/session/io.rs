@@ -37,8 +37,13 @@ pub(super) struct WriteQueue {
 impl Session {
     /// Waits for `stream` to become readable, then drains it; re-arms until EOF.
     pub(super) fn arm_reader(&mut self, stream: Stream, ctx: &mut Context<Self>) {
-        let Some(child) = &self.child else { return };
-        let pipe = Rc::clone(&child.pipes[stream.index()]);
+        let Some(pipe) = self
+            .child
+            .as_ref()
+            .and_then(|c| c.pipes[stream.index()].clone())
+        else {
+            return;
+        };
         ctx.spawn(async move { pipe.readable().await }.into_actor(self).map(
             move |ready, act, ctx| {
                 if ready.is_err() {
@@ -65,7 +70,7 @@ impl Session {
         if self.eof[i] {
             return false;
         }
-        let Some(pipe) = self.child.as_ref().map(|c| Rc::clone(&c.pipes[i])) else {
+        let Some(pipe) = self.child.as_ref().and_then(|c| c.pipes[i].clone()) else {
             return false;
         };
         let open = SCRATCH.with_borrow_mut(|buf| {
@@ -86,6 +91,9 @@ impl Session {
         });
         if !open {
             self.eof[i] = true;
+            if let Some(child) = &mut self.child {
+                child.pipes[i] = None; // close our end: an ended session keeps no descriptors
+            }
             self.changed.notify_waiters();
         }
         open

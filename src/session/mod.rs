@@ -57,7 +57,9 @@ pub struct SessionSpec {
 struct ChildIo {
     pid: u32,
     stdin: Option<Rc<tokio::net::unix::pipe::Sender>>,
-    pipes: [Rc<tokio::net::unix::pipe::Receiver>; 2],
+    /// Read ends of stdout and stderr; each is closed (`None`) at its EOF, so an ended
+    /// session holds no file descriptors.
+    pipes: [Option<Rc<tokio::net::unix::pipe::Receiver>>; 2],
     exit: watch::Receiver<Option<ExitStatus>>,
 }
 
@@ -162,7 +164,7 @@ impl Session {
         self.child = Some(ChildIo {
             pid: spawned.pid,
             stdin: Some(Rc::new(spawned.stdin)),
-            pipes: [Rc::new(spawned.stdout), Rc::new(spawned.stderr)],
+            pipes: [Some(Rc::new(spawned.stdout)), Some(Rc::new(spawned.stderr))],
             exit: exit_rx,
         });
         self.shared.set_pid(Some(spawned.pid));
