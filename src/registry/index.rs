@@ -57,6 +57,24 @@ impl Index {
         self.map.read().is_empty()
     }
 
+    /// Counts sessions matching `pred`, without copying the index.
+    pub(crate) fn count(&self, pred: impl Fn(&Shared) -> bool) -> usize {
+        self.map.read().values().filter(|e| pred(&e.shared)).count()
+    }
+
+    /// The session matching `pred` with the smallest `key`, without copying the index.
+    pub(crate) fn min_by(
+        &self,
+        pred: impl Fn(&Shared) -> bool,
+        key: impl Fn(&Shared) -> u64,
+    ) -> Option<SessionId> {
+        let map = self.map.read();
+        map.values()
+            .filter(|e| pred(&e.shared))
+            .min_by_key(|e| key(&e.shared))
+            .map(|e| e.shared.id)
+    }
+
     pub(crate) fn entry(&self, id: SessionId) -> Option<Entry> {
         self.map.read().get(&id).cloned()
     }

@@ -132,27 +132,27 @@ impl Registry {
             .collect()
     }
 
-    /// Makes room for one more live session, evicting the LRU idle one if needed.
+    /// Makes room for one more live session, evicting the LRU idle one if needed. Runs on
+    /// every create, so it reads the index in place instead of copying it.
     fn make_room(&mut self, ctx: &mut Context<Self>) -> Result<()> {
-        let views = self.views();
-        let live = views
-            .iter()
-            .filter(|v| {
-                matches!(
-                    v.state,
-                    StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused
-                )
-            })
-            .count();
+        let evicting = &self.evicting;
+        let live = self.index.count(|s| {
+            matches!(
+                s.state(),
+                StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused
+            ) && !evicting.contains(&s.id)
+        });
         let limit = self.config.runtime.max_sessions;
         if live < limit {
             return Ok(());
         }
-        let candidates: Vec<_> = views
-            .into_iter()
-            .filter(|v| !self.evicting.contains(&v.id))
-            .collect();
-        let victim = sweep::lru_idle(&candidates).ok_or(Error::AtCapacity { limit })?;
+        let victim = self
+            .index
+            .min_by(
+                |s| s.state() == StateKind::Ready && !evicting.contains(&s.id),
+                Shared::last_active_ms,
+            )
+            .ok_or(Error::AtCapacity { limit })?;
         info!(session = %victim, "at capacity: evicting the least-recently-used idle session");
         self.evict(victim, ctx);
         Ok(())
