@@ -150,7 +150,7 @@ impl Registry {
             .index
             .min_by(
                 |s| s.state() == StateKind::Ready && !evicting.contains(&s.id),
-                Shared::last_active_ms,
+                Shared::last_active_seq,
             )
             .ok_or(Error::AtCapacity { limit })?;
         info!(session = %victim, "at capacity: evicting the least-recently-used idle session");

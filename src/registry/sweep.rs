@@ -50,15 +50,6 @@ pub fn due(now_ms: u64, retention_ms: u64, sessions: &[View]) -> Vec<Action> {
         .collect()
 }
 
-/// The least-recently-used idle (Ready) session, the one to evict at capacity.
-pub fn lru_idle(sessions: &[View]) -> Option<SessionId> {
-    sessions
-        .iter()
-        .filter(|s| s.state == StateKind::Ready)
-        .min_by_key(|s| s.last_active_ms)
-        .map(|s| s.id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,14 +80,5 @@ mod tests {
         let old = view(StateKind::Ended, 0, Some(100));
         let young = view(StateKind::Failed, 0, Some(900));
         assert_eq!(due(1000, 500, &[old, young]), vec![Action::Purge(old.id)]);
-    }
-
-    #[test]
-    fn lru_picks_the_oldest_idle_session() {
-        let a = view(StateKind::Ready, 50, None);
-        let b = view(StateKind::Ready, 10, None);
-        let c = view(StateKind::Busy, 1, None);
-        assert_eq!(lru_idle(&[a, b, c]), Some(b.id));
-        assert_eq!(lru_idle(&[c]), None);
     }
 }

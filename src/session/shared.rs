@@ -31,6 +31,8 @@ pub struct Shared {
     pub arbiter: usize,
     state: AtomicU8,
     last_active_ms: AtomicU64,
+    /// Position in the runtime-wide order of activity (for LRU: milliseconds tie).
+    last_active_seq: AtomicU64,
     pid: AtomicU32,
 }
 
@@ -76,6 +78,7 @@ impl Shared {
             arbiter,
             state: AtomicU8::new(StateKind::Starting.code()),
             last_active_ms: AtomicU64::new(unix_ms(now)),
+            last_active_seq: AtomicU64::new(next_activity()),
             pid: AtomicU32::new(0),
         }
     }
@@ -94,9 +97,16 @@ impl Shared {
         self.last_active_ms.load(Ordering::Relaxed)
     }
 
+    /// Activity order: a larger value was active more recently.
+    pub fn last_active_seq(&self) -> u64 {
+        self.last_active_seq.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn touch(&self) {
         self.last_active_ms
             .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        self.last_active_seq
+            .store(next_activity(), Ordering::Relaxed);
     }
 
     /// The child's pid while one runs.
@@ -123,6 +133,12 @@ impl Shared {
             last_active_at: rfc3339(UNIX_EPOCH + Duration::from_millis(self.last_active_ms())),
         }
     }
+}
+
+/// The next value of the runtime-wide activity counter.
+fn next_activity() -> u64 {
+    static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+    ACTIVITY.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Milliseconds since the Unix epoch.
