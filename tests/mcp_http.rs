@@ -166,15 +166,7 @@ fn bearer_tokens_are_required_when_configured_and_name_the_owner() {
 #[test]
 fn a_long_modern_exec_streams_progress_over_sse() {
     let s = HttpServer::start();
-    let (_, created) = s.modern(
-        1,
-        "tools/call",
-        json!({"name": "session_create", "arguments": {}}),
-    );
-    let id = created["result"]["structuredContent"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = s.modern_shell();
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}, "progressToken": 7});
     let (status, headers, body) = s.post(
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 2.2; echo done"}, "_meta": meta}}),
@@ -240,15 +232,7 @@ fn wait_for_state(
 #[test]
 fn a_modern_client_that_disconnects_cancels_its_exec_and_the_session_stays_usable() {
     let s = HttpServer::start();
-    let (_, created) = s.modern(
-        1,
-        "tools/call",
-        json!({"name": "session_create", "arguments": {}}),
-    );
-    let id = created["result"]["structuredContent"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = s.modern_shell();
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
     let msg = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 60; echo never"}, "_meta": meta}});
     let headers = [

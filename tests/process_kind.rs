@@ -22,18 +22,7 @@ fn send_then_long_poll_read_echoes_through_cat() {
             .await
             .unwrap();
         assert_eq!(sent.bytes_written, 6);
-        let page = bounded(
-            LIMIT,
-            h.read(
-                id,
-                Read {
-                    wait_ms: Some(5000),
-                    ..Default::default()
-                },
-            ),
-        )
-        .await
-        .unwrap();
+        let page = read_next(&h, id).await;
         assert_eq!(page.data, "hello\n");
         assert_eq!(page.cursor, 6);
         // The default cursor continues where the last read ended.
@@ -46,18 +35,7 @@ fn send_then_long_poll_read_echoes_through_cat() {
         )
         .await
         .unwrap();
-        let page = bounded(
-            LIMIT,
-            h.read(
-                id,
-                Read {
-                    wait_ms: Some(5000),
-                    ..Default::default()
-                },
-            ),
-        )
-        .await
-        .unwrap();
+        let page = read_next(&h, id).await;
         assert_eq!(page.data, "world\n");
         rt
     });
@@ -78,16 +56,7 @@ fn eof_on_stdin_lets_the_program_finish_with_its_exit_code() {
         .await
         .unwrap();
         until_state(&h, id, StateKind::Ended).await;
-        let page = h
-            .read(
-                id,
-                Read {
-                    cursor: Some(0),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let page = read_all(&h, id, Stream::Stdout).await;
         assert_eq!(page.data.trim(), "5");
         assert!(page.eof);
         assert_eq!(page.exit_code, Some(4));
@@ -200,16 +169,7 @@ fn configured_rlimits_apply_to_the_child() {
         let h = rt.handle();
         let id = process(&h, &["sh", "-c", "ulimit -n; ulimit -t"]).await;
         until_state(&h, id, StateKind::Ended).await;
-        let page = h
-            .read(
-                id,
-                Read {
-                    cursor: Some(0),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let page = read_all(&h, id, Stream::Stdout).await;
         assert_eq!(page.data, "77\n123\n");
         rt
     });

@@ -132,3 +132,26 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Everything `stream` holds, from cursor 0.
+pub async fn read_all(
+    h: &Handle,
+    id: SessionId,
+    stream: stablehand::session::Stream,
+) -> stablehand::session::messages::ReadResult {
+    let req = stablehand::session::messages::Read {
+        stream,
+        cursor: Some(0),
+        ..Default::default()
+    };
+    bounded(LIMIT, h.read(id, req)).await.expect("read")
+}
+
+/// The next stdout output after the default cursor, waiting up to 5 s for it.
+pub async fn read_next(h: &Handle, id: SessionId) -> stablehand::session::messages::ReadResult {
+    let req = stablehand::session::messages::Read {
+        wait_ms: Some(5000),
+        ..Default::default()
+    };
+    bounded(LIMIT, h.read(id, req)).await.expect("read")
+}

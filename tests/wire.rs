@@ -253,6 +253,19 @@ impl HttpServer {
         (status, last_message(&body))
     }
 
+    /// A shell session created over the modern era; returns its id.
+    pub fn modern_shell(&self) -> String {
+        let (_, created) = self.modern(
+            1,
+            "tools/call",
+            json!({"name": "session_create", "arguments": {}}),
+        );
+        created["result"]["structuredContent"]["session_id"]
+            .as_str()
+            .expect("a session id")
+            .to_owned()
+    }
+
     /// Legacy initialize; returns the session id.
     pub fn initialize(&self) -> String {
         let (status, headers, body) = self.post(
