@@ -325,3 +325,25 @@ fn a_legacy_client_that_disconnects_lets_its_exec_complete() {
         "the call ran to completion"
     );
 }
+
+#[test]
+fn a_request_over_the_time_limit_gets_an_error_and_the_server_keeps_serving() {
+    let s = HttpServer::start_with_config(Some("[http]\nrequest_timeout_ms = 300\n"));
+    let id = s.modern_shell();
+    let (status, r) = s.modern(2, "tools/call", json!({"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 2", "timeout_ms": 10000}}));
+    assert_eq!(status, 200);
+    assert_eq!(r["error"]["code"], -32603, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("time limit of 300 ms"),
+        "{r}"
+    );
+    let (_, r) = s.modern(
+        3,
+        "tools/call",
+        json!({"name": "session_list", "arguments": {}}),
+    );
+    assert_eq!(r["result"]["isError"], false);
+}
