@@ -275,3 +275,28 @@ fn stderr_is_readable_by_its_own_cursor() {
         rt
     });
 }
+
+#[test]
+fn input_sent_right_behind_an_interactive_exec_reaches_the_command_not_the_shell() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let addr = h.addr(id).unwrap();
+        for i in 0..20 {
+            // Both messages are queued at once: the send races the shell's read of the line.
+            let exec = addr.send(Exec {
+                input: "read -r line; echo \"got $line\"".into(),
+                timeout_ms: Some(10_000),
+                interactive: true,
+            });
+            let send = addr.send(SendInput {
+                data: format!("hello {i}\n"),
+                eof: false,
+            });
+            bounded(LIMIT, send).await.unwrap().unwrap();
+            let r = bounded(LIMIT, exec).await.unwrap().unwrap();
+            assert_eq!(r.stdout, format!("got hello {i}\n"), "round {i}");
+        }
+        rt
+    });
+}

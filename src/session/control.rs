@@ -124,19 +124,53 @@ impl Session {
 }
 
 impl Handler<SendInput> for Session {
-    type Result = Result<SendResult>;
+    type Result = ResponseActFuture<Self, Result<SendResult>>;
 
-    fn handle(&mut self, msg: SendInput, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SendInput, _: &mut Self::Context) -> Self::Result {
         let _span = tracing::debug_span!("send", session = %self.shared.id).entered();
-        self.require_live("send")?;
-        if self.spec.kind == Kind::Shell && self.state.kind() != StateKind::Busy {
-            self.metrics.errors += 1;
-            return Err(Error::invalid(
+        if let Err(e) = self.require_live("send") {
+            return self.refuse(e);
+        }
+        if self.spec.kind != Kind::Shell {
+            return Box::pin(
+                actix::fut::ready(()).map(move |(), act: &mut Self, ctx| act.send_now(msg, ctx)),
+            );
+        }
+        if self.state.kind() != StateKind::Busy {
+            return self.refuse(Error::invalid(
                 "data",
                 "send on a shell session feeds the running command's stdin, and no command is \
                  running; start one with exec and interactive=true",
             ));
         }
+        // Input for the command must not reach the shell's own buffered read of its line.
+        Box::pin(
+            self.line_consumed()
+                .into_actor(self)
+                .map(move |(), act, ctx| act.send_now(msg, ctx)),
+        )
+    }
+}
+
+impl Session {
+    /// Resolves once the shell has read everything written to its stdin (or after a second),
+    /// so input or an interrupt meant for the running command cannot overtake its line.
+    fn line_consumed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let stdin = self.child.as_ref().and_then(|c| c.stdin.clone());
+        async move {
+            use std::os::fd::AsFd;
+            let Some(stdin) = stdin else { return };
+            for _ in 0..1000 {
+                if process::pipe_unread(stdin.as_fd()) == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    fn send_now(&mut self, msg: SendInput, ctx: &mut Context<Self>) -> Result<SendResult> {
+        self.require_live("send")?;
         let written = if msg.data.is_empty() {
             0
         } else {
@@ -209,30 +243,17 @@ impl Handler<SendSignal> for Session {
         // An interrupt that reaches a shell before it has read the running exec's line would
         // only redraw the prompt and leave the line to run later. Wait (briefly) until the
         // line has left the pipe; a line read but not yet started is handled by the driver.
-        let stdin = self.child.as_ref().and_then(|c| c.stdin.clone());
         let wait_for_line =
             msg.signal == Signal::Int && self.spec.kind == Kind::Shell && self.running.is_some();
-        let Some(stdin) = stdin.filter(|_| wait_for_line) else {
+        if !wait_for_line {
             let delivered = process::signal_group(pid, msg.signal);
             return Box::pin(actix::fut::ready(Ok(SignalResult { delivered })));
-        };
-        Box::pin(
-            async move {
-                use std::os::fd::AsFd;
-                for _ in 0..1000 {
-                    if process::pipe_unread(stdin.as_fd()) == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-            .into_actor(self)
-            .map(move |(), _, _| {
-                Ok(SignalResult {
-                    delivered: process::signal_group(pid, msg.signal),
-                })
-            }),
-        )
+        }
+        Box::pin(self.line_consumed().into_actor(self).map(move |(), _, _| {
+            Ok(SignalResult {
+                delivered: process::signal_group(pid, msg.signal),
+            })
+        }))
     }
 }
 
