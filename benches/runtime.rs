@@ -228,15 +228,16 @@ fn bare_dash_c_true() {
     assert!(status.success());
 }
 
-/// The start-up line a shell session sends (shell driver as of commit 159f764), restated here:
+/// The start-up line a shell session sends (kept in step with src/session/kind/shell.rs), restated here:
 /// interactive bash over pipes with empty prompts and a `PROMPT_COMMAND` that prints `TOKEN`
 /// on stderr and then `TOKEN <status> <cwd> TOKEN` on stdout after each command line (or an
 /// idle marker when no token is armed). Used only by the reference rows, which separate what
 /// bash itself costs under that protocol from what the runtime adds; keep it in step with
 /// `src/session/kind/shell.rs`.
 const PROTOCOL_START: &str = "set +m +H; set +o history; PS1=; PS2=; PS0=; unset HISTFILE; \
-exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; \
-PROMPT_COMMAND='__sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
+exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; exec {__sh_null}</dev/null; \
+PROMPT_COMMAND='__sh_r=$?;[ -e /dev/fd/$__sh_null ] || exec {__sh_null}</dev/null;\
+if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
 printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";__sh_n=;\
 else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi'; __sh_s=__SH_IDLE; __sh_n=";
 
@@ -291,7 +292,7 @@ impl ProtocolBash {
 
     fn exec_true(&mut self) {
         let token = self.next_token();
-        let line = format!("__sh_n={token};__sh_rc;eval $'true' </dev/null\n");
+        let line = format!("__sh_n={token};__sh_rc;eval $'true' 0<&$__sh_null\n");
         self.round_trip(&line, &token);
     }
 

@@ -2,7 +2,8 @@
 //!
 //! bash runs interactively over pipes (`-i`, job control and history off, empty prompts), so
 //! SIGINT aborts the running command line the way Ctrl-C does and the shell survives. Each
-//! exec is sent as one line, `__sh_n=TOKEN;__sh_rc;eval $'…' </dev/null`: ANSI-C quoting makes any
+//! exec is sent as one line, `__sh_n=TOKEN;__sh_rc;eval $'…' 0<&$__sh_null` (a /dev/null
+//! descriptor opened once): ANSI-C quoting makes any
 //! command — quotes, heredocs, unbalanced syntax, non-UTF-8 bytes — a single well-formed word,
 //! and `eval` at top level keeps `cd`, `export` and `declare` in the shell. Before the next
 //! prompt, `PROMPT_COMMAND` prints `TOKEN\n` on stderr and then `TOKEN <status> <cwd> TOKEN\n` on
@@ -89,8 +90,9 @@ impl Driver for ShellDriver {
     fn startup(&mut self) -> Option<Vec<u8>> {
         let token = self.arm(true);
         let mut line = b"set +m +H; set +o history; PS1=; PS2=; PS0=; unset HISTFILE; \
-exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; \
-PROMPT_COMMAND='__sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
+exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; exec {__sh_null}</dev/null; \
+PROMPT_COMMAND='__sh_r=$?;[ -e /dev/fd/$__sh_null ] || exec {__sh_null}</dev/null;\
+if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
 printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";__sh_n=;else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi'; __sh_s="
             .to_vec();
         line.extend_from_slice(&self.idle);
@@ -118,7 +120,8 @@ printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";__sh_n=;e
         line.extend_from_slice(b";__sh_rc;eval ");
         ansi_c_quote(input.as_bytes(), &mut line);
         if !interactive {
-            line.extend_from_slice(b" </dev/null");
+            // A descriptor opened once at start-up: cheaper than opening /dev/null per exec.
+            line.extend_from_slice(b" 0<&$__sh_null");
         }
         line.push(b'\n');
         Ok(line)
