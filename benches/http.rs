@@ -305,9 +305,9 @@ fn main() {
         rows.push((c, bare, legacy, modern));
     }
 
-    // Exec `true` through MCP HTTP, one client, one warm session.
-    let exec = clients.block_on(async move {
-        let mut conn = Conn::open(ours).await;
+    // Exec `true` through MCP HTTP, one client, one warm session created over the same
+    // keep-alive connection (as a real client does).
+    let exec = clients.block_on(load(ours, 1, move |mut conn| async move {
         conn.round_trip(&modern_call(ours, "session_create", json!({})))
             .await;
         let body = String::from_utf8(conn.body.clone()).unwrap();
@@ -316,21 +316,13 @@ fn main() {
             .as_str()
             .unwrap()
             .to_owned();
-        load(ours, 1, move |conn| {
-            let id = id.clone();
-            async move {
-                (
-                    conn,
-                    modern_call(
-                        ours,
-                        "session_exec",
-                        json!({"session_id": id, "input": "true"}),
-                    ),
-                )
-            }
-        })
-        .await
-    });
+        let req = modern_call(
+            ours,
+            "session_exec",
+            json!({"session_id": id, "input": "true"}),
+        );
+        (conn, req)
+    }));
     let pipe = Run {
         lat: bare_pipe(20_000),
         elapsed: Duration::from_secs(1),

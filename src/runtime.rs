@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use actix::ArbiterHandle;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -41,10 +42,14 @@ impl Runtime {
         }
         let n = config.arbiter_count();
         let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
-        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        for (slot, arbiter) in arbiters.iter().enumerate() {
+            arbiter.spawn(async move { CURRENT_ARBITER.set(Some(slot)) });
+        }
+        let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
         let config = Arc::new(config);
         let index = Arc::new(Index::default());
-        let registry = Registry::new(Arc::clone(&config), Arc::clone(&index), handles).start();
+        let registry =
+            Registry::new(Arc::clone(&config), Arc::clone(&index), handles.clone()).start();
         info!(
             arbiters = n,
             max_sessions = config.runtime.max_sessions,
@@ -56,6 +61,7 @@ impl Runtime {
                 index,
                 owner: Owner::default(),
                 config,
+                arbiters: handles.into(),
             },
             arbiters,
         })
@@ -83,6 +89,12 @@ pub struct Handle {
     index: Arc<Index>,
     owner: Owner,
     config: Arc<Config>,
+    arbiters: Arc<[ArbiterHandle]>,
+}
+
+thread_local! {
+    /// The index of the session arbiter this thread is, if it is one.
+    static CURRENT_ARBITER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 impl Handle {
@@ -104,6 +116,12 @@ impl Handle {
         &self.config
     }
 
+    /// The session arbiters. Front ends may run connections on them, so that a client's
+    /// requests to sessions created over that connection never cross threads.
+    pub fn arbiters(&self) -> &[ArbiterHandle] {
+        &self.arbiters
+    }
+
     /// The registry actor, for callers that prefer messages.
     pub fn registry(&self) -> &Addr<Registry> {
         &self.registry
@@ -121,6 +139,9 @@ impl Handle {
             .send(Create {
                 owner: self.owner.clone(),
                 req,
+                // Called from a session arbiter (a front-end connection runs there): place the
+                // session on the same thread.
+                prefer_arbiter: CURRENT_ARBITER.get(),
             })
             .await
             .map_err(|_| Error::ShuttingDown)?

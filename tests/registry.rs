@@ -197,3 +197,24 @@ fn sessions_are_placed_on_arbiters_round_robin() {
         rt
     });
 }
+
+#[test]
+fn a_session_created_from_an_arbiter_thread_is_placed_on_that_arbiter() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        for k in [1usize, 1, 0, 1] {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let caller = h.clone();
+            h.arbiters()[k].spawn(async move {
+                let info = caller.create(CreateRequest::default()).await.unwrap();
+                let _ = tx.send(info.arbiter);
+            });
+            assert_eq!(
+                bounded(LIMIT, rx).await.unwrap(),
+                k,
+                "created from arbiter {k}"
+            );
+        }
+        rt
+    });
+}

@@ -25,7 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use parking_lot::RwLock;
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +79,7 @@ pub async fn serve(
         epoch: Instant::now(),
     });
     tokio::spawn(expire_sessions(Arc::downgrade(&state)));
+    let mut next = 0usize;
     loop {
         let permit = Arc::clone(&limit)
             .acquire_owned()
@@ -94,19 +95,46 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        // Connections run on the session arbiters, round-robin, and sessions created over a
+        // connection are placed on its arbiter: a client's requests to its own sessions then
+        // never cross threads. The socket moves to that thread's reactor.
+        let arbiters = state.server.handle().arbiters().to_vec();
+        if arbiters.is_empty() {
+            tokio::spawn(serve_conn(state, stream, peer, permit));
+        } else {
+            let arbiter = &arbiters[next % arbiters.len()];
+            next = next.wrapping_add(1);
+            match stream.into_std() {
+                Ok(std_stream) => {
+                    arbiter.spawn(async move {
+                        match TcpStream::from_std(std_stream) {
+                            Ok(stream) => serve_conn(state, stream, peer, permit).await,
+                            Err(e) => tracing::warn!(%peer, error = %e, "cannot adopt connection"),
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "cannot move connection"),
             }
-        });
+        }
+    }
+}
+
+/// Serves one HTTP/1.1 connection with keep-alive.
+async fn serve_conn(
+    state: Arc<State>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Create {
     pub owner: Owner,
     /// What to run.
     pub req: CreateRequest,
+    /// Place the session on this arbiter (the caller's own thread) instead of round-robin.
+    pub prefer_arbiter: Option<usize>,
 }
 
 /// Ends every session (TERM, grace, KILL) and refuses new ones.
@@ -262,7 +264,10 @@ impl Handler<Create> for Registry {
             .req
             .idle_timeout_ms
             .unwrap_or(self.session_config.idle_timeout_ms);
-        let (slot, arbiter) = self.next_arbiter();
+        let (slot, arbiter) = match msg.prefer_arbiter.filter(|&k| k < self.arbiters.len()) {
+            Some(k) => (k, self.arbiters[k].clone()),
+            None => self.next_arbiter(),
+        };
         let shared = Arc::new(Shared::new(
             id,
             msg.owner.clone(),
