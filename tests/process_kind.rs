@@ -192,3 +192,40 @@ fn children_get_only_the_listed_environment() {
         rt
     });
 }
+
+#[test]
+fn input_for_a_program_that_never_reads_is_refused_beyond_the_backlog_limit() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = process(&h, &["sleep", "100"]).await;
+        let chunk = "x".repeat(1024 * 1024);
+        let mut refused = None;
+        for i in 0..20 {
+            match h
+                .send(
+                    id,
+                    SendInput {
+                        data: chunk.clone(),
+                        eof: false,
+                    },
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    refused = Some((i, e));
+                    break;
+                }
+            }
+        }
+        let (i, e) = refused.expect("the backlog is bounded");
+        assert!(i >= 15, "about 16 MiB are accepted first, refused at {i}");
+        assert!(e.to_string().contains("not reading its stdin"), "{e}");
+        assert_eq!(
+            h.state(id).await.unwrap().state,
+            StateKind::Ready,
+            "the session is unharmed"
+        );
+        rt
+    });
+}

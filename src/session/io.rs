@@ -19,6 +19,9 @@ use super::output::OutputLog;
 use super::{Session, Stream};
 use crate::{Error, Result};
 
+/// Most bytes queued for a child's stdin beyond what its pipe holds.
+pub(crate) const MAX_STDIN_BACKLOG: usize = 16 * 1024 * 1024;
+
 /// Reads per wake-up before yielding to other sessions on the same arbiter.
 const READS_PER_WAKE: usize = 16;
 
@@ -178,11 +181,18 @@ impl Session {
             .and_then(|c| c.stdin.clone())
             .ok_or_else(|| Error::Io("stdin is closed".into()))?;
         let len = bytes.len();
-        self.metrics.bytes_in += len as u64;
         if self.writes.busy {
+            let queued: usize = self.writes.pending.iter().map(Vec::len).sum();
+            if queued + len > MAX_STDIN_BACKLOG {
+                return Err(Error::Io(format!(
+                    "the program is not reading its stdin: {queued} bytes are already waiting (limit {MAX_STDIN_BACKLOG})"
+                )));
+            }
+            self.metrics.bytes_in += len as u64;
             self.writes.pending.push_back(bytes);
             return Ok(len);
         }
+        self.metrics.bytes_in += len as u64;
         let mut written = 0;
         while written < len {
             match stdin.try_write(&bytes[written..]) {
