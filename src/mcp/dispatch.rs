@@ -58,6 +58,11 @@ impl ConnState {
         *self.version.lock()
     }
 
+    /// The handshake era at the negotiated version, or the newest before a handshake.
+    pub(crate) fn legacy_era(&self) -> Era {
+        Era::Legacy(self.version().unwrap_or(protocol::NEWEST_LEGACY))
+    }
+
     pub(crate) fn set_version(&self, v: &'static str) {
         *self.version.lock() = Some(v);
     }

@@ -378,12 +378,7 @@ async fn legacy(
         );
     };
     session.last_seen.store(state.now_ms(), Ordering::Relaxed);
-    let era = Era::Legacy(
-        session
-            .conn
-            .version()
-            .unwrap_or(protocol::LEGACY_VERSIONS[3]),
-    );
+    let era = session.conn.legacy_era();
     let origin = |notify| Origin {
         owner: session.owner.clone(),
         conn: Some(Arc::clone(&session.conn)),
@@ -422,7 +417,7 @@ async fn initialize(
     let origin = Origin {
         owner: session.owner.clone(),
         conn: Some(Arc::clone(&session.conn)),
-        era: Era::Legacy(protocol::LEGACY_VERSIONS[3]),
+        era: Era::Legacy(protocol::NEWEST_LEGACY),
         notify: Notifier::none(),
         cancel: CancellationToken::new(),
     };

@@ -165,9 +165,14 @@ struct Paged {
     cursor: Option<String>,
 }
 
-/// Offset of a page cursor (`None` = first page).
-pub(super) fn page_start(cursor: Option<&str>) -> Result<usize, ErrorObjectOwned> {
-    match cursor {
+/// Offset of the page a paged list request asks for (no params or no cursor: the first).
+pub(super) fn page_offset(params: &Params<'_>, method: &str) -> Result<usize, ErrorObjectOwned> {
+    let p: Paged = if params.as_str().is_some() {
+        parse(params, method)?
+    } else {
+        Paged::default()
+    };
+    match p.cursor.as_deref() {
         None => Ok(0),
         Some(c) => c.parse().map_err(|_| {
             invalid_params(format!(
@@ -178,12 +183,7 @@ pub(super) fn page_start(cursor: Option<&str>) -> Result<usize, ErrorObjectOwned
 }
 
 fn tools_list(params: Params<'static>, shared: &Shared, ext: &Extensions) -> RpcResult {
-    let p: Paged = if params.as_str().is_some() {
-        parse(&params, "tools/list")?
-    } else {
-        Paged::default()
-    };
-    let start = page_start(p.cursor.as_deref())?;
+    let start = page_offset(&params, "tools/list")?;
     let end = (start + TOOLS_PAGE).min(shared.tools.len());
     let tools: Vec<Value> = shared
         .tools

@@ -5,6 +5,8 @@ use serde_json::{json, Map, Value};
 
 /// Handshake-era revisions, oldest first.
 pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// The newest handshake-era revision (offered when a client asks for an unknown one).
+pub const NEWEST_LEGACY: &str = LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1];
 /// Stateless revisions (every request carries its version in `_meta`).
 pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
 
@@ -80,7 +82,7 @@ pub fn negotiate(requested: &str) -> &'static str {
         .iter()
         .find(|v| **v == requested)
         .copied()
-        .unwrap_or(LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1])
+        .unwrap_or(NEWEST_LEGACY)
 }
 
 /// The static string of a known legacy version.

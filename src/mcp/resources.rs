@@ -9,7 +9,7 @@ use jsonrpsee::Extensions;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::methods::{ctx, finish, invalid_params, page_start, parse, rpc_error};
+use super::methods::{ctx, finish, invalid_params, page_offset, parse, rpc_error};
 use super::protocol::{Cache, WireError};
 use crate::registry::ListRequest;
 use crate::session::messages::Read;
@@ -25,19 +25,8 @@ const TRANSCRIPT_BYTES: usize = 1024 * 1024;
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Paged {
-    cursor: Option<String>,
-}
-
 pub(super) fn list(params: Params<'static>, ext: &Extensions) -> RpcResult {
-    let p: Paged = if params.as_str().is_some() {
-        parse(&params, "resources/list")?
-    } else {
-        Paged::default()
-    };
-    let start = page_start(p.cursor.as_deref())?;
+    let start = page_offset(&params, "resources/list")?;
     let handle = &ctx(ext).handle;
     let all = handle
         .list(&ListRequest {

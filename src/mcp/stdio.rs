@@ -162,8 +162,7 @@ impl Line<'_> {
     fn era_for(&self, method: &str, params: Option<&Value>) -> Era {
         let mut era = self.era.lock();
         if let Some(Era::Legacy(_)) = *era {
-            let v = self.conn.version().unwrap_or(protocol::LEGACY_VERSIONS[3]);
-            return Era::Legacy(v);
+            return self.conn.legacy_era();
         }
         if let Some(e) = era.clone() {
             return e;
@@ -175,7 +174,7 @@ impl Line<'_> {
         let decided = if method != "initialize" && modern {
             Era::Modern(protocol::MODERN_VERSIONS[0])
         } else {
-            Era::Legacy(protocol::LEGACY_VERSIONS[3])
+            Era::Legacy(protocol::NEWEST_LEGACY)
         };
         *era = Some(decided.clone());
         decided
@@ -183,16 +182,9 @@ impl Line<'_> {
 
     /// A JSON-RPC batch: allowed only where the era allows it; answered as one array.
     async fn batch(&self, batch: Vec<Value>, permits: &Arc<Semaphore>) {
-        let era = self
-            .era
-            .lock()
-            .clone()
-            .unwrap_or(Era::Legacy(protocol::LEGACY_VERSIONS[3]));
-        let era = match era {
-            Era::Legacy(_) => {
-                Era::Legacy(self.conn.version().unwrap_or(protocol::LEGACY_VERSIONS[3]))
-            }
-            modern => modern,
+        let era = match self.era.lock().clone() {
+            Some(modern @ Era::Modern(_)) => modern,
+            _ => self.conn.legacy_era(),
         };
         if batch.is_empty() || !era.allows_batches() {
             let why = if batch.is_empty() {
