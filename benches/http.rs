@@ -261,6 +261,7 @@ fn main() {
         let sys = actix::System::new();
         sys.block_on(async move {
             let mut config = Config::default();
+            config.store.in_memory = true;
             config.session.idle_timeout_ms = 0;
             let rt = Runtime::start(config).unwrap();
             tx.send(rt.handle()).unwrap();

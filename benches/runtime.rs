@@ -802,6 +802,7 @@ fn main() {
     // Phases 1 and 2 on their own runtime, shut down afterwards: ended sessions stay in the
     // index (and keep resources) for `retention_ms`, which would otherwise weigh on phase 4.
     let mut config = Config::default();
+    config.store.in_memory = true;
     config.runtime.max_sessions = SESSIONS + 100;
     let rt = sys
         .block_on(async { Runtime::start(config) })
@@ -811,7 +812,11 @@ fn main() {
 
     // Phases 3 and 4 on a fresh runtime with the default configuration.
     let rt = sys
-        .block_on(async { Runtime::start(Config::default()) })
+        .block_on(async {
+            let mut config = Config::default();
+            config.store.in_memory = true;
+            Runtime::start(config)
+        })
         .expect("start runtime");
     let h = rt.handle();
     let mut c = Criterion::default().configure_from_args();

@@ -48,7 +48,11 @@ impl Handler<Step> for Builder {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     stablehand::telemetry::init();
     // The runtime joins the System this program already runs.
-    let runtime = Runtime::start(Config::default())?;
+    // A temporary store keeps the demo self-contained; by default records (and Suspended
+    // sessions) are kept in the XDG data directory and survive restarts.
+    let mut config = Config::default();
+    config.store.in_memory = true;
+    let runtime = Runtime::start(config)?;
     let handle = runtime.handle();
 
     let workspace = std::env::temp_dir().join("stablehand-embed-demo");

@@ -8,7 +8,11 @@ use stablehand::{Config, Runtime};
 #[actix::main]
 async fn main() -> stablehand::Result<()> {
     stablehand::telemetry::init();
-    let runtime = Runtime::start(Config::default())?;
+    // A temporary store keeps the demo self-contained; by default records (and Suspended
+    // sessions) are kept in the XDG data directory and survive restarts.
+    let mut config = Config::default();
+    config.store.in_memory = true;
+    let runtime = Runtime::start(config)?;
     let sh = runtime.handle();
     let session = sh.create(CreateRequest::default()).await?;
     println!(

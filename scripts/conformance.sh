@@ -94,7 +94,7 @@ trap stop_server EXIT
 start_server() {
     local log=$OUT/server.log i
     # stderr goes straight to a file, so it is always drained however much the server logs.
-    RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 "$BIN" serve --http 127.0.0.1:0 >"$log" 2>&1 9>&- &
+    RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 "$BIN" serve --in-memory --http 127.0.0.1:0 >"$log" 2>&1 9>&- &
     SERVER_PID=$!
     URL=""
     for ((i = 0; i < 300; i++)); do

@@ -29,6 +29,8 @@ pub struct Config {
     pub commands: Commands,
     /// The Streamable HTTP transport.
     pub http: HttpConfig,
+    /// Snapshots of sessions in the embedded store (sled).
+    pub store: StoreConfig,
     /// Name of the active profile in `profiles`.
     pub profile: String,
     /// Named profiles; `permissive` always exists unless redefined.
@@ -50,6 +52,9 @@ pub struct RuntimeConfig {
     pub sweep_interval_ms: u64,
     /// Make the server a child subreaper so orphaned grandchildren are reaped by it.
     pub subreaper: bool,
+    /// Run a guardian process that SIGKILLs every session's process group if the server dies
+    /// without ending them (SIGKILL, crash, OOM).
+    pub guardian: bool,
 }
 
 /// Defaults and bounds for each session.
@@ -101,6 +106,70 @@ pub struct HttpConfig {
     pub session_idle_timeout_ms: u64,
     /// Connections served at once; more wait in the accept queue.
     pub max_connections: usize,
+}
+
+/// Settings of the embedded store, where session records and transcripts are snapshotted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the store; default `$XDG_DATA_HOME/stablehand` (or
+    /// `~/.local/share/stablehand`). Only one server may use a directory at a time.
+    pub data_dir: Option<PathBuf>,
+    /// Run on a temporary store that is deleted at exit (nothing survives a restart).
+    pub in_memory: bool,
+    /// How often changed sessions are written, as one batch, in ms.
+    pub flush_interval_ms: u64,
+    /// `batched`: changes are written every `flush_interval_ms` and at once on create, end,
+    /// eviction and terminal transitions. `always`: every acknowledged call that changes a
+    /// session waits until its change is on disk before it answers.
+    pub durability: Durability,
+    /// Transcript bytes kept per session (the most recent ones).
+    pub transcript_cap_bytes: u64,
+    /// Cap on the stored bytes (records, transcripts, blobs); beyond it the oldest Ended and
+    /// Failed sessions are purged first. 0 disables. The files on disk can be larger (sled is
+    /// log-structured and reclaims space lazily).
+    pub max_bytes: u64,
+    /// Memory the store may use as a page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+/// When a change becomes durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Written in batches every `flush_interval_ms`, and at once on lifecycle events.
+    #[default]
+    Batched,
+    /// Every acknowledged change is flushed to disk before the call answers.
+    Always,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            in_memory: false,
+            flush_interval_ms: 1000,
+            durability: Durability::Batched,
+            transcript_cap_bytes: 1024 * 1024,
+            max_bytes: 1024 * 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The data directory to use: the configured one, else the XDG default.
+    pub fn resolved_data_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+        Some(base.join("stablehand"))
+    }
 }
 
 /// A named bearer token.
@@ -157,6 +226,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             commands: Commands::default(),
             http: HttpConfig::default(),
+            store: StoreConfig::default(),
             profile: "permissive".to_owned(),
             profiles,
         }
@@ -171,6 +241,7 @@ impl Default for RuntimeConfig {
             retention_ms: 24 * 3600 * 1000,
             sweep_interval_ms: 1000,
             subreaper: true,
+            guardian: true,
         }
     }
 }
@@ -296,6 +367,12 @@ impl Config {
         }
         if self.runtime.sweep_interval_ms == 0 {
             return bad("runtime.sweep_interval_ms must be at least 1");
+        }
+        if self.store.flush_interval_ms == 0 {
+            return bad("store.flush_interval_ms must be at least 1");
+        }
+        if self.store.transcript_cap_bytes == 0 {
+            return bad("store.transcript_cap_bytes must be at least 1");
         }
         Ok(())
     }

@@ -96,6 +96,9 @@ pub enum Error {
         /// The session id.
         id: String,
     },
+    /// The store failed to read or write a session's record.
+    #[error("store: {0}")]
+    Store(String),
     /// The runtime is shutting down and accepts no new work.
     #[error("the runtime is shutting down")]
     ShuttingDown,

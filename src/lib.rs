@@ -34,6 +34,7 @@ pub mod process;
 pub mod registry;
 pub mod runtime;
 pub mod session;
+pub mod store;
 pub mod telemetry;
 
 pub use config::Config;

@@ -7,15 +7,19 @@ use actix::prelude::*;
 use actix::ArbiterHandle;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Durability};
 use crate::ids::{Owner, SessionId};
 use crate::process::{self, Signal};
-use crate::registry::{self, Create, Index, ListRequest, ListResult, Registry, Shutdown};
+use crate::registry::{
+    self, Create, EndRecord, Entry, Index, ListRequest, ListResult, Registry, Resume, Shutdown,
+};
 use crate::session::messages::{
     CreateRequest, End, EndResult, Exec, ExecResult, GetInfo, Read, ReadResult, SendInput,
     SendResult, SendSignal, SessionInfo, SignalResult,
 };
-use crate::session::{Session, StateKind};
+use crate::session::state::Refused;
+use crate::session::{stored, Session, StateKind};
+use crate::store::{Store, StoreStats};
 use crate::{Error, Result};
 
 /// A running runtime: the registry, the session arbiters, and a handle to use them.
@@ -40,6 +44,13 @@ impl Runtime {
                 warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren are left to init");
             }
         }
+        if config.runtime.guardian {
+            if let Err(e) = process::guardian::start() {
+                warn!(error = %e, "cannot start the guardian; processes of sessions may outlive a killed server");
+            }
+        }
+        let (store, records) =
+            Store::open(&config.store).map_err(|e| Error::Store(e.to_string()))?;
         let n = config.arbiter_count();
         let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
         for (slot, arbiter) in arbiters.iter().enumerate() {
@@ -48,11 +59,13 @@ impl Runtime {
         let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
         let config = Arc::new(config);
         let index = Arc::new(Index::default());
-        let registry =
-            Registry::new(Arc::clone(&config), Arc::clone(&index), handles.clone()).start();
+        let registry = Registry::new(Arc::clone(&config), Arc::clone(&index), handles.clone())
+            .with_store(store.clone(), records)
+            .start();
         info!(
             arbiters = n,
             max_sessions = config.runtime.max_sessions,
+            durability = ?config.store.durability,
             "stablehand runtime started"
         );
         Ok(Self {
@@ -60,8 +73,10 @@ impl Runtime {
                 registry,
                 index,
                 owner: Owner::default(),
+                durable: config.store.durability == Durability::Always,
                 config,
                 arbiters: handles.into(),
+                store,
             },
             arbiters,
         })
@@ -72,9 +87,11 @@ impl Runtime {
         self.handle.clone()
     }
 
-    /// Ends every session (TERM, grace, KILL, reap) and stops the session arbiters.
+    /// Ends every session (TERM, grace, KILL, reap), keeping each live one as a Suspended
+    /// record, writes everything to the store, and stops the session arbiters.
     pub async fn shutdown(self) {
         self.handle.shutdown().await;
+        self.handle.store.close();
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
@@ -90,6 +107,9 @@ pub struct Handle {
     owner: Owner,
     config: Arc<Config>,
     arbiters: Arc<[ArbiterHandle]>,
+    store: Store,
+    /// Every acknowledged change waits for the store's flush (`durability = "always"`).
+    durable: bool,
 }
 
 thread_local! {
@@ -127,15 +147,21 @@ impl Handle {
         &self.registry
     }
 
-    /// The address of one of this owner's sessions, for callers that prefer messages.
+    /// The address of one of this owner's sessions, for callers that prefer messages. A
+    /// session without a process (Suspended) has none.
     pub fn addr(&self, id: SessionId) -> Result<Addr<Session>> {
-        Ok(self.index.get(&self.owner, id)?.addr)
+        let entry = self.index.get(&self.owner, id)?;
+        entry
+            .addr
+            .clone()
+            .ok_or_else(|| no_process("be messaged", &entry))
     }
 
     /// Creates a session (or returns the live one with the same name) and waits until it is
     /// Ready.
     pub async fn create(&self, req: CreateRequest) -> Result<SessionInfo> {
-        self.registry
+        let info = self
+            .registry
             .send(Create {
                 owner: self.owner.clone(),
                 req,
@@ -144,37 +170,93 @@ impl Handle {
                 prefer_arbiter: CURRENT_ARBITER.get(),
             })
             .await
-            .map_err(|_| Error::ShuttingDown)?
+            .map_err(|_| Error::ShuttingDown)??;
+        self.durable_ok(info).await
+    }
+
+    /// Resumes a Suspended session: the same spec is spawned again (a shell in its last
+    /// working directory) under the same id, keeping its transcript and counters.
+    pub async fn resume(&self, id: SessionId) -> Result<SessionInfo> {
+        let info = self
+            .registry
+            .send(Resume {
+                owner: self.owner.clone(),
+                id,
+                prefer_arbiter: CURRENT_ARBITER.get(),
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)??;
+        self.durable_ok(info).await
     }
 
     /// Runs a command (shell) or writes a line and collects what follows (process).
     pub async fn exec(&self, id: SessionId, req: Exec) -> Result<ExecResult> {
-        self.call(id, req).await
+        let result = self.call(id, "exec", req).await?;
+        self.durable_ok(result).await
     }
 
     /// Writes to the session's stdin.
     pub async fn send(&self, id: SessionId, req: SendInput) -> Result<SendResult> {
-        self.call(id, req).await
+        let result = self.call(id, "send", req).await?;
+        self.durable_ok(result).await
     }
 
-    /// Reads output by cursor, optionally long-polling.
+    /// Reads output by cursor, optionally long-polling. A Suspended session's output comes
+    /// from its stored transcript.
     pub async fn read(&self, id: SessionId, req: Read) -> Result<ReadResult> {
-        self.call(id, req).await
+        let entry = self.index.get(&self.owner, id)?;
+        if let Some(result) = self.try_actor(&entry, req.clone()).await {
+            return result;
+        }
+        let max = match req.max_bytes {
+            Some(0) => return Err(Error::invalid("max_bytes", "must be at least 1")),
+            Some(n) => n.min(16 * 1024 * 1024),
+            None => 64 * 1024,
+        };
+        let record = self.stored_record(id)?;
+        let events = self
+            .store
+            .events(id)
+            .map_err(|e| Error::Store(e.to_string()))?;
+        Ok(stored::read(&entry.shared, &record, &events, &req, max))
     }
 
     /// State, timings and metrics of a session.
     pub async fn state(&self, id: SessionId) -> Result<SessionInfo> {
-        self.call(id, GetInfo).await
+        let entry = self.index.get(&self.owner, id)?;
+        if let Some(result) = self.try_actor(&entry, GetInfo).await {
+            return result;
+        }
+        Ok(stored::info(&entry.shared, &self.stored_record(id)?))
     }
 
     /// Sends a signal to the session's process group.
     pub async fn signal(&self, id: SessionId, signal: Signal) -> Result<SignalResult> {
-        self.call(id, SendSignal { signal }).await
+        let result = self.call(id, "signal", SendSignal { signal }).await?;
+        self.durable_ok(result).await
     }
 
-    /// Ends a session: TERM to its process group, KILL after the grace period, reap.
+    /// Ends a session: TERM to its process group, KILL after the grace period, reap. A
+    /// Suspended session has no process and simply becomes Ended.
     pub async fn end(&self, id: SessionId, req: End) -> Result<EndResult> {
-        self.call(id, req).await
+        let entry = self.index.get(&self.owner, id)?;
+        let result = if let Some(result) = self.try_actor(&entry, req).await {
+            result?
+        } else {
+            self.registry
+                .send(EndRecord {
+                    owner: self.owner.clone(),
+                    id,
+                })
+                .await
+                .map_err(|_| Error::ShuttingDown)??
+        };
+        self.durable_ok(result).await
+    }
+
+    /// What the store restored at start, what it skipped, and its counters.
+    pub fn store_stats(&self) -> StoreStats {
+        self.store.stats()
     }
 
     /// Lists this owner's sessions, newest first. Reads the index; no actor is asked.
@@ -196,19 +278,74 @@ impl Handle {
         let _ = self.registry.send(Shutdown).await;
     }
 
-    async fn call<M, R>(&self, id: SessionId, msg: M) -> Result<R>
+    async fn call<M, R>(&self, id: SessionId, verb: &'static str, msg: M) -> Result<R>
     where
         M: Message<Result = Result<R>> + Send + 'static,
         R: Send + 'static,
         Session: Handler<M>,
     {
         let entry = self.index.get(&self.owner, id)?;
-        match entry.addr.send(msg).await {
-            Ok(result) => result,
+        match self.try_actor(&entry, msg).await {
+            Some(result) => result,
+            None => Err(no_process(verb, &entry)),
+        }
+    }
+
+    /// Sends `msg` to the session's actor; `None` when it has none (any more) because the
+    /// session is a stored record.
+    async fn try_actor<M, R>(&self, entry: &Entry, msg: M) -> Option<Result<R>>
+    where
+        M: Message<Result = Result<R>> + Send + 'static,
+        R: Send + 'static,
+        Session: Handler<M>,
+    {
+        let addr = entry.addr.as_ref().filter(|a| a.connected())?;
+        match addr.send(msg).await {
+            Ok(result) => Some(result),
+            // The actor stopped after its session was suspended: the record lives on in the
+            // store.
+            Err(_) if entry.shared.state() == StateKind::Suspended => None,
             Err(_) => {
-                entry.shared.set_state(StateKind::Failed);
-                Err(Error::ActorGone { id: id.to_string() })
+                if entry.shared.state().is_live() {
+                    entry.shared.set_state(StateKind::Failed);
+                }
+                Some(Err(Error::ActorGone {
+                    id: entry.shared.id.to_string(),
+                }))
             }
         }
     }
+
+    /// With `durability = "always"`, waits until the change behind `value` is on disk.
+    async fn durable_ok<T>(&self, value: T) -> Result<T> {
+        if self.durable {
+            match self.store.sync().await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::Store(e.to_string())),
+                Err(_) => return Err(Error::Store("the store writer stopped".into())),
+            }
+        }
+        Ok(value)
+    }
+
+    fn stored_record(&self, id: SessionId) -> Result<crate::store::Record> {
+        self.store
+            .record(id)
+            .map_err(|e| Error::Store(e.to_string()))?
+            .ok_or_else(|| Error::Store(format!("session {id} has no stored record")))
+    }
+}
+
+/// The refusal for an operation on a session that has no process.
+fn no_process(verb: &'static str, entry: &Entry) -> Error {
+    let state = entry.shared.state();
+    Error::WrongState(Refused {
+        verb,
+        current: state.to_string(),
+        needed: if state == StateKind::Suspended {
+            "live: resume it first with session_resume"
+        } else {
+            "live"
+        },
+    })
 }

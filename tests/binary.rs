@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn serve_starts_stdio_and_exits_cleanly_on_sigterm_with_stdin_open() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stablehand"))
-        .arg("serve")
+        .args(["serve", "--in-memory"])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped()) // held open: only the signal may stop it
@@ -58,7 +58,7 @@ fn a_bad_config_file_is_reported_with_the_offending_key() {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[session]\nidle_timout_ms = 5\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_stablehand"))
-        .args(["serve", "--config"])
+        .args(["serve", "--in-memory", "--config"])
         .arg(&path)
         .env("NO_COLOR", "1")
         .output()

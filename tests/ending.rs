@@ -38,7 +38,7 @@ fn end_kills_a_term_ignoring_group_with_grandchildren_and_leaves_no_zombie() {
                 id,
                 End {
                     grace_ms: Some(200),
-                    suspend: false,
+                    ..Default::default()
                 },
             ),
         )

@@ -32,7 +32,8 @@ fn legacy_handshake_negotiates_and_lists_tools_in_stable_order() {
             "session_state",
             "session_list",
             "session_signal",
-            "session_end"
+            "session_end",
+            "session_resume"
         ]
     );
     let tools = s.call(4, "tools/list", json!({}))["result"]["tools"].clone();
@@ -218,9 +219,9 @@ fn legacy_resource_not_found_uses_its_own_code() {
     );
     let r = s.call(2, "resources/read", json!({"uri": "stablehand://metrics"}));
     let text = r["result"]["contents"][0]["text"].as_str().unwrap();
-    assert!(serde_json::from_str::<serde_json::Value>(text)
-        .unwrap()
-        .is_object());
+    let metrics: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert!(metrics["Ready"].is_u64(), "{metrics}");
+    assert!(metrics["store"]["batches"].is_u64(), "{metrics}");
     let r = s.call(3, "logging/setLevel", json!({"level": "verbose"}));
     assert_eq!(r["error"]["code"], -32602);
     assert_eq!(

@@ -19,6 +19,7 @@ fn event() -> impl Strategy<Value = Event> {
         }))),
         Just(Event::Fail("boom".into())),
         Just(Event::Respawn),
+        Just(Event::Shutdown),
     ]
 }
 
@@ -36,6 +37,7 @@ fn model(state: StateKind, suspending: bool, event: &Event) -> Option<StateKind>
             Ending
         }
         Event::End { suspend: true } if matches!(state, Ready | Paused) => Ending,
+        Event::Shutdown if matches!(state, Starting | Ready | Busy | Paused) => Ending,
         Event::End { suspend: false } if state == Suspended => Ended,
         Event::Exited(_) if state == Ending && suspending => Suspended,
         Event::Exited(_) if live => Ended,

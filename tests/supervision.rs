@@ -56,9 +56,13 @@ fn a_session_actor_that_dies_is_failed_its_process_killed_and_others_unharmed() 
             );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // Its actor is gone; its state is still described, from the stored record.
+        let info = h.state(victim).await.unwrap();
+        assert_eq!(info.state, StateKind::Failed);
+        assert_eq!(info.pid, None);
         assert!(matches!(
-            h.state(victim).await,
-            Err(Error::ActorGone { .. })
+            h.exec(victim, Default::default()).await,
+            Err(Error::WrongState(_))
         ));
         while alive(pid) {
             assert!(

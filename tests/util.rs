@@ -16,6 +16,7 @@ pub fn config() -> Config {
     c.runtime.arbiters = 2;
     c.runtime.sweep_interval_ms = 20;
     c.session.end_grace_ms = 500;
+    c.store.in_memory = true;
     c
 }
 

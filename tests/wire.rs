@@ -20,9 +20,11 @@ pub struct StdioServer {
 
 impl StdioServer {
     pub fn start() -> Self {
-        Self::start_with(&[])
+        Self::start_with(&["--in-memory"])
     }
 
+    /// Starts `stablehand serve ARGS` (give `--in-memory` or `--data-dir`: tests run in
+    /// parallel and one data dir serves one server).
     pub fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stablehand"))
             .arg("serve")
@@ -143,8 +145,12 @@ impl HttpServer {
     }
 
     pub fn start_with_config(config: Option<&str>) -> Self {
+        Self::start_with_args(config, &["--in-memory"])
+    }
+
+    pub fn start_with_args(config: Option<&str>, args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stablehand"));
-        cmd.args(["serve", "--http", "127.0.0.1:0"]);
+        cmd.args(["serve", "--http", "127.0.0.1:0"]).args(args);
         let dir = tempfile::tempdir().unwrap();
         if let Some(text) = config {
             let path = dir.path().join("config.toml");

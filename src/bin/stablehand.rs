@@ -34,6 +34,14 @@ enum Command {
         /// Serve Streamable HTTP on this address instead of stdio (path /mcp).
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8765")]
         http: Option<SocketAddr>,
+        /// Directory of the store (session records and transcripts survive restarts there);
+        /// default $XDG_DATA_HOME/stablehand, else ~/.local/share/stablehand. One server per
+        /// directory.
+        #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+        data_dir: Option<PathBuf>,
+        /// Run on a temporary store: nothing survives a restart.
+        #[arg(long)]
+        in_memory: bool,
     },
     /// Print the default configuration, documented, as TOML.
     DefaultConfig,
@@ -43,7 +51,12 @@ fn main() -> ExitCode {
     telemetry::init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, http } => serve(config, http),
+        Command::Serve {
+            config,
+            http,
+            data_dir,
+            in_memory,
+        } => serve(config, http, data_dir, in_memory),
         Command::DefaultConfig => {
             print!("{}", stablehand::config::DEFAULT_TOML);
             Ok(())
@@ -58,11 +71,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config_path: Option<PathBuf>, http_addr: Option<SocketAddr>) -> anyhow::Result<()> {
-    let config = match &config_path {
+fn serve(
+    config_path: Option<PathBuf>,
+    http_addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    in_memory: bool,
+) -> anyhow::Result<()> {
+    let mut config = match &config_path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if data_dir.is_some() {
+        config.store.data_dir = data_dir;
+        config.store.in_memory = false;
+    }
+    config.store.in_memory |= in_memory;
     // Sessions live on actix arbiters; the MCP front end runs on its own multi-threaded
     // tokio runtime and reaches sessions through their addresses.
     let front = tokio::runtime::Builder::new_multi_thread()

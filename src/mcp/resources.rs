@@ -92,12 +92,13 @@ pub(super) async fn read(params: Params<'static>, ext: Extensions) -> RpcResult 
         )
     };
     let contents = if p.uri == METRICS {
-        let counts: Map<String, Value> = c
+        let mut counts: Map<String, Value> = c
             .handle
             .counts()
             .into_iter()
             .map(|(k, n)| (k.to_string(), json!(n)))
             .collect();
+        counts.insert("store".into(), json!(c.handle.store_stats()));
         json!([{ "uri": p.uri, "mimeType": "application/json", "text": Value::Object(counts).to_string() }])
     } else {
         let rest = p.uri.strip_prefix(PREFIX).ok_or_else(not_found)?;
@@ -112,8 +113,6 @@ pub(super) async fn read(params: Params<'static>, ext: Extensions) -> RpcResult 
             "transcript" => {
                 let mut out = Vec::new();
                 for stream in [Stream::Stdout, Stream::Stderr] {
-                    let info = c.handle.state(id).await.map_err(|_| not_found())?;
-                    let _ = info;
                     let page = c
                         .handle
                         .read(

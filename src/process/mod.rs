@@ -1,8 +1,10 @@
 //! Child processes: spawning into their own process group with a parent-death signal and
-//! rlimits, delivering signals to a whole group, and ending a group (TERM, grace, KILL, reap).
+//! rlimits, delivering signals to a whole group, ending a group (TERM, grace, KILL, reap), and
+//! the [`guardian`] that kills every session's group if the server itself is killed.
 //!
-//! This is the only module that calls `kill`, `killpg`, `waitpid` or `prctl`.
+//! This is the only module that calls `kill`, `killpg`, `waitpid`, `prctl` or `fork`.
 
+pub mod guardian;
 mod signal;
 mod spawn;
 mod terminate;
@@ -93,6 +95,17 @@ pub fn pipe_unread(fd: std::os::fd::BorrowedFd<'_>) -> usize {
     } else {
         0
     }
+}
+
+/// True while process `pid` exists (zombies included).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence and permission.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// True while any process (zombies included) is still in group `pgid`.

@@ -1,4 +1,5 @@
-//! Spawning a child into its own process group, with PR_SET_PDEATHSIG and rlimits.
+//! Spawning a child into its own process group, with PR_SET_PDEATHSIG and rlimits, watched by
+//! the guardian.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -7,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::unix::pipe;
+
+use super::guardian;
 
 /// Resource limits applied to a child before it executes its program. `None` keeps the
 /// server's own limit.
@@ -71,7 +74,8 @@ pub struct Spawned {
     pub stderr: pipe::Receiver,
 }
 
-/// Spawns `spec` in a new process group whose id is the child's pid.
+/// Spawns `spec` in a new process group whose id is the child's pid, and asks the
+/// [`guardian`] to watch that group.
 ///
 /// Must be called on a long-lived thread that runs a tokio reactor: the pipes are registered
 /// with the current runtime, and the parent-death signal fires when this *thread* exits.
@@ -94,10 +98,12 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
         .stderr(OwnedFd::from(stderr_w))
         .process_group(0);
     let limits = spec.rlimits.pairs();
+    let announcer = guardian::announcer();
     // SAFETY: getpid is async-signal-safe; read before fork.
     let parent = unsafe { libc::getpid() };
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (prctl, getppid, setrlimit); it allocates nothing (`limits` was built before).
+    // functions (prctl, getppid, getpid, send, setrlimit); it allocates nothing (`limits` and
+    // `announcer` were built before).
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
@@ -107,6 +113,9 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
+            // PDEATHSIG covers only this process; the guardian covers its group. Announced
+            // before exec, so the program never runs unwatched.
+            announcer.announce_self();
             for &(resource, value) in &limits {
                 let lim = libc::rlimit {
                     rlim_cur: value,
@@ -123,6 +132,9 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    // Again from the server, which (unlike the child) can log a failure; a duplicate is
+    // harmless.
+    guardian::watch(pid);
     Ok(Spawned {
         child,
         pid,

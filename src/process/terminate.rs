@@ -1,11 +1,12 @@
-//! Ending a whole process group: TERM, a grace period, KILL, then reaping what is left.
+//! Ending a whole process group: TERM, a grace period, KILL, then reaping what is left, and
+//! telling the guardian the group is gone.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout_at, Instant};
 
-use super::{group_alive, reap_group, signal_group, ExitStatus, Signal};
+use super::{group_alive, guardian, reap_group, signal_group, ExitStatus, Signal};
 
 /// How a group was ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,9 @@ const KILL_REAP_LIMIT: Duration = Duration::from_secs(2);
 /// and every other member to go; SIGKILL to the group if any remain; reaps members that were
 /// reparented to this process.
 ///
-/// `leader_exit` reports the leader's status once its waiter has reaped it.
+/// `leader_exit` reports the leader's status once its waiter has reaped it. Once the group is
+/// seen empty, the [`guardian`] stops watching it (a group that could not be seen empty is
+/// left to the guardian's own pruning).
 pub async fn terminate(
     pgid: u32,
     grace: Duration,
@@ -38,6 +41,7 @@ pub async fn terminate(
         .ok()
         .and_then(|r| r.ok().and_then(|s| *s));
     if status.is_some() && wait_group_empty(pgid, deadline).await {
+        guardian::unwatch(pgid);
         return TerminateOutcome {
             status,
             killed: false,
@@ -51,8 +55,8 @@ pub async fn terminate(
             .ok()
             .and_then(|r| r.ok().and_then(|s| *s));
     }
-    if status.is_some() {
-        wait_group_empty(pgid, kill_deadline).await;
+    if status.is_some() && wait_group_empty(pgid, kill_deadline).await {
+        guardian::unwatch(pgid);
     }
     TerminateOutcome {
         status,

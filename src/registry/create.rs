@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::session::messages::CreateRequest;
 use crate::session::{Kind, SessionSpec};
+use crate::store::Record;
 use crate::{Error, Result};
 
 /// Longest session name.
@@ -116,4 +117,40 @@ pub(crate) fn base_env(config: &Config) -> Vec<(String, String)> {
         env.push(("TERM".into(), "dumb".into()));
     }
     env
+}
+
+/// The spec a stored session resumes with: the one it was created with, in the working
+/// directory it last had when that still exists, checked against the current profile.
+pub(crate) fn respec(config: &Config, record: &Record) -> Result<SessionSpec> {
+    let spec = &record.spec;
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let profile = config.active_profile();
+    if !profile.allows(spec.kind, &program) {
+        return Err(Error::NotAllowed {
+            program,
+            kind: spec.kind,
+            profile: config.profile.clone(),
+            allowed: profile.programs(spec.kind).join(", "),
+        });
+    }
+    let last = record
+        .live
+        .cwd
+        .as_deref()
+        .map(std::path::PathBuf::from)
+        .filter(|c| check_cwd(c).is_ok() && profile.allows_cwd(c));
+    let cwd = match last {
+        Some(c) => c,
+        None => {
+            check_cwd(&spec.cwd)?;
+            spec.cwd.clone()
+        }
+    };
+    Ok(SessionSpec {
+        kind: spec.kind,
+        argv: spec.argv.clone(),
+        cwd,
+        env: spec.env.clone(),
+        rlimits: spec.rlimits.clone(),
+    })
 }

@@ -16,8 +16,9 @@ use crate::{Error, Result};
 /// One indexed session.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The session actor.
-    pub addr: Addr<Session>,
+    /// The session actor; `None` for a record without a process (Suspended in the store,
+    /// or restored after a restart).
+    pub addr: Option<Addr<Session>>,
     /// Its identity and lock-free summary.
     pub shared: Arc<Shared>,
 }
@@ -81,6 +82,13 @@ impl Index {
 
     pub(crate) fn insert(&self, entry: Entry) {
         self.map.write().insert(entry.shared.id, entry);
+    }
+
+    /// Forgets a session's actor, keeping its record.
+    pub(crate) fn detach(&self, id: SessionId) {
+        if let Some(e) = self.map.write().get_mut(&id) {
+            e.addr = None;
+        }
     }
 
     pub(crate) fn remove(&self, id: SessionId) -> Option<Entry> {

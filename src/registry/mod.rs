@@ -6,6 +6,7 @@
 mod create;
 mod index;
 mod list;
+mod resume;
 pub mod sweep;
 
 use std::collections::{HashMap, HashSet};
@@ -19,12 +20,14 @@ use tracing::{debug, error, info, warn};
 
 pub use index::{Entry, Index};
 pub use list::{list, ListRequest, ListResult, MAX_LIMIT};
+pub use resume::{EndRecord, Resume};
 
 use crate::config::{Config, SessionConfig};
 use crate::ids::{Owner, SessionId};
-use crate::session::messages::{CreateRequest, End, GetInfo, SessionInfo};
+use crate::session::messages::{CreateRequest, End, EndMode, GetInfo, SessionInfo};
 use crate::session::shared::unix_ms;
-use crate::session::{self, Shared, StateKind};
+use crate::session::{self, Boot, Persist, SessionSpec, Shared, StateKind};
+use crate::store::{RecordHead, SpecRecord, Store};
 use crate::{Error, Result};
 
 /// Creates a session for `owner` (or returns the live one with the same name).
@@ -54,20 +57,6 @@ pub enum SessionEvent {
     Vanished(SessionId),
 }
 
-/// Hook for persistence: called with every session whose record changed. The store (a later
-/// layer) snapshots here; the default does nothing.
-pub trait SnapshotHook: Unpin + 'static {
-    /// A session's record should be saved.
-    fn dirty(&mut self, id: SessionId, shared: &Shared);
-}
-
-#[derive(Debug, Default)]
-struct NoSnapshots;
-
-impl SnapshotHook for NoSnapshots {
-    fn dirty(&mut self, _: SessionId, _: &Shared) {}
-}
-
 /// The registry actor.
 pub struct Registry {
     config: Arc<Config>,
@@ -82,7 +71,7 @@ pub struct Registry {
     seq: u64,
     base_env: Vec<(String, String)>,
     shutting_down: bool,
-    snapshots: Box<dyn SnapshotHook>,
+    store: Option<Store>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -110,13 +99,15 @@ impl Registry {
             evicting: HashSet::new(),
             seq: 0,
             shutting_down: false,
-            snapshots: Box::new(NoSnapshots),
+            store: None,
         }
     }
 
-    /// Replaces the persistence hook.
-    pub fn with_snapshots(mut self, hook: Box<dyn SnapshotHook>) -> Self {
-        self.snapshots = hook;
+    /// Snapshots sessions to `store`, and indexes the `records` it restored: sessions that
+    /// were live come back Suspended (their processes are gone), the others as they were.
+    pub fn with_store(mut self, store: Store, records: Vec<RecordHead>) -> Self {
+        self.restore(records);
+        self.store = Some(store);
         self
     }
 
@@ -162,14 +153,13 @@ impl Registry {
 
     /// Asks an idle session to suspend. The session refuses if it became busy meanwhile.
     fn evict(&mut self, id: SessionId, ctx: &mut Context<Self>) {
-        let Some(entry) = self.index.entry(id) else {
+        let Some(addr) = self.index.entry(id).and_then(|e| e.addr) else {
             return;
         };
-        self.snapshots.dirty(id, &entry.shared);
         self.evicting.insert(id);
-        let end = entry.addr.send(End {
+        let end = addr.send(End {
             grace_ms: None,
-            suspend: true,
+            mode: EndMode::Evict,
         });
         ctx.spawn(end.into_actor(self).map(move |res, act, _| {
             if !matches!(res, Ok(Ok(_))) {
@@ -191,6 +181,9 @@ impl Registry {
         }
         self.settled.remove(&id);
         self.evicting.remove(&id);
+        if let Some(store) = &self.store {
+            store.purge(id);
+        }
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
@@ -206,6 +199,83 @@ impl Registry {
                 sweep::Action::Purge(id) => self.purge(id),
             }
         }
+        self.enforce_store_cap();
+    }
+
+    /// Purges the oldest Ended and Failed sessions while the store is over its size cap.
+    fn enforce_store_cap(&mut self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let cap = self.config.store.max_bytes;
+        if cap == 0 || store.bytes() <= cap {
+            return;
+        }
+        let ended = self
+            .settled
+            .iter()
+            .filter(|(id, _)| {
+                self.index
+                    .entry(**id)
+                    .is_some_and(|e| e.shared.state().is_terminal())
+            })
+            .map(|(id, at)| sweep::Stored {
+                id: *id,
+                settled_ms: *at,
+                bytes: store.session_bytes(*id),
+            })
+            .collect();
+        let victims = sweep::over_cap(ended, store.bytes() - cap);
+        if victims.is_empty() {
+            debug!(
+                cap_bytes = cap,
+                "the store is over its size cap, with no ended session to purge"
+            );
+            return;
+        }
+        warn!(
+            purged = victims.len(),
+            cap_bytes = cap,
+            "the store is over its size cap: purging the oldest ended sessions"
+        );
+        for id in victims {
+            self.purge(id);
+        }
+    }
+
+    /// Builds the stored parts of a new session: its spec record and its link to the store.
+    fn persist_for(&self, shared: &Shared, spec: &SessionSpec) -> Option<Persist> {
+        self.store.as_ref()?;
+        let record = SpecRecord {
+            id: shared.id,
+            owner: shared.owner.as_str().to_owned(),
+            kind: spec.kind,
+            name: shared.name.clone(),
+            argv: spec.argv.clone(),
+            cwd: spec.cwd.clone(),
+            env: spec.env.clone(),
+            rlimits: spec.rlimits.clone(),
+            idle_timeout_ms: shared.idle_timeout_ms,
+            seq: shared.seq,
+            created_at_ms: unix_ms(shared.created_at),
+        };
+        Some(self.persist_with(Arc::new(record), None))
+    }
+
+    fn persist_with(
+        &self,
+        spec: Arc<SpecRecord>,
+        resumed: Option<&crate::store::LiveRecord>,
+    ) -> Persist {
+        let store = self.store.clone().expect("callers check for a store");
+        let c = &self.config.store;
+        Persist::new(
+            store,
+            spec,
+            resumed,
+            Duration::from_millis(c.flush_interval_ms),
+            c.transcript_cap_bytes,
+        )
     }
 
     /// A live session with this owner and name, if any.
@@ -253,7 +323,9 @@ impl Handler<Create> for Registry {
             .and_then(|n| self.live_named(&msg.owner, n))
         {
             debug!(session = %existing.shared.id, "get-or-create: returning the live session");
-            return Box::pin(info_of(existing.addr, existing.shared.id).into_actor(self));
+            if let Some(addr) = existing.addr {
+                return Box::pin(info_of(addr, existing.shared.id).into_actor(self));
+            }
         }
         if let Err(e) = self.make_room(ctx) {
             return Box::pin(actix::fut::ready(Err(e)));
@@ -278,23 +350,26 @@ impl Handler<Create> for Registry {
             slot,
         ));
         let (ready_tx, ready_rx) = oneshot::channel();
-        let events = ctx.address().recipient();
+        let persist = self.persist_for(&shared, &spec);
         let addr = session::start_on(
             &arbiter,
-            Arc::clone(&shared),
-            spec,
-            Arc::clone(&self.session_config),
-            events,
-            ready_tx,
+            Boot {
+                shared: Arc::clone(&shared),
+                spec,
+                config: Arc::clone(&self.session_config),
+                events: ctx.address().recipient(),
+                ready: ready_tx,
+                persist,
+                resumed: None,
+            },
         );
         self.index.insert(index::Entry {
-            addr: addr.clone(),
+            addr: Some(addr.clone()),
             shared: Arc::clone(&shared),
         });
         if let Some(name) = &msg.req.name {
             self.names.insert((msg.owner.clone(), name.clone()), id);
         }
-        self.snapshots.dirty(id, &shared);
         Box::pin(
             async move {
                 match ready_rx.await {
@@ -330,13 +405,26 @@ impl Handler<SessionEvent> for Registry {
             SessionEvent::Settled(id) => {
                 self.settled.insert(id, now);
                 self.evicting.remove(&id);
-                if let Some(e) = self.index.entry(id) {
-                    self.snapshots.dirty(id, &e.shared);
+                let suspended = self
+                    .index
+                    .entry(id)
+                    .is_some_and(|e| e.shared.state() == StateKind::Suspended);
+                if suspended && self.store.is_some() {
+                    // Its record is in the store and its actor stops: a resume starts anew.
+                    self.index.detach(id);
                 }
             }
             SessionEvent::Vanished(id) => {
                 error!(session = %id, "session actor stopped unexpectedly; session marked Failed");
                 self.settled.insert(id, now);
+                if let Some(store) = &self.store {
+                    if let Ok(Some(mut record)) = store.record(id) {
+                        record.live.state = StateKind::Failed;
+                        record.live.state_detail = "Failed (its actor stopped unexpectedly)".into();
+                        record.live.settled_at_ms = Some(now);
+                        store.put(record, Vec::new(), crate::store::When::Now);
+                    }
+                }
             }
         }
     }
@@ -353,18 +441,37 @@ impl Handler<Shutdown> for Registry {
             .into_iter()
             .filter(|s| s.state().is_live())
             .filter_map(|s| self.index.entry(s.id))
+            .filter_map(|e| Some((e.addr?, e.shared)))
             .collect();
+        // With a store, sessions survive the restart as Suspended records; without one they end.
+        let mode = if self.store.is_some() {
+            EndMode::Shutdown
+        } else {
+            EndMode::End
+        };
         info!(sessions = live.len(), "shutting down: ending every session");
+        let store = self.store.clone();
         Box::pin(async move {
-            let ends = live.iter().map(|e| e.addr.send(End::default()));
-            for (res, e) in join_all(ends).await.into_iter().zip(&live) {
+            let ends = live.iter().map(|(addr, _)| {
+                addr.send(End {
+                    grace_ms: None,
+                    mode,
+                })
+            });
+            let ended = join_all(ends).await;
+            if let Some(store) = store {
+                if let Ok(Err(e)) = store.sync().await {
+                    error!(error = %e, "the final store flush failed");
+                }
+            }
+            for (res, (_, shared)) in ended.into_iter().zip(&live) {
                 match res {
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => {
-                        warn!(session = %e.shared.id, error = %err, "ending at shutdown failed")
+                        warn!(session = %shared.id, error = %err, "ending at shutdown failed")
                     }
                     Err(err) => {
-                        warn!(session = %e.shared.id, error = %err, "session gone at shutdown")
+                        warn!(session = %shared.id, error = %err, "session gone at shutdown")
                     }
                 }
             }

@@ -50,6 +50,32 @@ pub fn due(now_ms: u64, retention_ms: u64, sessions: &[View]) -> Vec<Action> {
         .collect()
 }
 
+/// A settled session as the store's size cap sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The session.
+    pub id: SessionId,
+    /// When it ended or failed, ms since the epoch.
+    pub settled_ms: u64,
+    /// Its bytes in the store.
+    pub bytes: u64,
+}
+
+/// The sessions to purge so that `over` bytes are freed: the oldest ended first.
+pub fn over_cap(mut ended: Vec<Stored>, over: u64) -> Vec<SessionId> {
+    ended.sort_unstable_by_key(|s| (s.settled_ms, s.id));
+    let mut freed = 0;
+    ended
+        .into_iter()
+        .take_while(|s| {
+            let more = freed < over;
+            freed += s.bytes;
+            more
+        })
+        .map(|s| s.id)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +106,18 @@ mod tests {
         let old = view(StateKind::Ended, 0, Some(100));
         let young = view(StateKind::Failed, 0, Some(900));
         assert_eq!(due(1000, 500, &[old, young]), vec![Action::Purge(old.id)]);
+    }
+
+    #[test]
+    fn over_the_cap_the_oldest_ended_sessions_go_first_until_enough_is_freed() {
+        let stored = |settled_ms, bytes| Stored {
+            id: SessionId::new(),
+            settled_ms,
+            bytes,
+        };
+        let (old, mid, new) = (stored(10, 100), stored(20, 100), stored(30, 100));
+        assert_eq!(over_cap(vec![new, old, mid], 150), vec![old.id, mid.id]);
+        assert_eq!(over_cap(vec![new, old, mid], 100), vec![old.id]);
+        assert!(over_cap(vec![new, old], 0).is_empty());
     }
 }

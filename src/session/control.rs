@@ -6,13 +6,14 @@ use actix::prelude::*;
 use tracing::debug;
 
 use super::messages::{
-    Crash, End, EndResult, GetInfo, Read, ReadResult, SendInput, SendResult, SendSignal,
+    Crash, End, EndMode, EndResult, GetInfo, Read, ReadResult, SendInput, SendResult, SendSignal,
     SessionInfo, SignalResult,
 };
 use super::shared::rfc3339;
 use super::state::{Event, Refused};
 use super::{Kind, Session, StateKind};
 use crate::process::{self, Signal};
+use crate::store::When;
 use crate::{Error, Result};
 
 /// Default page size for reads.
@@ -174,6 +175,7 @@ impl Session {
         let written = if msg.data.is_empty() {
             0
         } else {
+            self.note_input(msg.data.as_bytes());
             self.write(msg.data.into_bytes(), ctx)?
         };
         if msg.eof {
@@ -181,6 +183,7 @@ impl Session {
         }
         self.metrics.ops += 1;
         self.shared.touch();
+        self.persist(When::Lazy);
         Ok(SendResult {
             bytes_written: written,
             cursor: self.logs[0].end(),
@@ -240,6 +243,7 @@ impl Handler<SendSignal> for Session {
         };
         self.metrics.ops += 1;
         self.shared.touch();
+        self.persist(When::Lazy);
         // An interrupt that reaches a shell before it has read the running exec's line would
         // only redraw the prompt and leave the line to run later. Wait (briefly) until the
         // line has left the pipe; a line read but not yet started is handled by the driver.
@@ -270,13 +274,21 @@ impl Handler<End> for Session {
             ));
         }
         let state = self.state.kind();
-        if state.is_terminal() || (state == StateKind::Suspended && msg.suspend) {
+        let suspend = msg.mode != EndMode::End;
+        if state.is_terminal() || (state == StateKind::Suspended && suspend) {
             return Box::pin(actix::fut::ready(Ok(self.end_result())));
         }
         if state != StateKind::Ending {
-            if let Err(e) = self.transition(Event::End {
-                suspend: msg.suspend,
-            }) {
+            let event = match msg.mode {
+                EndMode::End => Event::End { suspend: false },
+                EndMode::Evict => Event::End { suspend: true },
+                EndMode::Shutdown => Event::Shutdown,
+            };
+            if suspend {
+                // Snapshot first, then end the process.
+                self.persist(When::Now);
+            }
+            if let Err(e) = self.transition(event) {
                 return self.refuse(e);
             }
             if self.ready.is_some() {
@@ -295,8 +307,13 @@ impl Handler<End> for Session {
         Box::pin(
             process::terminate(pid, Duration::from_millis(grace), exit)
                 .into_actor(self)
-                .map(|outcome, act, _| {
+                .map(|outcome, act, ctx| {
                     debug!(session = %act.shared.id, ?outcome, "process group ended");
+                    if act.state.kind() == StateKind::Suspended && act.persist.is_some() {
+                        // The record is in the store; the actor's memory is not needed until
+                        // a resume starts a new one.
+                        ctx.stop();
+                    }
                     Ok(act.end_result())
                 }),
         )

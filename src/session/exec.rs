@@ -12,6 +12,7 @@ use super::output::copy_overlap;
 use super::state::Event;
 use super::{elapsed_ms, Session, StateKind, Stream};
 use crate::process::ExitStatus;
+use crate::store::When;
 use crate::{Error, Result};
 
 type Reply = oneshot::Sender<Result<ExecResult>>;
@@ -143,6 +144,7 @@ impl Session {
             let _ = tx.send(Err(e));
             return;
         }
+        self.note_input(msg.input.as_bytes());
         self.running = Some(Running {
             seq,
             started: Instant::now(),
@@ -176,7 +178,9 @@ impl Session {
             r.tx = None;
             let r = self.running.as_ref().expect("checked");
             debug!(session = %self.shared.id, "exec timed out; command keeps running");
-            return Ok(self.result(r, None, self.cwd.clone(), true));
+            let result = self.result(r, None, self.cwd.clone(), true);
+            self.persist(When::Lazy);
+            return Ok(result);
         }
         if let Some(pos) = self.queue.iter().position(|q| q.seq == seq) {
             let q = self.queue.remove(pos).expect("position is valid");
@@ -202,15 +206,17 @@ impl Session {
         self.timings.last_op_ms = ms;
         self.timings.total_op_ms += ms;
         self.metrics.ops += 1;
+        if self.state.kind() == StateKind::Busy {
+            let _ = self.transition(Event::OpEnd);
+        }
+        self.shared.touch();
+        // Pushed before the reply, so a caller that then waits for durability covers it.
+        self.persist(When::Lazy);
         if let Some(tx) = r.tx.take() {
             let cwd = cwd.or_else(|| self.cwd.clone());
             let _ = tx.send(Ok(self.result(&r, exit_code, cwd, false)));
         }
         debug!(session = %self.shared.id, duration_ms = ms, ?exit_code, "exec done");
-        if self.state.kind() == StateKind::Busy {
-            let _ = self.transition(Event::OpEnd);
-        }
-        self.shared.touch();
         for log in &mut self.logs {
             log.shrink();
         }

@@ -124,7 +124,10 @@ impl Session {
                 && self.running.is_some()
                 && self.driver.completion() == Completion::FirstLine
             {
-                self.complete_running(None, None, ctx);
+                self.complete_running(None, None, ctx.as_deref_mut());
+            }
+            if let Some(ctx) = ctx {
+                self.output_arrived(ctx);
             }
             self.changed.notify_waiters();
         }
@@ -135,6 +138,7 @@ impl Session {
             Marker::Ready => {
                 if self.transition(super::state::Event::Started).is_ok() {
                     self.shared.touch();
+                    self.persist(crate::store::When::Now);
                     self.report_ready(Ok(()));
                 }
             }

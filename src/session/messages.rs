@@ -178,9 +178,22 @@ pub struct SignalResult {
 pub struct End {
     /// Grace between TERM and KILL in ms (default 3000).
     pub grace_ms: Option<u64>,
-    /// Keep the record as Suspended (eviction) instead of Ended.
+    /// Why it ends (callers end; the registry evicts and shuts down).
     #[serde(skip)]
-    pub suspend: bool,
+    pub mode: EndMode,
+}
+
+/// Why a session is being ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EndMode {
+    /// A caller ended it: the record becomes Ended.
+    #[default]
+    End,
+    /// Evicted (idle timeout or room for another): only an idle session is evicted, and it
+    /// becomes a Suspended, resumable record.
+    Evict,
+    /// The server is shutting down: every live session becomes a Suspended record.
+    Shutdown,
 }
 
 /// The outcome of ending a session.

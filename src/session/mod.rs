@@ -4,7 +4,8 @@
 //!
 //! Files: `mod.rs` the actor and its lifecycle; `io.rs` pipes in and out; `exec.rs` exec, its
 //! queue and results; `control.rs` send, read, signal, end, info; `state.rs` the state
-//! machine; `output.rs` the capped log; `shared.rs` the lock-free summary the registry indexes.
+//! machine; `output.rs` the capped log; `shared.rs` the lock-free summary the registry indexes;
+//! `persist.rs` snapshots for the store; `stored.rs` answers for sessions without a process.
 
 mod control;
 mod exec;
@@ -12,8 +13,10 @@ mod io;
 pub mod kind;
 pub mod messages;
 pub mod output;
+mod persist;
 pub(crate) mod shared;
 pub mod state;
+pub(crate) mod stored;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -33,9 +36,11 @@ use self::exec::{Queued, Running};
 use self::kind::{driver_for, Driver};
 use self::messages::{Metrics, Timings};
 use self::output::OutputLog;
+pub(crate) use self::persist::Persist;
 use crate::config::SessionConfig;
 use crate::process::{self, ExitStatus, Rlimits, Signal, SpawnSpec};
 use crate::registry::SessionEvent;
+use crate::store::{LiveRecord, When};
 use crate::{Error, Result};
 
 /// A fully resolved description of what a session runs.
@@ -86,6 +91,26 @@ pub struct Session {
     timings: Timings,
     events: Recipient<SessionEvent>,
     ready: Option<oneshot::Sender<Result<()>>>,
+    persist: Option<Persist>,
+}
+
+/// Everything a session actor starts from.
+#[derive(Debug)]
+pub(crate) struct Boot {
+    /// Identity and lock-free summary (shared with the index).
+    pub shared: Arc<Shared>,
+    /// What to run.
+    pub spec: SessionSpec,
+    /// Per-session settings.
+    pub config: Arc<SessionConfig>,
+    /// Where lifecycle reports go (the registry).
+    pub events: Recipient<SessionEvent>,
+    /// Told once the session is Ready or failed to start.
+    pub ready: oneshot::Sender<Result<()>>,
+    /// The link to the store, if snapshots are kept.
+    pub persist: Option<Persist>,
+    /// The stored record this session resumes from.
+    pub resumed: Option<LiveRecord>,
 }
 
 impl std::fmt::Debug for Session {
@@ -99,15 +124,19 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// A session that will spawn `spec` when started and report readiness on `ready`.
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        spec: SessionSpec,
-        config: Arc<SessionConfig>,
-        events: Recipient<SessionEvent>,
-        ready: oneshot::Sender<Result<()>>,
-    ) -> Self {
+    /// A session that will spawn its spec when started and report readiness.
+    pub(crate) fn new(boot: Boot) -> Self {
+        let Boot {
+            shared,
+            spec,
+            config,
+            events,
+            ready,
+            persist,
+            resumed,
+        } = boot;
         let cap = config.output_cap_bytes;
+        let ends = resumed.as_ref().map_or([0, 0], |r| r.output_end);
         Self {
             driver: driver_for(spec.kind),
             shared,
@@ -115,21 +144,29 @@ impl Session {
             config,
             state: State::Starting,
             child: None,
-            logs: [OutputLog::new(cap), OutputLog::new(cap)],
+            logs: [
+                OutputLog::starting_at(cap, ends[0]),
+                OutputLog::starting_at(cap, ends[1]),
+            ],
             eof: [false, false],
-            read_cursor: [0, 0],
+            read_cursor: ends,
             writes: io::WriteQueue::default(),
             running: None,
             queue: VecDeque::new(),
             next_seq: 0,
             changed: Arc::new(Notify::new()),
-            cwd: None,
+            cwd: resumed.as_ref().and_then(|r| r.cwd.clone()),
             exit: None,
             stderr_tail: None,
-            metrics: Metrics::default(),
-            timings: Timings::default(),
+            metrics: resumed
+                .as_ref()
+                .map_or_else(Metrics::default, |r| r.metrics),
+            timings: resumed
+                .as_ref()
+                .map_or_else(Timings::default, |r| r.timings),
             events,
             ready: Some(ready),
+            persist,
         }
     }
 
@@ -141,6 +178,7 @@ impl Session {
         self.shared.set_state(self.state.kind());
         if self.state.kind().is_terminal() || self.state.kind() == StateKind::Suspended {
             self.shared.set_pid(None);
+            self.persist(When::Now);
             self.events.do_send(SessionEvent::Settled(self.shared.id));
         }
         self.changed.notify_waiters();
@@ -282,6 +320,7 @@ impl Actor for Session {
             },
             None => {
                 let _ = self.transition(state::Event::Started);
+                self.persist(When::Now);
                 self.report_ready(Ok(()));
             }
         }
@@ -306,17 +345,8 @@ impl Drop for Session {
 }
 
 /// Builds a `Session` on the arbiter and returns its address.
-pub(crate) fn start_on(
-    arbiter: &actix::ArbiterHandle,
-    shared: Arc<Shared>,
-    spec: SessionSpec,
-    config: Arc<SessionConfig>,
-    events: Recipient<SessionEvent>,
-    ready: oneshot::Sender<Result<()>>,
-) -> Addr<Session> {
-    Session::start_in_arbiter(arbiter, move |_| {
-        Session::new(shared, spec, config, events, ready)
-    })
+pub(crate) fn start_on(arbiter: &actix::ArbiterHandle, boot: Boot) -> Addr<Session> {
+    Session::start_in_arbiter(arbiter, move |_| Session::new(boot))
 }
 
 fn spawn_reason(e: &std::io::Error) -> String {

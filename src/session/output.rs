@@ -14,6 +14,9 @@ const MIN_BLOCK: usize = 256;
 /// An append-only, capped byte log with absolute cursors.
 #[derive(Debug)]
 pub struct OutputLog {
+    /// Cursor of the first byte this log could hold (non-zero for a resumed session, whose
+    /// earlier output lives in the store's transcript).
+    base: u64,
     head: Vec<u8>,
     head_cap: usize,
     tail: VecDeque<Vec<u8>>,
@@ -36,14 +39,20 @@ pub struct Slice {
 impl OutputLog {
     /// A log that holds at most `cap` bytes (at least 2).
     pub fn new(cap: usize) -> Self {
+        Self::starting_at(cap, 0)
+    }
+
+    /// A log whose cursors continue from `base`: bytes before it read as dropped.
+    pub fn starting_at(cap: usize, base: u64) -> Self {
         let cap = cap.max(2);
         Self {
+            base,
             head: Vec::new(),
             head_cap: cap / 2,
             tail: VecDeque::new(),
             tail_len: 0,
             tail_cap: cap - cap / 2,
-            total: 0,
+            total: base,
         }
     }
 
@@ -77,7 +86,7 @@ impl OutputLog {
 
     /// Total bytes dropped so far (between head and tail).
     pub fn dropped(&self) -> u64 {
-        self.tail_start() - self.head.len() as u64
+        self.tail_start() - self.head.len() as u64 - self.base
     }
 
     /// Appends `bytes`. Bytes evicted from the tail are first shown to `on_evict` with their
@@ -147,6 +156,14 @@ impl OutputLog {
         }
     }
 
+    /// The held ranges of cursors: the head, then the tail (either may be empty).
+    pub fn held(&self) -> [(u64, u64); 2] {
+        [
+            (self.base, self.base + self.head.len() as u64),
+            (self.tail_start(), self.total),
+        ]
+    }
+
     /// Releases spare capacity; called when a session goes idle.
     pub fn shrink(&mut self) {
         self.head.shrink_to_fit();
@@ -157,7 +174,7 @@ impl OutputLog {
 
     /// Copies the held bytes of `[from, to)` into `out`; returns how many were copied.
     pub fn copy_range(&self, from: u64, to: u64, out: &mut Vec<u8>) -> u64 {
-        let mut copied = copy_overlap(0, &self.head, from, to, out);
+        let mut copied = copy_overlap(self.base, &self.head, from, to, out);
         let mut pos = self.tail_start();
         for block in &self.tail {
             if pos >= to {
@@ -179,7 +196,7 @@ impl OutputLog {
         extra: &[u8],
         out: &mut Vec<u8>,
     ) -> u64 {
-        let head_end = self.head.len() as u64;
+        let head_end = self.base + self.head.len() as u64;
         let mut copied = self.copy_range(from, to.min(head_end), out);
         copied += copy_overlap(
             extra_at,
@@ -195,8 +212,10 @@ impl OutputLog {
     /// first held byte after it and the skipped amount is reported in `dropped`.
     pub fn read(&self, cursor: u64, max: usize) -> Slice {
         let cursor = cursor.min(self.total);
-        let head_end = self.head.len() as u64;
-        let start = if cursor >= head_end && cursor < self.tail_start() {
+        let head_end = self.base + self.head.len() as u64;
+        let start = if cursor < self.base {
+            self.base
+        } else if cursor >= head_end && cursor < self.tail_start() {
             self.tail_start()
         } else {
             cursor
@@ -304,5 +323,26 @@ mod tests {
         assert_eq!(s.next, 1);
         let s = log.read(1, 2);
         assert_eq!(s.data, "é".as_bytes());
+    }
+
+    #[test]
+    fn a_resumed_log_continues_its_cursors_and_reports_earlier_bytes_as_dropped() {
+        let mut log = OutputLog::starting_at(8, 100);
+        assert_eq!(log.end(), 100);
+        log.append(b"0123456789", |_, _| {});
+        assert_eq!(log.end(), 110);
+        assert_eq!(log.dropped(), 2, "only the middle of the new bytes");
+        let s = log.read(0, 100);
+        assert_eq!(
+            s.data,
+            b"0123".iter().chain(b"6789").copied().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            s.dropped, 100,
+            "the bytes before the resume are in the transcript"
+        );
+        let s = log.read(102, 100);
+        assert_eq!(s.data, b"236789");
+        assert_eq!(s.next, 110);
     }
 }

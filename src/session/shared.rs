@@ -83,6 +83,48 @@ impl Shared {
         }
     }
 
+    /// The summary of a stored session, for a resume.
+    pub(crate) fn from_record(
+        spec: &crate::store::SpecRecord,
+        state: StateKind,
+        last_active_ms: u64,
+        arbiter: usize,
+    ) -> Self {
+        let head = crate::store::SpecHead {
+            id: spec.id,
+            owner: spec.owner.clone(),
+            kind: spec.kind,
+            name: spec.name.clone(),
+            idle_timeout_ms: spec.idle_timeout_ms,
+            seq: spec.seq,
+            created_at_ms: spec.created_at_ms,
+        };
+        Self::from_head(&head, state, last_active_ms, arbiter)
+    }
+
+    /// The summary of a stored session, as it comes back after a restart.
+    pub(crate) fn from_head(
+        spec: &crate::store::SpecHead,
+        state: StateKind,
+        last_active_ms: u64,
+        arbiter: usize,
+    ) -> Self {
+        Self {
+            id: spec.id,
+            owner: Owner::new(&spec.owner),
+            kind: spec.kind,
+            name: spec.name.clone(),
+            created_at: UNIX_EPOCH + Duration::from_millis(spec.created_at_ms),
+            seq: spec.seq,
+            idle_timeout_ms: spec.idle_timeout_ms,
+            arbiter,
+            state: AtomicU8::new(state.code()),
+            last_active_ms: AtomicU64::new(last_active_ms),
+            last_active_seq: AtomicU64::new(next_activity()),
+            pid: AtomicU32::new(0),
+        }
+    }
+
     /// Current state.
     pub fn state(&self) -> StateKind {
         StateKind::from_code(self.state.load(Ordering::Acquire))

@@ -3,6 +3,7 @@
 //! ```text
 //! Starting -> Ready <-> Busy        Starting/Ready/Busy/Paused -> Ending -> Ended
 //!              Ready/Busy <-> Paused   Ready/Paused -> Ending(suspend) -> Suspended (eviction)
+//!                                      Starting/Ready/Busy/Paused -> Ending(suspend) (shutdown)
 //!                                      any live state -> Failed
 //!                                      any live state -> Ended (the child exited on its own)
 //!                                      Suspended -> Starting (resume) | Ended (end)
@@ -139,6 +140,8 @@ pub enum Event {
     Fail(String),
     /// A Suspended session is being respawned.
     Respawn,
+    /// The server is shutting down: the process ends, the record stays resumable.
+    Shutdown,
 }
 
 impl Event {
@@ -155,6 +158,7 @@ impl Event {
             Event::Exited(_) => "exit",
             Event::Fail(_) => "fail",
             Event::Respawn => "resume",
+            Event::Shutdown => "suspend for shutdown",
         }
     }
 }
@@ -200,6 +204,10 @@ impl State {
             }
             // Only an idle session may be evicted: a running command is never killed for room.
             (S::Ready | S::Paused, Event::End { suspend: true }) => S::Ending { suspend: true },
+            // At shutdown every live session is kept as a resumable record, busy or not.
+            (S::Starting | S::Ready | S::Busy | S::Paused, Event::Shutdown) => {
+                S::Ending { suspend: true }
+            }
             (S::Ending { suspend: true }, Event::Exited(_)) => S::Suspended,
             (
                 S::Starting | S::Ready | S::Busy | S::Paused | S::Ending { .. },
@@ -229,6 +237,7 @@ impl State {
             Event::End { suspend: true } => "Ready or Paused (idle)",
             Event::Exited(_) | Event::Fail(_) => "live",
             Event::Respawn => "Suspended",
+            Event::Shutdown => "Starting, Ready, Busy or Paused",
         };
         Refused {
             verb: event.verb(),

@@ -69,7 +69,7 @@ class HttpServer:
 
 def _start_http_server(binary: str) -> HttpServer:
     proc = subprocess.Popen(
-        [binary, "serve", "--http", "127.0.0.1:0"],
+        [binary, "serve", "--in-memory", "--http", "127.0.0.1:0"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -138,7 +138,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 def stdio_params(binary: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=binary,
-        args=["serve"],
+        args=["serve", "--in-memory"],
         env={"RUST_LOG": "warn", "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")},
     )
 

@@ -26,6 +26,7 @@ TOOL_NAMES = {
     "session_list",
     "session_signal",
     "session_end",
+    "session_resume",
 }
 
 

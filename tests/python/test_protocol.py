@@ -30,6 +30,9 @@ async def test_resources(connect, mode):
             assert len(read.contents) == 1
             metrics = json.loads(read.contents[0].text)
             assert isinstance(metrics, dict)
+            store = metrics.pop("store")
+            assert store["path"] is None, "the tests run on a temporary store"
+            assert store["skipped"] == []
             assert all(isinstance(n, int) for n in metrics.values())
 
             await call_ok(client, "session_exec", {"session_id": sid, "input": "echo transcript-line"})

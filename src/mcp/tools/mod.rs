@@ -7,6 +7,7 @@ mod session_end;
 mod session_exec;
 mod session_list;
 mod session_read;
+mod session_resume;
 mod session_send;
 mod session_signal;
 mod session_state;
@@ -163,6 +164,7 @@ pub(crate) fn all() -> Vec<ToolDef> {
         session_list::def(),
         session_signal::def(),
         session_end::def(),
+        session_resume::def(),
     ]
 }
 

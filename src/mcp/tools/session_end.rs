@@ -40,7 +40,7 @@ pub(super) fn def() -> ToolDef {
                     id,
                     End {
                         grace_ms: args.grace_ms,
-                        suspend: false,
+                        ..Default::default()
                     },
                 )
                 .await

@@ -1,0 +1,47 @@
+//! `session_resume`: respawn a Suspended session under the same id.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{session_id, tool, Hints, ToolDef};
+use crate::session::messages::SessionInfo;
+
+/// Arguments of `session_resume`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Args {
+    /// The session_id of a Suspended session (evicted when idle or at capacity, or restored
+    /// after a server restart).
+    session_id: String,
+}
+
+pub(super) fn def() -> ToolDef {
+    tool(
+        "session_resume",
+        "Resume a suspended session",
+        "Start a Suspended session again under the same session_id: the same command, \
+         environment and limits, a shell in the working directory it last had, with its \
+         transcript, cursors and counters kept (variables and background jobs of the old \
+         process are not). Returns the session_state result. A session's saved output stays \
+         readable with session_read while it is Suspended.",
+        Hints {
+            read_only: false,
+            destructive: false,
+            idempotent: false,
+        },
+        |r: &SessionInfo| {
+            format!(
+                "session {} ({}) resumed: {}, pid {}, cwd {}",
+                r.session_id,
+                r.kind,
+                r.state_detail,
+                r.pid.map_or("-".into(), |p| p.to_string()),
+                r.cwd.as_deref().unwrap_or("-")
+            )
+        },
+        |args: Args, ctx| async move {
+            let id = session_id(&args.session_id)?;
+            ctx.handle.resume(id).await.map(Some)
+        },
+    )
+}

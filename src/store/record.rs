@@ -1,0 +1,252 @@
+//! What is stored about a session: its record (the spec it was created with plus what changes)
+//! and the events of its transcript. These are the serialised forms, separate from the live
+//! actor state; the session builds them, the store only encodes and writes them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, DecodeError};
+use crate::ids::SessionId;
+use crate::process::{ExitStatus, Rlimits};
+use crate::session::messages::{Metrics, Timings};
+use crate::session::{Kind, StateKind};
+
+/// One session's stored record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// What the session was created with; shared, since it never changes.
+    pub spec: Arc<SpecRecord>,
+    /// What changes as it runs.
+    pub live: LiveRecord,
+}
+
+/// The unchanging part of a record: enough to respawn the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecRecord {
+    /// The id.
+    pub id: SessionId,
+    /// The principal that owns it.
+    pub owner: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its label.
+    pub name: Option<String>,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Working directory at creation.
+    pub cwd: PathBuf,
+    /// The child's complete environment.
+    pub env: Vec<(String, String)>,
+    /// Resource limits.
+    pub rlimits: Rlimits,
+    /// Idle time before eviction, ms (0 = never).
+    pub idle_timeout_ms: u64,
+    /// Creation order.
+    pub seq: u64,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// The changing part of a record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveRecord {
+    /// State when the snapshot was taken.
+    pub state: StateKind,
+    /// The state with its details.
+    pub state_detail: String,
+    /// How the child exited, once it has.
+    pub exit: Option<ExitStatus>,
+    /// Working directory after the last exec (shell).
+    pub cwd: Option<String>,
+    /// Last activity, ms since the Unix epoch.
+    pub last_active_ms: u64,
+    /// When the session reached Ended, Failed or Suspended, ms since the Unix epoch.
+    pub settled_at_ms: Option<u64>,
+    /// Durations.
+    pub timings: Timings,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Cursors one past the last byte of stdout and stderr.
+    pub output_end: [u64; 2],
+    /// Sequence number the next transcript event will get.
+    pub transcript_seq: u64,
+    /// Transcript bytes held in the store (kept up to date by the store).
+    pub transcript_bytes: u64,
+    /// Last lines of stderr when the session ended or failed.
+    pub stderr_tail: Option<String>,
+    /// How many times the session was resumed.
+    pub resumes: u64,
+}
+
+/// What the registry needs of a record at start: decoded without the environment, argv and
+/// counters, which are read when a session is resumed or described.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordHead {
+    /// Identity.
+    pub spec: SpecHead,
+    /// State.
+    pub live: LiveHead,
+}
+
+/// Identity fields of [`SpecRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SpecHead {
+    /// The id.
+    pub id: SessionId,
+    /// The owner.
+    pub owner: String,
+    /// The kind.
+    pub kind: Kind,
+    /// The label.
+    pub name: Option<String>,
+    /// Idle time before eviction, ms.
+    pub idle_timeout_ms: u64,
+    /// Creation order.
+    pub seq: u64,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// State fields of [`LiveRecord`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LiveHead {
+    /// State when the snapshot was taken.
+    pub state: StateKind,
+    /// Last activity, ms since the Unix epoch.
+    pub last_active_ms: u64,
+    /// When the session settled, ms since the Unix epoch.
+    pub settled_at_ms: Option<u64>,
+    /// Transcript bytes held.
+    pub transcript_bytes: u64,
+}
+
+/// Direction of a transcript event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    /// Written to the child (exec input, send data).
+    Input,
+    /// Read from the child's stdout.
+    Stdout,
+    /// Read from the child's stderr.
+    Stderr,
+}
+
+/// One transcript event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Position in the session's transcript.
+    pub seq: u64,
+    /// When it happened (output: when it was snapshotted), ms since the Unix epoch.
+    pub t_ms: u64,
+    /// Which way the bytes went.
+    pub dir: Dir,
+    /// For output, the stream cursor of the first byte; 0 for input.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl Dir {
+    fn code(self) -> u8 {
+        match self {
+            Dir::Input => 0,
+            Dir::Stdout => 1,
+            Dir::Stderr => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Dir> {
+        [Dir::Input, Dir::Stdout, Dir::Stderr]
+            .get(usize::from(c))
+            .copied()
+    }
+}
+
+const EVENT_HEADER: usize = 17;
+
+impl Event {
+    /// The sealed value: `[t_ms u64 LE][dir u8][offset u64 LE][data]` in the envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(EVENT_HEADER + self.data.len());
+        payload.extend_from_slice(&self.t_ms.to_le_bytes());
+        payload.push(self.dir.code());
+        payload.extend_from_slice(&self.offset.to_le_bytes());
+        payload.extend_from_slice(&self.data);
+        codec::seal(&payload)
+    }
+
+    /// Decodes a sealed value stored under sequence number `seq`.
+    pub fn decode(seq: u64, value: &[u8]) -> Result<Event, DecodeError> {
+        let p = codec::open(value)?;
+        if p.len() < EVENT_HEADER {
+            return Err(DecodeError::Payload(format!(
+                "transcript event of {} bytes is shorter than its header",
+                p.len()
+            )));
+        }
+        let dir = Dir::from_code(p[8])
+            .ok_or_else(|| DecodeError::Payload(format!("unknown direction {}", p[8])))?;
+        Ok(Event {
+            seq,
+            t_ms: u64::from_le_bytes(p[..8].try_into().expect("8 bytes")),
+            dir,
+            offset: u64::from_le_bytes(p[9..17].try_into().expect("8 bytes")),
+            data: p[EVENT_HEADER..].to_vec(),
+        })
+    }
+}
+
+/// Key of a record in the `sessions` tree.
+pub fn session_key(id: SessionId) -> [u8; 16] {
+    *id.0.as_bytes()
+}
+
+/// Key of a transcript event: the session id, then the sequence number big-endian, so one
+/// session's events are contiguous and in order.
+pub fn event_key(id: SessionId, seq: u64) -> [u8; 24] {
+    let mut k = [0; 24];
+    k[..16].copy_from_slice(&session_key(id));
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Key of a blob: the session id, then its name.
+pub fn blob_key(id: SessionId, name: &str) -> Vec<u8> {
+    let mut k = session_key(id).to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The sequence number in an event key.
+pub fn seq_of(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(16..24)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip() {
+        let e = Event {
+            seq: 7,
+            t_ms: 1_700_000_000_123,
+            dir: Dir::Stderr,
+            offset: 42,
+            data: b"oops\n".to_vec(),
+        };
+        assert_eq!(Event::decode(7, &e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn event_keys_sort_by_session_then_sequence() {
+        let a = SessionId::new();
+        assert!(event_key(a, 1) < event_key(a, 256));
+        assert_eq!(seq_of(&event_key(a, 300)), Some(300));
+    }
+}
