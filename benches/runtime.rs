@@ -803,6 +803,7 @@ fn main() {
     // index (and keep resources) for `retention_ms`, which would otherwise weigh on phase 4.
     let mut config = Config::default();
     config.store.in_memory = true;
+    config.runtime.guardian = std::env::var_os("BENCH_NO_GUARDIAN").is_none();
     config.runtime.max_sessions = SESSIONS + 100;
     let rt = sys
         .block_on(async { Runtime::start(config) })
@@ -815,6 +816,7 @@ fn main() {
         .block_on(async {
             let mut config = Config::default();
             config.store.in_memory = true;
+            config.runtime.guardian = std::env::var_os("BENCH_NO_GUARDIAN").is_none();
             Runtime::start(config)
         })
         .expect("start runtime");
