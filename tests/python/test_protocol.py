@@ -9,7 +9,7 @@ import uuid
 
 import anyio
 import pytest
-from support import call_ok, end_quietly, new_shell, open_client, protocol_error
+from support import TOOL_NAMES, call_ok, end_quietly, new_shell, open_client, protocol_error
 
 pytestmark = pytest.mark.anyio
 
@@ -189,4 +189,4 @@ async def test_auto_mode_discovers_the_modern_version(connect):
         assert client.server_info is not None and client.server_info.name == "stablehand"
         assert client.server_capabilities.tools is not None
         tools = await client.list_tools()
-        assert len(tools.tools) == 8
+        assert {t.name for t in tools.tools} == TOOL_NAMES
