@@ -302,17 +302,16 @@ impl Handle {
         let addr = entry.addr.as_ref().filter(|a| a.connected())?;
         match addr.send(msg).await {
             Ok(result) => Some(result),
-            // The actor stopped after its session was suspended: the record lives on in the
-            // store.
-            Err(_) if entry.shared.state() == StateKind::Suspended => None,
-            Err(_) => {
-                if entry.shared.state().is_live() {
-                    entry.shared.set_state(StateKind::Failed);
-                }
+            // The actor died while its session was live: a crash, reported as such.
+            Err(_) if entry.shared.state().is_live() => {
+                entry.shared.set_state(StateKind::Failed);
                 Some(Err(Error::ActorGone {
                     id: entry.shared.id.to_string(),
                 }))
             }
+            // The actor stopped after its session settled (Suspended, or Failed by a crash
+            // already reported): the record lives on in the store.
+            Err(_) => None,
         }
     }
 
