@@ -47,6 +47,7 @@ fn record(seq: u64) -> Record {
             idle_timeout_ms: 1_800_000,
             seq,
             created_at_ms: 1_790_000_000_000 + seq,
+            options: Default::default(),
         }),
         live: LiveRecord {
             state: StateKind::Ready,

@@ -203,6 +203,8 @@ impl Default for HttpConfig {
 pub struct Commands {
     /// Shell sessions: must be bash (any path, version 4.4 or newer).
     pub shell: Vec<String>,
+    /// REPL sessions: a Python 3 interpreter (a virtualenv's python works).
+    pub repl: Vec<String>,
 }
 
 /// Which programs each kind may launch and where sessions may live.
@@ -213,6 +215,10 @@ pub struct Profile {
     pub shell: Vec<String>,
     /// Programs process sessions may start (`*` allows any).
     pub process: Vec<String>,
+    /// Interpreters REPL sessions may start (`*` allows any).
+    pub repl: Vec<String>,
+    /// Programs agent sessions may start (`*` allows any).
+    pub agent: Vec<String>,
     /// Directories a session's cwd must be inside; empty allows any.
     pub cwd_roots: Vec<PathBuf>,
 }
@@ -271,6 +277,7 @@ impl Default for Commands {
     fn default() -> Self {
         Self {
             shell: vec!["bash".into(), "--noprofile".into(), "--norc".into()],
+            repl: vec!["python3".into()],
         }
     }
 }
@@ -280,6 +287,8 @@ impl Default for Profile {
         Self {
             shell: vec!["*".into()],
             process: vec!["*".into()],
+            repl: vec!["*".into()],
+            agent: vec!["*".into()],
             cwd_roots: Vec::new(),
         }
     }
@@ -397,6 +406,8 @@ impl Profile {
         match kind {
             Kind::Shell => &self.shell,
             Kind::Process => &self.process,
+            Kind::Repl => &self.repl,
+            Kind::Agent => &self.agent,
         }
     }
 
@@ -449,6 +460,7 @@ mod tests {
             shell: vec!["bash".into()],
             process: vec!["/bin/cat".into()],
             cwd_roots: vec!["/tmp".into()],
+            ..Profile::default()
         };
         assert!(p.allows(Kind::Shell, "/usr/bin/bash"));
         assert!(!p.allows(Kind::Shell, "zsh"));

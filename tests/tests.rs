@@ -3,6 +3,7 @@
 mod util;
 mod wire;
 
+mod agent_kind;
 mod bad_input;
 mod binary;
 mod ending;
@@ -12,6 +13,7 @@ mod mcp_stdio;
 mod persistence;
 mod process_kind;
 mod registry;
+mod repl_kind;
 mod shell;
 mod state_machine;
 mod supervision;

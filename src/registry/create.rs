@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::config::Config;
+use crate::session::kind::KindOptions;
 use crate::session::messages::CreateRequest;
 use crate::session::{Kind, SessionSpec};
 use crate::store::Record;
@@ -21,13 +22,15 @@ pub(crate) fn resolve(
     let argv = match (&req.command, kind) {
         (Some(cmd), _) => cmd.clone(),
         (None, Kind::Shell) => config.commands.shell.clone(),
-        (None, Kind::Process) => {
+        (None, Kind::Repl) => config.commands.repl.clone(),
+        (None, Kind::Process | Kind::Agent) => {
             return Err(Error::invalid(
                 "command",
-                "process sessions need a command (program and arguments)",
+                format!("{kind} sessions need a command (program and arguments)"),
             ))
         }
     };
+    let options = kind_options(kind, req)?;
     let program = match argv.first() {
         Some(p) if !p.trim().is_empty() => p.clone(),
         _ => return Err(Error::invalid("command", "the program name is empty")),
@@ -91,6 +94,33 @@ pub(crate) fn resolve(
         cwd,
         env,
         rlimits: config.session.rlimits.clone(),
+        options,
+    })
+}
+
+/// The kind-specific options of `req`, checked against its kind.
+fn kind_options(kind: Kind, req: &CreateRequest) -> Result<KindOptions> {
+    if req.agent.is_some() && kind != Kind::Agent {
+        return Err(Error::invalid(
+            "agent",
+            format!("only agent sessions take agent options, not {kind}"),
+        ));
+    }
+    Ok(match kind {
+        Kind::Agent => {
+            let agent = req.agent.clone().unwrap_or_default();
+            let p = &agent.turn_end_pointer;
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(Error::invalid(
+                    "agent.turn_end_pointer",
+                    format!(
+                        "{p:?} is not a JSON pointer (RFC 6901): it must be empty or start with /"
+                    ),
+                ));
+            }
+            KindOptions::Agent(agent)
+        }
+        _ => KindOptions::None,
     })
 }
 
@@ -152,5 +182,6 @@ pub(crate) fn respec(config: &Config, record: &Record) -> Result<SessionSpec> {
         cwd,
         env: spec.env.clone(),
         rlimits: spec.rlimits.clone(),
+        options: spec.options.clone(),
     })
 }

@@ -258,6 +258,7 @@ impl Registry {
             idle_timeout_ms: shared.idle_timeout_ms,
             seq: shared.seq,
             created_at_ms: unix_ms(shared.created_at),
+            options: spec.options.clone(),
         };
         Some(self.persist_with(Arc::new(record), None))
     }

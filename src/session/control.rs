@@ -247,8 +247,9 @@ impl Handler<SendSignal> for Session {
         // An interrupt that reaches a shell before it has read the running exec's line would
         // only redraw the prompt and leave the line to run later. Wait (briefly) until the
         // line has left the pipe; a line read but not yet started is handled by the driver.
-        let wait_for_line =
-            msg.signal == Signal::Int && self.spec.kind == Kind::Shell && self.running.is_some();
+        let wait_for_line = msg.signal == Signal::Int
+            && matches!(self.spec.kind, Kind::Shell | Kind::Repl)
+            && self.running.is_some();
         if !wait_for_line {
             let delivered = process::signal_group(pid, msg.signal);
             return Box::pin(actix::fut::ready(Ok(SignalResult { delivered })));
@@ -264,7 +265,18 @@ impl Handler<SendSignal> for Session {
 impl Handler<End> for Session {
     type Result = ResponseActFuture<Self, Result<EndResult>>;
 
-    fn handle(&mut self, msg: End, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: End, ctx: &mut Self::Context) -> Self::Result {
+        // A REPL saves its namespace before it is suspended (snapshot.rs).
+        if let Some(saving) = self.snapshot_before_end(msg, ctx) {
+            return saving;
+        }
+        self.end_now(msg)
+    }
+}
+
+impl Session {
+    /// Ends the process: TERM to the group, KILL after the grace period, reap.
+    pub(super) fn end_now(&mut self, msg: End) -> ResponseActFuture<Self, Result<EndResult>> {
         let _span = tracing::debug_span!("end", session = %self.shared.id).entered();
         let grace = msg.grace_ms.unwrap_or(self.config.end_grace_ms);
         if grace > MAX_GRACE_MS {

@@ -31,6 +31,8 @@ pub(super) struct Running {
     pub(super) done: [bool; 2],
     /// Status and cwd from the stdout marker.
     pub(super) status: Option<(i32, String)>,
+    /// What a kind's stdout end marker carried (REPL value or error, agent final line).
+    pub(super) payload: Option<serde_json::Value>,
     /// Where the result goes; `None` once the caller's deadline passed.
     tx: Option<Reply>,
 }
@@ -153,6 +155,7 @@ impl Session {
             head_at: [0, 0],
             done: [false, false],
             status: None,
+            payload: None,
             tx: Some(tx),
         });
         if let Err(e) = self.write(bytes, ctx) {
@@ -176,9 +179,10 @@ impl Session {
         }
         if let Some(r) = self.running.as_mut().filter(|r| r.seq == seq) {
             r.tx = None;
-            let r = self.running.as_ref().expect("checked");
             debug!(session = %self.shared.id, "exec timed out; command keeps running");
-            let result = self.result(r, None, self.cwd.clone(), true);
+            let r = self.running.take().expect("checked");
+            let result = self.finished(&r, None, self.cwd.clone(), true);
+            self.running = Some(r);
             self.persist(When::Lazy);
             return Ok(result);
         }
@@ -212,9 +216,19 @@ impl Session {
         self.shared.touch();
         // Pushed before the reply, so a caller that then waits for durability covers it.
         self.persist(When::Lazy);
+        // Built even when the caller's deadline passed (nobody to send it to): its messages
+        // and tokens still count in the session's metrics.
+        let cwd = cwd.or_else(|| self.cwd.clone());
+        let result = self.finished(&r, exit_code, cwd, false);
+        if let Some(m) = &result.messages {
+            self.metrics.messages += m.len() as u64;
+        }
+        if let Some(u) = result.usage {
+            self.metrics.input_tokens += u.input_tokens;
+            self.metrics.output_tokens += u.output_tokens;
+        }
         if let Some(tx) = r.tx.take() {
-            let cwd = cwd.or_else(|| self.cwd.clone());
-            let _ = tx.send(Ok(self.result(&r, exit_code, cwd, false)));
+            let _ = tx.send(Ok(result));
         }
         debug!(session = %self.shared.id, duration_ms = ms, ?exit_code, "exec done");
         for log in &mut self.logs {
@@ -293,7 +307,21 @@ impl Session {
             dropped_bytes: dropped,
             lossy,
             session_ended: self.exit.is_some(),
+            ..ExecResult::default()
         }
+    }
+
+    /// The result of `r` with the kind's own fields added by its driver.
+    fn finished(
+        &mut self,
+        r: &Running,
+        exit_code: Option<i32>,
+        cwd: Option<String>,
+        timed_out: bool,
+    ) -> ExecResult {
+        let mut result = self.result(r, exit_code, cwd, timed_out);
+        self.driver.finish(r.payload.as_ref(), &mut result);
+        result
     }
 
     /// This exec's bytes of one stream: its head and its tail, the middle counted as dropped.

@@ -157,6 +157,17 @@ impl Session {
                 }
                 self.complete_running(Some(exit_code), None, ctx);
             }
+            Marker::Result(payload) => {
+                let stdout_only = self.driver.completion() == Completion::StdoutMarker;
+                if let Some(r) = &mut self.running {
+                    r.done[stream.index()] = true;
+                    if stdout_only {
+                        r.done = [true, true];
+                    }
+                    r.payload = Some(payload);
+                }
+                self.complete_if_done(ctx);
+            }
             Marker::ExecStderr => {
                 if let Some(r) = &mut self.running {
                     r.done[stream.index()] = true;

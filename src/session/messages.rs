@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
+use super::kind::AgentOptions;
 use super::{Kind, StateKind, Stream};
 use crate::ids::SessionId;
 use crate::process::Signal;
@@ -16,7 +17,8 @@ use crate::Result;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateRequest {
-    /// What to run: `shell` (a persistent bash) or `process` (any program).
+    /// What to run: `shell` (a persistent bash, the default), `process` (any program),
+    /// `repl` (a Python REPL) or `agent` (an agent CLI speaking JSON lines).
     pub kind: Option<Kind>,
     /// Program and arguments; default per kind (shell: `bash --noprofile --norc`). Required
     /// for `process`.
@@ -30,6 +32,8 @@ pub struct CreateRequest {
     pub name: Option<String>,
     /// Idle time after which the session is evicted (Suspended), in ms; default from config.
     pub idle_timeout_ms: Option<u64>,
+    /// For `agent` sessions: how a turn ends (default: a line whose `type` is `result`).
+    pub agent: Option<AgentOptions>,
 }
 
 /// Run one command (shell), or write a line and collect what follows (process).
@@ -74,6 +78,44 @@ pub struct ExecResult {
     pub lossy: bool,
     /// True when the command ended the session (for example `exit 3`).
     pub session_ended: bool,
+    /// REPL: `repr` of the value of the last expression, as an interactive Python shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// REPL: the exception the code raised; agent: why the turn did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExecError>,
+    /// Agent: the turn's output lines, parsed (non-JSON lines as `{"type":"text","text":…}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<serde_json::Value>>,
+    /// Agent: the line that ended the turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Agent: token totals summed from the turn's `usage` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// An error raised by the code an exec ran (REPL), or a turn that did not finish (agent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExecError {
+    /// The exception type (`ZeroDivisionError`, `SyntaxError`, `KeyboardInterrupt`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its message.
+    pub message: String,
+    /// The formatted traceback.
+    pub traceback: String,
+}
+
+/// Token totals of an agent turn.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct Usage {
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
 }
 
 /// Write bytes to the session's stdin.
@@ -270,6 +312,15 @@ pub struct Metrics {
     pub bytes_out: u64,
     /// Operations that failed.
     pub errors: u64,
+    /// Agent: messages received.
+    #[serde(default)]
+    pub messages: u64,
+    /// Agent: input tokens used.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Agent: output tokens used.
+    #[serde(default)]
+    pub output_tokens: u64,
 }
 
 /// Fault injection for supervision tests: makes the actor panic.

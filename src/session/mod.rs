@@ -5,7 +5,8 @@
 //! Files: `mod.rs` the actor and its lifecycle; `io.rs` pipes in and out; `exec.rs` exec, its
 //! queue and results; `control.rs` send, read, signal, end, info; `state.rs` the state
 //! machine; `output.rs` the capped log; `shared.rs` the lock-free summary the registry indexes;
-//! `persist.rs` snapshots for the store; `stored.rs` answers for sessions without a process.
+//! `persist.rs` snapshots for the store; `stored.rs` answers for sessions without a process;
+//! `snapshot.rs` a REPL's namespace snapshot and restore.
 
 mod control;
 mod exec;
@@ -15,6 +16,7 @@ pub mod messages;
 pub mod output;
 mod persist;
 pub(crate) mod shared;
+pub mod snapshot;
 pub mod state;
 pub(crate) mod stored;
 
@@ -56,6 +58,8 @@ pub struct SessionSpec {
     pub env: Vec<(String, String)>,
     /// Resource limits.
     pub rlimits: Rlimits,
+    /// Kind-specific options.
+    pub options: kind::KindOptions,
 }
 
 /// The live child and the parent ends of its pipes.
@@ -138,7 +142,7 @@ impl Session {
         let cap = config.output_cap_bytes;
         let ends = resumed.as_ref().map_or([0, 0], |r| r.output_end);
         Self {
-            driver: driver_for(spec.kind),
+            driver: driver_for(spec.kind, &spec.options),
             shared,
             spec,
             config,
@@ -291,6 +295,22 @@ impl Session {
         }
     }
 
+    /// Writes the driver's start-up bytes (Ready follows when the driver says so), or becomes
+    /// Ready at once for a kind without a handshake.
+    fn start_up(&mut self, ctx: &mut Context<Self>) {
+        match self.driver.startup() {
+            Some(bytes) => match self.write(bytes, ctx) {
+                Ok(_) => self.startup_timer(ctx),
+                Err(e) => self.start_failed(e, ctx),
+            },
+            None => {
+                let _ = self.transition(state::Event::Started);
+                self.persist(When::Now);
+                self.report_ready(Ok(()));
+            }
+        }
+    }
+
     fn startup_timer(&mut self, ctx: &mut Context<Self>) {
         let ms = self.config.startup_timeout_ms;
         ctx.run_later(Duration::from_millis(ms), move |act, ctx| {
@@ -313,16 +333,9 @@ impl Actor for Session {
             self.start_failed(e, ctx);
             return;
         }
-        match self.driver.startup() {
-            Some(bytes) => match self.write(bytes, ctx) {
-                Ok(_) => self.startup_timer(ctx),
-                Err(e) => self.start_failed(e, ctx),
-            },
-            None => {
-                let _ = self.transition(state::Event::Started);
-                self.persist(When::Now);
-                self.report_ready(Ok(()));
-            }
+        // A resumed REPL loads its namespace snapshot first, then starts up (snapshot.rs).
+        if !self.restore_namespace(ctx) {
+            self.start_up(ctx);
         }
     }
 

@@ -59,6 +59,16 @@ impl Persist {
             cap,
         }
     }
+
+    /// The store this session writes to (for driver blobs).
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// True for a session resumed from a stored record.
+    pub(super) fn is_resume(&self) -> bool {
+        self.resumes > 0
+    }
 }
 
 impl Session {

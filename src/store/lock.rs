@@ -54,10 +54,12 @@ impl DirLock {
             file.rewind().map_err(io)?;
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim().to_owned();
-            let holder_dead = holder
+            // This process itself may be the holder: a runtime that just shut down releases
+            // the lock when its last store handle drops, moments later.
+            let holder_gone = holder
                 .parse::<u32>()
-                .is_ok_and(|pid| !crate::process::pid_alive(pid));
-            if !holder_dead || std::time::Instant::now() >= deadline {
+                .is_ok_and(|pid| pid == std::process::id() || !crate::process::pid_alive(pid));
+            if !holder_gone || std::time::Instant::now() >= deadline {
                 return Err(StoreError::Locked {
                     dir: dir.to_owned(),
                     holder,

@@ -424,7 +424,21 @@ fn open_or_quarantine(
     dir: &Path,
     path: &Path,
 ) -> Result<(Trees, Option<PathBuf>), StoreError> {
-    match open_trees(sled_config(config).path(path)) {
+    // sled's own file lock: held by a store of this process that is still closing. That is
+    // not damage — wait for it (bounded) rather than quarantine a healthy store.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut opened = open_trees(sled_config(config).path(path));
+    while matches!(&opened, Err(StoreError::Sled(m)) if m.contains("could not acquire lock")) {
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Locked {
+                dir: dir.to_owned(),
+                holder: format!("{} (sled's lock is still held)", std::process::id()),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        opened = open_trees(sled_config(config).path(path));
+    }
+    match opened {
         Ok(trees) => Ok((trees, None)),
         Err(e @ StoreError::NewerSchema { .. }) => Err(e),
         Err(e) => {

@@ -47,6 +47,9 @@ pub struct SpecRecord {
     pub seq: u64,
     /// Creation time, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// Kind-specific options.
+    #[serde(default)]
+    pub options: crate::session::kind::KindOptions,
 }
 
 /// The changing part of a record.

@@ -12,7 +12,12 @@ pub(super) fn def() -> ToolDef {
         "Start a long-lived session and return its session_id, an opaque uuid to pass to every \
          other session tool. kind 'shell' (default) is a persistent bash: cd, exported variables \
          and functions persist between session_exec calls. kind 'process' runs any program \
-         (command is required) that you drive with session_send and session_read. With a name, \
+         (command is required) that you drive with session_send and session_read. kind 'repl' \
+         is a Python REPL (command: the interpreter, default python3) whose variables persist \
+         between execs and survive eviction and restarts. kind 'agent' runs an agent CLI that \
+         speaks JSON lines (command is required, e.g. claude -p --input-format stream-json \
+         --output-format stream-json --verbose); agent.turn_end_pointer/turn_end_value say which \
+         line ends a turn (default: type == result). With a name, \
          an existing live session of yours with that name is returned instead (get-or-create). \
          The session lives until session_end, until idle for idle_timeout_ms (default 30 \
          minutes; it is then Suspended), or until evicted for room.",

@@ -39,7 +39,12 @@ pub(super) fn def() -> ToolDef {
          separately, exit_code, the shell's cwd afterwards, duration_ms, and cursors for \
          session_read. State (cd, exports) persists to the next call. A command that exits the \
          shell (exit 3) ends the session (session_ended=true). For a process: writes the input \
-         as a line to its stdin and returns the output that follows.",
+         as a line to its stdin and returns the output that follows. For a repl: runs the code \
+         (any block: def, class, import) in the session's one namespace and returns stdout, \
+         stderr, value (repr of the last expression) and error {type, message, traceback}. For \
+         an agent: sends the input as one user message (a JSON object is sent as is) and \
+         returns the turn's messages, the final result line and usage (token totals). On \
+         timeout the work goes on (timed_out=true, partial output; session_read pages the rest).",
         Hints {
             read_only: false,
             destructive: true,

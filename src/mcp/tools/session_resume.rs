@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::{session_id, tool, Hints, ToolDef};
 use crate::session::messages::SessionInfo;
+use crate::session::Kind;
 
 /// Arguments of `session_resume`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -22,16 +23,23 @@ pub(super) fn def() -> ToolDef {
         "Start a Suspended session again under the same session_id: the same command, \
          environment and limits, a shell in the working directory it last had, with its \
          transcript, cursors and counters kept (variables and background jobs of the old \
-         process are not). Returns the session_state result. A session's saved output stays \
-         readable with session_read while it is Suspended.",
+         process are not; a repl gets back the variables its namespace snapshot could save; an \
+         agent starts a fresh process, without the old conversation). Returns the \
+         session_state result. A session's saved output stays readable with session_read while \
+         it is Suspended.",
         Hints {
             read_only: false,
             destructive: false,
             idempotent: false,
         },
         |r: &SessionInfo| {
+            let fresh = if r.kind == Kind::Agent {
+                "; a fresh agent process: the old conversation is not restored"
+            } else {
+                ""
+            };
             format!(
-                "session {} ({}) resumed: {}, pid {}, cwd {}",
+                "session {} ({}) resumed: {}, pid {}, cwd {}{fresh}",
                 r.session_id,
                 r.kind,
                 r.state_detail,

@@ -2,8 +2,11 @@
 //! the child and picks results out of the child's bytes. The session actor is the same for
 //! every kind.
 
+mod agent;
 mod process;
+pub(crate) mod repl;
 mod shell;
+mod token;
 
 use std::fmt;
 
@@ -12,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use process::ProcessDriver;
 pub(crate) use shell::ShellDriver;
 
+use super::messages::ExecResult;
 use crate::Result;
 
 /// What a session runs.
@@ -22,17 +26,23 @@ pub enum Kind {
     Shell,
     /// Any program: stdin bytes in, output by cursor.
     Process,
+    /// A Python REPL with one persistent namespace: exec runs code, returns the value.
+    Repl,
+    /// An agent CLI speaking JSON lines: exec sends one user message, returns the turn.
+    Agent,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 2] = [Kind::Shell, Kind::Process];
+    pub const ALL: [Kind; 4] = [Kind::Shell, Kind::Process, Kind::Repl, Kind::Agent];
 
     /// The lower-case name.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Shell => "shell",
             Kind::Process => "process",
+            Kind::Repl => "repl",
+            Kind::Agent => "agent",
         }
     }
 }
@@ -49,7 +59,7 @@ impl std::str::FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown kind {s:?}; expected shell or process"))
+            .ok_or_else(|| format!("unknown kind {s:?}; expected shell, process, repl or agent"))
     }
 }
 
@@ -72,6 +82,36 @@ impl Stream {
     }
 }
 
+/// Options of an `agent` session: how its turns end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentOptions {
+    /// JSON pointer (RFC 6901) into each output line; default `/type`.
+    pub turn_end_pointer: String,
+    /// A line whose value at the pointer equals this ends the turn; default `"result"`.
+    pub turn_end_value: serde_json::Value,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            turn_end_pointer: "/type".into(),
+            turn_end_value: serde_json::Value::String("result".into()),
+        }
+    }
+}
+
+/// Kind-specific options of a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KindOptions {
+    /// None (shell, process, repl).
+    #[default]
+    None,
+    /// An agent's turn-end rule.
+    Agent(AgentOptions),
+}
+
 /// What a driver found in the child's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Marker {
@@ -84,6 +124,9 @@ pub(crate) enum Marker {
         /// `$PWD` after the command.
         cwd: String,
     },
+    /// The running exec's end marker on stdout with a kind-specific payload (a REPL's value
+    /// or error, an agent's final line); completes like `ExecStdout`, without a cwd.
+    Result(serde_json::Value),
     /// The running exec's end marker on stderr.
     ExecStderr,
     /// The shell reached a prompt with no exec armed while one was running: an interrupt
@@ -99,6 +142,8 @@ pub(crate) enum Marker {
 pub(crate) enum Completion {
     /// When the driver reports both end markers.
     Markers,
+    /// When the driver reports the stdout end marker (the kind has no stderr framing).
+    StdoutMarker,
     /// When output written after the input ends with a complete line (or the timeout passes).
     FirstLine,
 }
@@ -128,12 +173,27 @@ pub(crate) trait Driver {
     fn startup_noise(&self) -> String {
         String::new()
     }
+
+    /// Adds the kind's fields to an exec result: `payload` is what the end marker carried
+    /// (`None` on timeout or when the child died mid-exec).
+    fn finish(&mut self, _payload: Option<&serde_json::Value>, _result: &mut ExecResult) {}
 }
 
 /// Builds the driver for `kind`.
-pub(crate) fn driver_for(kind: Kind) -> Box<dyn Driver> {
+pub(crate) fn driver_for(kind: Kind, options: &KindOptions) -> Box<dyn Driver> {
     match kind {
         Kind::Shell => Box::new(ShellDriver::default()),
         Kind::Process => Box::new(ProcessDriver),
+        Kind::Agent => {
+            let o = match options {
+                KindOptions::Agent(o) => o.clone(),
+                _ => AgentOptions::default(),
+            };
+            Box::new(agent::AgentDriver::new(
+                o.turn_end_pointer,
+                o.turn_end_value,
+            ))
+        }
+        Kind::Repl => Box::new(repl::ReplDriver::default()),
     }
 }

@@ -15,6 +15,7 @@
 //! While an exec runs that can only mean an interrupt discarded its line before the token
 //! assignment ran; the exec then ends as interrupted instead of waiting forever.
 
+use super::token::{self, find, partial_start};
 use super::{Completion, Driver, Marker, Stream};
 use crate::{Error, Result};
 
@@ -279,44 +280,7 @@ fn parse_trailer(stream: Stream, buf: &[u8], token: &Token) -> Option<(usize, Ma
 }
 
 fn new_token() -> Token {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).expect("the OS random source is available");
-    let mut token = [0u8; TOKEN_LEN];
-    token[..PREFIX.len()].copy_from_slice(PREFIX);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in random.iter().enumerate() {
-        token[PREFIX.len() + 2 * i] = HEX[usize::from(b >> 4)];
-        token[PREFIX.len() + 2 * i + 1] = HEX[usize::from(b & 15)];
-    }
-    token
-}
-
-/// Position of `needle` in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if hay.len() < needle.len() {
-        return None;
-    }
-    let first = needle[0];
-    let mut from = 0;
-    while let Some(p) = hay[from..=hay.len() - needle.len()]
-        .iter()
-        .position(|&b| b == first)
-    {
-        let at = from + p;
-        if &hay[at..at + needle.len()] == needle {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
-}
-
-/// Start of the longest suffix of `buf` that is a proper prefix of `token` (or `buf.len()`).
-fn partial_start(buf: &[u8], token: &Token) -> usize {
-    let window = buf.len().saturating_sub(TOKEN_LEN - 1);
-    (window..buf.len())
-        .find(|&k| token.starts_with(&buf[k..]))
-        .unwrap_or(buf.len())
+    token::new_token(PREFIX)
 }
 
 /// Appends `bytes` as a bash ANSI-C quoted word (`$'…'`), escaping everything that is not

@@ -1,0 +1,119 @@
+//! Session kinds side by side: exec round trip of a no-op (`pass` in a REPL against `true` in
+//! a shell, and an echo turn of the test suite's fake agent), and runtime memory per idle
+//! session of each kind (VmRSS growth over N sessions; the children are separate processes
+//! and are not counted).
+//!
+//! Run: `cargo bench --bench kinds` (prints a Markdown table). `BENCH_EXECS` (default 3000)
+//! and `BENCH_SESSIONS` (default 200) size it.
+
+use std::time::Instant;
+
+use actix::SystemRunner;
+use stablehand::session::messages::{CreateRequest, Exec};
+use stablehand::session::Kind;
+use stablehand::{Config, Handle, Runtime};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn request(kind: Kind) -> CreateRequest {
+    let command = match kind {
+        Kind::Agent => Some(vec![
+            "python3".into(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_agent.py").into(),
+        ]),
+        Kind::Process => Some(vec!["cat".into()]),
+        _ => None,
+    };
+    CreateRequest {
+        kind: Some(kind),
+        command,
+        ..CreateRequest::default()
+    }
+}
+
+/// Median and p99 round trip of `input`, in µs.
+fn round_trip(sys: &SystemRunner, h: &Handle, kind: Kind, input: &str, n: usize) -> (f64, f64) {
+    sys.block_on(async {
+        let id = h.create(request(kind)).await.expect("create").session_id;
+        let exec = || Exec {
+            input: input.into(),
+            ..Exec::default()
+        };
+        for _ in 0..n / 10 {
+            h.exec(id, exec()).await.expect("warm-up exec");
+        }
+        let mut lat = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = h.exec(id, exec()).await.expect("exec");
+            assert!(!r.timed_out);
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        h.end(id, Default::default()).await.expect("end");
+        lat.sort_by(|a, b| a.total_cmp(b));
+        (lat[n / 2], lat[n * 99 / 100])
+    })
+}
+
+/// Runtime memory per idle session of `kind`, in KiB.
+fn idle_memory(sys: &SystemRunner, h: &Handle, kind: Kind, n: usize) -> f64 {
+    sys.block_on(async {
+        let before = rss_kib();
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            ids.push(h.create(request(kind)).await.expect("create").session_id);
+        }
+        let after = rss_kib();
+        for id in ids {
+            h.end(id, Default::default()).await.expect("end");
+        }
+        after.saturating_sub(before) as f64 / n as f64
+    })
+}
+
+fn main() {
+    let execs = env("BENCH_EXECS", 3000);
+    let sessions = env("BENCH_SESSIONS", 200);
+    let sys = actix::System::new();
+    let mut config = Config::default();
+    config.store.in_memory = true;
+    config.runtime.max_sessions = sessions + 10;
+    let rt = sys
+        .block_on(async { Runtime::start(config) })
+        .expect("runtime");
+    let h = rt.handle();
+    let shell = round_trip(&sys, &h, Kind::Shell, "true", execs);
+    let repl = round_trip(&sys, &h, Kind::Repl, "pass", execs);
+    let agent = round_trip(&sys, &h, Kind::Agent, "hi", execs / 3);
+    println!("| measure | median | p99 | ratio to shell `true` |\n|---|---|---|---|");
+    for (name, (p50, p99)) in [
+        ("shell exec `true`", shell),
+        ("repl exec `pass`", repl),
+        ("agent turn (fake agent echo, 3 lines)", agent),
+    ] {
+        println!(
+            "| {name} | {p50:.1} µs | {p99:.1} µs | {:.2} |",
+            p50 / shell.0
+        );
+    }
+    println!("\n| kind | runtime memory per idle session ({sessions} sessions) |\n|---|---|");
+    for kind in [Kind::Shell, Kind::Process, Kind::Repl, Kind::Agent] {
+        let kib = idle_memory(&sys, &h, kind, sessions);
+        println!("| {kind} | {kib:.2} KiB |");
+    }
+    sys.block_on(rt.shutdown());
+}

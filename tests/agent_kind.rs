@@ -1,0 +1,302 @@
+//! Agent sessions: JSON-lines turns against a fake agent CLI (tests/fixtures/fake_agent.py).
+
+use serde_json::json;
+use stablehand::session::kind::AgentOptions;
+use stablehand::session::messages::{CreateRequest, Exec, Read, SendInput, Usage};
+use stablehand::session::{Kind, StateKind, Stream};
+use stablehand::{Handle, SessionId};
+
+use crate::util::*;
+
+const FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_agent.py");
+
+/// An agent session running the fake agent with `args`, ending turns by `options`.
+async fn agent(h: &Handle, args: &[&str], options: Option<AgentOptions>) -> SessionId {
+    let mut command = vec!["python3".to_string(), FAKE.to_string()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    let req = CreateRequest {
+        kind: Some(Kind::Agent),
+        command: Some(command),
+        agent: options,
+        ..Default::default()
+    };
+    let info = bounded(LIMIT, h.create(req)).await.expect("agent starts");
+    assert_eq!(info.kind, Kind::Agent);
+    info.session_id
+}
+
+/// Reads stdout from `cursor` until the text read contains `needle`, waiting for it.
+async fn read_until(h: &Handle, id: SessionId, mut cursor: u64, needle: &str) -> String {
+    let mut text = String::new();
+    let start = std::time::Instant::now();
+    while !text.contains(needle) {
+        assert!(
+            start.elapsed() < LIMIT,
+            "{needle:?} never arrived; read {text:?}"
+        );
+        let req = Read {
+            stream: Stream::Stdout,
+            cursor: Some(cursor),
+            wait_ms: Some(2000),
+            ..Default::default()
+        };
+        let page = bounded(LIMIT, h.read(id, req)).await.expect("read");
+        text.push_str(&page.data);
+        cursor = page.cursor;
+    }
+    text
+}
+
+#[test]
+fn a_turn_returns_its_messages_result_and_usage_and_metrics_count_them() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], None).await;
+
+        let r = exec(&h, id, "hello").await;
+        assert!(!r.timed_out && !r.session_ended, "{r:?}");
+        assert!(r.error.is_none(), "{r:?}");
+        let messages = r.messages.as_ref().expect("an agent turn has messages");
+        let types: Vec<&str> = messages
+            .iter()
+            .map(|m| m["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["system", "assistant", "result"]);
+        assert_eq!(messages[1]["message"]["content"][0]["text"], "echo: hello");
+        let result = r.result.as_ref().expect("the turn-end line");
+        assert_eq!(result["subtype"], "success");
+        assert_eq!(result["result"], "echo: hello");
+        assert_eq!(&messages[2], result);
+        // The result line carries the turn's totals: they are not added to the assistant's.
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input_tokens: 5,
+                output_tokens: 11
+            })
+        );
+        // The raw lines are the exec's stdout.
+        assert_eq!(r.stdout.lines().count(), 3);
+        assert!(
+            r.stdout.contains("\"result\":\"echo: hello\""),
+            "{}",
+            r.stdout
+        );
+
+        // Multi-line text is one JSON line: the agent sees the whole message.
+        let r = exec(&h, id, "two\nlines").await;
+        let messages = r.messages.as_ref().unwrap();
+        assert_eq!(messages.len(), 2, "{messages:?}"); // no init line after the first turn
+        assert_eq!(r.result.as_ref().unwrap()["result"], "echo: two\nlines");
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input_tokens: 9,
+                output_tokens: 15
+            })
+        );
+
+        // A JSON object is sent as it is (here with string content).
+        let raw = json!({"type": "user", "message": {"role": "user", "content": "raw"}});
+        let r = exec(&h, id, &raw.to_string()).await;
+        assert_eq!(r.result.as_ref().unwrap()["result"], "echo: raw");
+
+        let info = h.state(id).await.unwrap();
+        assert_eq!(info.state, StateKind::Ready);
+        assert_eq!(info.metrics.messages, 3 + 2 + 2);
+        assert_eq!(info.metrics.input_tokens, 5 + 9 + 3);
+        assert_eq!(info.metrics.output_tokens, 11 + 15 + 9);
+        rt
+    });
+}
+
+#[test]
+fn a_custom_turn_end_rule_and_summed_usage() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let options = AgentOptions {
+            turn_end_pointer: "/kind".into(),
+            turn_end_value: json!("done"),
+        };
+        let id = agent(&h, &["--kind-done"], Some(options)).await;
+        let r = exec(&h, id, "hi").await;
+        let messages = r.messages.as_ref().unwrap();
+        // hello, the decoy {"type":"result"} (not the end under this rule), say, say, say, done.
+        assert_eq!(messages.len(), 6, "{messages:?}");
+        assert_eq!(messages[1]["type"], "result");
+        assert_eq!(r.result, Some(json!({"kind": "done", "answer": "HI"})));
+        // No totals on the end line: summed per message id (the repeated `b1` counts once).
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input_tokens: 11,
+                output_tokens: 22
+            })
+        );
+        let r = exec(&h, id, "again").await;
+        assert_eq!(r.messages.as_ref().unwrap().len(), 5);
+        assert_eq!(r.result.as_ref().unwrap()["answer"], "AGAIN");
+        let info = h.state(id).await.unwrap();
+        assert_eq!(info.metrics.messages, 11);
+        assert_eq!(info.metrics.input_tokens, 22);
+        assert_eq!(info.metrics.output_tokens, 44);
+        rt
+    });
+}
+
+#[test]
+fn a_slow_turn_times_out_with_partial_messages_then_the_rest_can_be_read() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], None).await;
+        exec(&h, id, "warm up").await;
+
+        let slow = exec_with(&h, id, "slow", 700).await;
+        assert!(slow.timed_out, "{slow:?}");
+        assert!(slow.result.is_none() && slow.error.is_none(), "{slow:?}");
+        let messages = slow.messages.as_ref().expect("partial messages");
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(messages[0]["type"], "assistant");
+        assert_eq!(h.state(id).await.unwrap().state, StateKind::Busy);
+
+        // The next turn queues behind the running one and gets only its own lines.
+        let next = exec(&h, id, "next").await;
+        assert!(!next.timed_out);
+        let messages = next.messages.as_ref().unwrap();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(next.result.as_ref().unwrap()["result"], "echo: next");
+
+        // The slow turn's end is in the log, after the cursor its exec returned.
+        let rest = read_until(&h, id, slow.cursor, "\"result\":\"echo: slow\"").await;
+        assert!(!rest.contains("echo: warm up"), "{rest}");
+        until_state(&h, id, StateKind::Ready).await;
+        // The timed-out turn's messages count too, once it ended: 3 turns of 2 lines plus
+        // the system line of the first.
+        assert_eq!(h.state(id).await.unwrap().metrics.messages, 7);
+        rt
+    });
+}
+
+#[test]
+fn an_agent_that_dies_mid_turn_returns_the_partial_turn_and_an_error() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], None).await;
+        let r = exec(&h, id, "crash").await;
+        assert!(r.session_ended && !r.timed_out, "{r:?}");
+        assert_eq!(r.exit_code, Some(3));
+        let messages = r.messages.as_ref().expect("partial messages");
+        let types: Vec<&str> = messages
+            .iter()
+            .map(|m| m["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["system", "assistant"]);
+        assert!(r.result.is_none());
+        let e = r
+            .error
+            .as_ref()
+            .expect("an error says why the turn did not finish");
+        assert_eq!(e.kind, "AgentExited");
+        assert_eq!(e.message, "the agent exited mid-turn (exit code 3)");
+        // Partial usage: the assistant line's.
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input_tokens: 5,
+                output_tokens: 11
+            })
+        );
+        until_state(&h, id, StateKind::Ended).await;
+        rt
+    });
+}
+
+#[test]
+fn a_line_that_is_not_json_is_kept_as_text_and_the_turn_completes() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], None).await;
+        let r = exec(&h, id, "garbage").await;
+        assert!(r.error.is_none(), "{r:?}");
+        let messages = r.messages.as_ref().unwrap();
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert_eq!(messages[2], json!({"type": "text", "text": "not json {"}));
+        assert_eq!(r.result.as_ref().unwrap()["result"], "echo: garbage");
+        assert!(r.stdout.contains("\nnot json {\n"), "{}", r.stdout);
+        let r = exec(&h, id, "after").await;
+        assert_eq!(r.result.as_ref().unwrap()["result"], "echo: after");
+        rt
+    });
+}
+
+#[test]
+fn invalid_json_sent_to_the_agent_is_answered_and_nothing_is_lost() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], None).await;
+        let e = h
+            .exec(
+                id,
+                Exec {
+                    input: "  \n".into(),
+                    timeout_ms: Some(5000),
+                    interactive: false,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+
+        // Raw bytes through send: the agent's error line lands in the log, outside any turn.
+        let sent = h
+            .send(
+                id,
+                SendInput {
+                    data: "this is {not json\n".into(),
+                    eof: false,
+                },
+            )
+            .await
+            .unwrap();
+        let text = read_until(&h, id, sent.cursor, "invalid JSON on stdin").await;
+        assert!(text.contains("\"type\":\"error\""), "{text}");
+
+        // Text that looks like broken JSON is a message like any other.
+        let r = exec(&h, id, "{not json").await;
+        assert_eq!(r.result.as_ref().unwrap()["result"], "echo: {not json");
+        assert!(
+            !r.messages
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m["type"] == "error"),
+            "{r:?}"
+        );
+        let all = read_all(&h, id, Stream::Stdout).await;
+        assert!(all.data.contains("invalid JSON on stdin"), "{}", all.data);
+        assert!(all.data.contains("echo: {not json"), "{}", all.data);
+        assert_eq!(h.state(id).await.unwrap().state, StateKind::Ready);
+        rt
+    });
+}
+
+#[test]
+fn a_turn_end_pointer_that_is_not_a_json_pointer_is_refused_at_create() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let err = h
+            .create(CreateRequest {
+                kind: Some(Kind::Agent),
+                command: Some(vec!["cat".into()]),
+                agent: Some(AgentOptions {
+                    turn_end_pointer: "type".into(),
+                    ..AgentOptions::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("agent.turn_end_pointer"), "{err}");
+        rt
+    });
+}
