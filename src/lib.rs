@@ -1,13 +1,14 @@
 //! stablehand: many long-lived, stateful child-process sessions — persistent shells, plain
-//! processes, and (later) REPLs, debuggers and agent CLIs — kept alive by an actor runtime for
-//! many clients at once.
+//! processes, Python REPLs and agent CLIs (debuggers next) — kept alive by an actor runtime
+//! for many clients at once, with their records snapshotted to an embedded store.
 //!
 //! Layout, top to bottom (see ARCHITECTURE.md):
 //! - [`runtime`]: start the runtime inside an actix System; [`Handle`] is the typed API.
 //! - [`registry`]: the registry actor (create, limits, eviction, supervision, sweep) and the
 //!   shared index that keeps it off the hot path.
 //! - [`session`]: the session actor — child, state machine, output logs — and its kind drivers.
-//! - [`process`]: spawning into process groups, signals, TERM/grace/KILL/reap.
+//! - [`store`]: sled trees of session records, transcripts and blobs; restore at start.
+//! - [`process`]: spawning into process groups, signals, TERM/grace/KILL/reap, the guardian.
 //! - [`config`]: the TOML configuration and profiles.
 //! - [`ids`]: session ids and owners.
 //! - [`error`]: the error every operation returns.
