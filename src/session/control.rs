@@ -154,14 +154,15 @@ impl Handler<SendInput> for Session {
 }
 
 impl Session {
-    /// Resolves once the shell has read everything written to its stdin (or after a second),
+    /// Resolves once the shell has read everything written to its stdin (or after 5 s, which
+    /// only a machine under heavy load reaches),
     /// so input or an interrupt meant for the running command cannot overtake its line.
     fn line_consumed(&self) -> impl std::future::Future<Output = ()> + 'static {
         let stdin = self.child.as_ref().and_then(|c| c.stdin.clone());
         async move {
             use std::os::fd::AsFd;
             let Some(stdin) = stdin else { return };
-            for _ in 0..1000 {
+            for _ in 0..5000 {
                 if process::pipe_unread(stdin.as_fd()) == 0 {
                     return;
                 }
