@@ -208,11 +208,7 @@ impl Handle {
         if let Some(result) = self.try_actor(&entry, req.clone()).await {
             return result;
         }
-        let max = match req.max_bytes {
-            Some(0) => return Err(Error::invalid("max_bytes", "must be at least 1")),
-            Some(n) => n.min(16 * 1024 * 1024),
-            None => 64 * 1024,
-        };
+        let max = crate::session::page_size(&req)?;
         let record = self.stored_record(id)?;
         let events = self
             .store

@@ -245,7 +245,7 @@ impl Registry {
 
     /// Builds the stored parts of a new session: its spec record and its link to the store.
     fn persist_for(&self, shared: &Shared, spec: &SessionSpec) -> Option<Persist> {
-        self.store.as_ref()?;
+        let store = self.store.as_ref()?;
         let record = SpecRecord {
             id: shared.id,
             owner: shared.owner.as_str().to_owned(),
@@ -260,18 +260,18 @@ impl Registry {
             created_at_ms: unix_ms(shared.created_at),
             options: spec.options.clone(),
         };
-        Some(self.persist_with(Arc::new(record), None))
+        Some(self.persist_with(store, Arc::new(record), None))
     }
 
     fn persist_with(
         &self,
+        store: &Store,
         spec: Arc<SpecRecord>,
         resumed: Option<&crate::store::LiveRecord>,
     ) -> Persist {
-        let store = self.store.clone().expect("callers check for a store");
         let c = &self.config.store;
         Persist::new(
-            store,
+            store.clone(),
             spec,
             resumed,
             Duration::from_millis(c.flush_interval_ms),

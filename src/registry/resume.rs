@@ -137,7 +137,10 @@ impl Handler<Resume> for Registry {
             slot,
         ));
         info!(session = %msg.id, cwd = %spec.cwd.display(), "resuming a suspended session");
-        let persist = self.persist_with(Arc::clone(&record.spec), Some(&record.live));
+        let persist = self
+            .store
+            .as_ref()
+            .map(|store| self.persist_with(store, Arc::clone(&record.spec), Some(&record.live)));
         let (ready_tx, ready_rx) = oneshot::channel();
         let addr = session::start_on(
             &arbiter,
@@ -147,7 +150,7 @@ impl Handler<Resume> for Registry {
                 config: Arc::clone(&self.session_config),
                 events: ctx.address().recipient(),
                 ready: ready_tx,
-                persist: Some(persist),
+                persist,
                 resumed: Some(record.live.clone()),
             },
         );

@@ -17,9 +17,17 @@ use crate::store::When;
 use crate::{Error, Result};
 
 /// Default page size for reads.
-const DEFAULT_MAX_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: usize = 64 * 1024;
 /// Largest page a read may ask for.
-const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// The page size a read asks for, checked and capped.
+pub(crate) fn page_size(msg: &Read) -> Result<usize> {
+    match msg.max_bytes.unwrap_or(DEFAULT_MAX_BYTES) {
+        0 => Err(Error::invalid("max_bytes", "must be at least 1")),
+        n => Ok(n.min(MAX_MAX_BYTES)),
+    }
+}
 /// Longest grace period an end may ask for.
 const MAX_GRACE_MS: u64 = 10 * 60 * 1000;
 
@@ -196,11 +204,10 @@ impl Handler<Read> for Session {
     type Result = ResponseActFuture<Self, Result<ReadResult>>;
 
     fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
-        let max = msg.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
-        if max == 0 {
-            return self.refuse(Error::invalid("max_bytes", "must be at least 1"));
-        }
-        let max = max.min(MAX_MAX_BYTES);
+        let max = match page_size(&msg) {
+            Ok(max) => max,
+            Err(e) => return self.refuse(e),
+        };
         let wait = msg.wait_ms.unwrap_or(0);
         if wait > self.config.max_wait_ms {
             let limit = self.config.max_wait_ms;

@@ -34,6 +34,7 @@ pub use kind::{Kind, Stream};
 pub use shared::{SessionSummary, Shared};
 pub use state::{State, StateKind};
 
+pub(crate) use self::control::page_size;
 use self::exec::{Queued, Running};
 use self::kind::{driver_for, Driver};
 use self::messages::{Metrics, Timings};

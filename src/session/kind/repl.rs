@@ -221,15 +221,8 @@ impl ReplDriver {
             self.held[i].extend_from_slice(&bytes[..nl]);
             return self.complete(stream, &bytes[nl + 1..], out);
         }
-        let joined;
-        let buf: &[u8] = if self.held[i].is_empty() {
-            bytes
-        } else {
-            let mut h = std::mem::take(&mut self.held[i]);
-            h.extend_from_slice(bytes);
-            joined = h;
-            &joined
-        };
+        let joined = token::take_joined(&mut self.held[i], bytes);
+        let buf: &[u8] = &joined;
         let Some(at) = find(buf, &token) else {
             let keep = partial_start(buf, &token);
             self.emit(&buf[..keep], out);

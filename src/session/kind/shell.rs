@@ -153,15 +153,8 @@ impl ShellDriver {
     /// Stdout carries idle markers besides exec markers: strip them, and report one that
     /// arrives while an exec runs (its line was discarded).
     fn feed_stdout(&mut self, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
-        let joined;
-        let buf: &[u8] = if self.pending[0].is_empty() {
-            bytes
-        } else {
-            let mut p = std::mem::take(&mut self.pending[0]);
-            p.extend_from_slice(bytes);
-            joined = p;
-            &joined
-        };
+        let joined = token::take_joined(&mut self.pending[0], bytes);
+        let buf: &[u8] = &joined;
         let idle = self.idle;
         let Some(at) = find(buf, &idle) else {
             // Hold back what may be the start of an idle marker, after what feed_stream holds.
@@ -209,15 +202,8 @@ impl ShellDriver {
             out(bytes);
             return Vec::new();
         };
-        let joined;
-        let buf: &[u8] = if self.pending[i].is_empty() {
-            bytes
-        } else {
-            let mut p = std::mem::take(&mut self.pending[i]);
-            p.extend_from_slice(bytes);
-            joined = p;
-            &joined
-        };
+        let joined = token::take_joined(&mut self.pending[i], bytes);
+        let buf: &[u8] = &joined;
         let Some(at) = find(buf, &token) else {
             let keep = partial_start(buf, &token);
             self.emit(&buf[..keep], out);

@@ -1,6 +1,8 @@
 //! End-marker tokens shared by the drivers that frame execs with nonces (shell, repl): a
 //! prefix and 128 random bits in hex, and the byte searches that find them in output.
 
+use std::borrow::Cow;
+
 /// Length of the random part, in hex digits.
 const HEX_DIGITS: usize = 32;
 
@@ -18,6 +20,18 @@ pub(super) fn new_token<const N: usize>(prefix: &[u8]) -> [u8; N] {
         token[prefix.len() + 2 * i + 1] = HEX[usize::from(b & 15)];
     }
     token
+}
+
+/// The bytes held back from earlier reads followed by `bytes`, taking `held` (left empty);
+/// borrowed when nothing was held, which is the common case.
+pub(super) fn take_joined<'a>(held: &mut Vec<u8>, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+    if held.is_empty() {
+        Cow::Borrowed(bytes)
+    } else {
+        let mut joined = std::mem::take(held);
+        joined.extend_from_slice(bytes);
+        Cow::Owned(joined)
+    }
 }
 
 /// Position of `needle` in `hay`.
