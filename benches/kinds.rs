@@ -3,13 +3,19 @@
 //! session of each kind (VmRSS growth over N sessions; the children are separate processes
 //! and are not counted).
 //!
-//! Run: `cargo bench --bench kinds` (prints a Markdown table). `BENCH_EXECS` (default 3000)
-//! and `BENCH_SESSIONS` (default 200) size it.
+//! A debug session's step round trip (`debug_step` over, the stop looked up with the top
+//! frame's locals) and its runtime memory are measured on the interpreter `BENCH_PYTHON`
+//! names (default `.venv/bin/python`, which scripts/test.sh creates with debugpy).
+//!
+//! Run: `cargo bench --bench kinds` (prints a Markdown table). `BENCH_EXECS` (default 3000),
+//! `BENCH_SESSIONS` (default 200) and `BENCH_DEBUG_SESSIONS` (default 40; each one is three
+//! Python processes) size it.
 
 use std::time::Instant;
 
 use actix::SystemRunner;
-use stablehand::session::messages::{CreateRequest, Exec};
+use stablehand::session::kind::DebugOptions;
+use stablehand::session::messages::{CreateRequest, DebugStatus, Exec, Step};
 use stablehand::session::Kind;
 use stablehand::{Config, Handle, Runtime};
 
@@ -36,13 +42,52 @@ fn request(kind: Kind) -> CreateRequest {
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_agent.py").into(),
         ]),
         Kind::Process => Some(vec!["cat".into()]),
+        Kind::Debug => Some(vec![python(), "-m".into(), "debugpy.adapter".into()]),
         _ => None,
     };
+    let debug = (kind == Kind::Debug).then(|| DebugOptions {
+        program: "spinner.py".into(),
+        ..DebugOptions::default()
+    });
     CreateRequest {
         kind: Some(kind),
         command,
+        debug,
+        cwd: (kind == Kind::Debug)
+            .then(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").into()),
         ..CreateRequest::default()
     }
+}
+
+/// The interpreter with debugpy.
+fn python() -> String {
+    std::env::var("BENCH_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into())
+}
+
+/// Median and p99 of `debug_step` over, in µs, on a program paused at its first line.
+fn step_round_trip(sys: &SystemRunner, h: &Handle, n: usize) -> (f64, f64) {
+    sys.block_on(async {
+        let id = h
+            .create(request(Kind::Debug))
+            .await
+            .expect("create")
+            .session_id;
+        let step = Step::default();
+        for _ in 0..n / 10 {
+            h.debug_step(id, step).await.expect("warm-up step");
+        }
+        let mut lat = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = h.debug_step(id, step).await.expect("step");
+            assert_eq!(r.status, DebugStatus::Stopped);
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        h.end(id, Default::default()).await.expect("end");
+        lat.sort_by(|a, b| a.total_cmp(b));
+        (lat[n / 2], lat[n * 99 / 100])
+    })
 }
 
 /// Median and p99 round trip of `input`, in µs.
@@ -104,14 +149,19 @@ fn main() {
         let kib = idle_memory(&sys, &h, kind, sessions);
         println!("| {kind} | {kib:.2} KiB |");
     }
+    let debug_sessions = env("BENCH_DEBUG_SESSIONS", 40);
+    let kib = idle_memory(&sys, &h, Kind::Debug, debug_sessions);
+    println!("| debug (Paused at entry; {debug_sessions} sessions) | {kib:.2} KiB |");
     let shell = round_trip(&sys, &h, Kind::Shell, "true", execs);
     let repl = round_trip(&sys, &h, Kind::Repl, "pass", execs);
     let agent = round_trip(&sys, &h, Kind::Agent, "hi", execs / 3);
+    let step = step_round_trip(&sys, &h, execs / 3);
     println!("\n| measure | median | p99 | ratio to shell `true` |\n|---|---|---|---|");
     for (name, (p50, p99)) in [
         ("shell exec `true`", shell),
         ("repl exec `pass`", repl),
         ("agent turn (fake agent echo, 3 lines)", agent),
+        ("debug step over (debugpy; stop, stack, locals)", step),
     ] {
         println!(
             "| {name} | {p50:.1} µs | {p99:.1} µs | {:.2} |",

@@ -1,17 +1,11 @@
 #!/usr/bin/env bash
-# The project's test command: Rust tests, then the Python end-to-end suite that drives the
-# real binary with the official MCP SDK, then the protocol conformance run if present.
+# The project's test command: the Python test environment (.venv: the official MCP SDK,
+# debugpy), Rust tests, then the Python end-to-end suite that drives the real binary with the
+# official MCP SDK, then the protocol conformance run if present.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 section() { printf '\n==== %s ====\n' "$*"; }
-
-section "cargo test"
-cargo test --locked
-
-section "cargo build (stablehand binary)"
-cargo build --locked --bin stablehand
-BIN="$PWD/target/debug/stablehand"
 
 section "python environment (.venv)"
 want="$(sha256sum requirements-test.txt | cut -d' ' -f1)"
@@ -27,6 +21,16 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
 else
     echo "up to date"
 fi
+
+# The Rust tests of REPL and debug sessions run this interpreter (debugpy is installed in it).
+export STABLEHAND_TEST_PYTHON="$PWD/.venv/bin/python"
+
+section "cargo test"
+cargo test --locked
+
+section "cargo build (stablehand binary)"
+cargo build --locked --bin stablehand
+BIN="$PWD/target/debug/stablehand"
 
 section "python end-to-end tests (tests/python)"
 export STABLEHAND_BIN="$BIN"

@@ -205,6 +205,8 @@ pub struct Commands {
     pub shell: Vec<String>,
     /// REPL sessions: a Python 3 interpreter (a virtualenv's python works).
     pub repl: Vec<String>,
+    /// Debug sessions: a Debug Adapter Protocol adapter speaking over its stdio.
+    pub debug: Vec<String>,
 }
 
 /// Which programs each kind may launch and where sessions may live.
@@ -219,6 +221,8 @@ pub struct Profile {
     pub repl: Vec<String>,
     /// Programs agent sessions may start (`*` allows any).
     pub agent: Vec<String>,
+    /// Debug adapters debug sessions may start (`*` allows any).
+    pub debug: Vec<String>,
     /// Directories a session's cwd must be inside; empty allows any.
     pub cwd_roots: Vec<PathBuf>,
 }
@@ -278,6 +282,7 @@ impl Default for Commands {
         Self {
             shell: vec!["bash".into(), "--noprofile".into(), "--norc".into()],
             repl: vec!["python3".into()],
+            debug: vec!["python3".into(), "-m".into(), "debugpy.adapter".into()],
         }
     }
 }
@@ -289,6 +294,7 @@ impl Default for Profile {
             process: vec!["*".into()],
             repl: vec!["*".into()],
             agent: vec!["*".into()],
+            debug: vec!["*".into()],
             cwd_roots: Vec::new(),
         }
     }
@@ -408,6 +414,7 @@ impl Profile {
             Kind::Process => &self.process,
             Kind::Repl => &self.repl,
             Kind::Agent => &self.agent,
+            Kind::Debug => &self.debug,
         }
     }
 

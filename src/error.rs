@@ -96,6 +96,9 @@ pub enum Error {
         /// The session id.
         id: String,
     },
+    /// The debug adapter refused a request or went away.
+    #[error("debugger: {0}")]
+    Debug(String),
     /// The store failed to read or write a session's record.
     #[error("store: {0}")]
     Store(String),

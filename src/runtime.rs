@@ -14,8 +14,9 @@ use crate::registry::{
     self, Create, EndRecord, Entry, Index, ListRequest, ListResult, Registry, Resume, Shutdown,
 };
 use crate::session::messages::{
-    CreateRequest, End, EndResult, Exec, ExecResult, GetInfo, Read, ReadResult, SendInput,
-    SendResult, SendSignal, SessionInfo, SignalResult,
+    BreakpointsResult, Continue, CreateRequest, DebugOutcome, End, EndResult, Evaluate,
+    EvaluateResult, Exec, ExecResult, GetInfo, Pause, Read, ReadResult, SendInput, SendResult,
+    SendSignal, SessionInfo, SetBreakpoints, SignalResult, Step,
 };
 use crate::session::state::Refused;
 use crate::session::{stored, Session, StateKind};
@@ -248,6 +249,37 @@ impl Handle {
                 .map_err(|_| Error::ShuttingDown)??
         };
         self.durable_ok(result).await
+    }
+
+    /// Debug sessions: sets the breakpoints of one file, replacing the ones it had.
+    pub async fn debug_set_breakpoints(
+        &self,
+        id: SessionId,
+        req: SetBreakpoints,
+    ) -> Result<BreakpointsResult> {
+        let result = self.call(id, "set breakpoints", req).await?;
+        self.durable_ok(result).await
+    }
+
+    /// Debug sessions: runs the program until it stops or ends (or waits for the next stop
+    /// while it runs).
+    pub async fn debug_continue(&self, id: SessionId, req: Continue) -> Result<DebugOutcome> {
+        self.call(id, "continue", req).await
+    }
+
+    /// Debug sessions: steps the paused program (in, over or out).
+    pub async fn debug_step(&self, id: SessionId, req: Step) -> Result<DebugOutcome> {
+        self.call(id, "step", req).await
+    }
+
+    /// Debug sessions: pauses the running program.
+    pub async fn debug_pause(&self, id: SessionId, req: Pause) -> Result<DebugOutcome> {
+        self.call(id, "pause", req).await
+    }
+
+    /// Debug sessions: evaluates an expression in a frame of the paused program.
+    pub async fn debug_evaluate(&self, id: SessionId, req: Evaluate) -> Result<EvaluateResult> {
+        self.call(id, "evaluate", req).await
     }
 
     /// What the store restored at start, what it skipped, and its counters.

@@ -33,7 +33,12 @@ fn legacy_handshake_negotiates_and_lists_tools_in_stable_order() {
             "session_list",
             "session_signal",
             "session_end",
-            "session_resume"
+            "session_resume",
+            "debug_set_breakpoints",
+            "debug_continue",
+            "debug_step",
+            "debug_pause",
+            "debug_evaluate"
         ]
     );
     let tools = s.call(4, "tools/list", json!({}))["result"]["tools"].clone();

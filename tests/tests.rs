@@ -6,6 +6,7 @@ mod wire;
 mod agent_kind;
 mod bad_input;
 mod binary;
+mod debug_kind;
 mod ending;
 mod guardian;
 mod mcp_http;

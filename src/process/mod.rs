@@ -11,7 +11,7 @@ mod terminate;
 
 pub use signal::Signal;
 pub use spawn::{spawn, Rlimits, SpawnSpec, Spawned};
-pub use terminate::{terminate, TerminateOutcome};
+pub use terminate::{end_group, terminate, TerminateOutcome};
 
 /// Exit of a child process: its code, or the signal that killed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -106,6 +106,14 @@ pub fn pid_alive(pid: u32) -> bool {
     pid > 0
         && (unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+/// The process group of `pid`, while it exists.
+pub fn group_of(pid: u32) -> Option<u32> {
+    let pid = libc::pid_t::try_from(pid).ok().filter(|&p| p > 0)?;
+    // SAFETY: getpgid has no memory-safety preconditions.
+    let pgid = unsafe { libc::getpgid(pid) };
+    u32::try_from(pgid).ok().filter(|&g| g > 1)
 }
 
 /// True while any process (zombies included) is still in group `pgid`.

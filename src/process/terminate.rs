@@ -64,6 +64,21 @@ pub async fn terminate(
     }
 }
 
+/// Ends process group `pgid` whose leader is not this process's child (a debuggee that its
+/// launcher moved into a group of its own): TERM, up to `grace` for the group to empty
+/// (reaping members reparented to this process), then KILL.
+pub async fn end_group(pgid: u32, grace: Duration) {
+    if !signal_group(pgid, Signal::Term) {
+        return;
+    }
+    signal_group(pgid, Signal::Cont);
+    if !wait_group_empty(pgid, Instant::now() + grace).await {
+        signal_group(pgid, Signal::Kill);
+        wait_group_empty(pgid, Instant::now() + KILL_REAP_LIMIT).await;
+    }
+    guardian::unwatch(pgid);
+}
+
 /// Reaps the group's exited members until none is left or `deadline` passes. There is no
 /// event for "the group is empty", so this polls with a short, growing back-off.
 async fn wait_group_empty(pgid: u32, deadline: Instant) -> bool {

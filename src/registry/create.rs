@@ -23,6 +23,7 @@ pub(crate) fn resolve(
         (Some(cmd), _) => cmd.clone(),
         (None, Kind::Shell) => config.commands.shell.clone(),
         (None, Kind::Repl) => config.commands.repl.clone(),
+        (None, Kind::Debug) => config.commands.debug.clone(),
         (None, Kind::Process | Kind::Agent) => {
             return Err(Error::invalid(
                 "command",
@@ -53,6 +54,12 @@ pub(crate) fn resolve(
             .map_err(|e| Error::invalid("cwd", format!("server cwd is unusable: {e}")))?,
     };
     check_cwd(&cwd)?;
+    if let KindOptions::Debug(d) = &options {
+        let root = cwd
+            .canonicalize()
+            .map_err(|e| Error::invalid("cwd", format!("{}: {e}", cwd.display())))?;
+        crate::session::debug::resolve_inside(&root, "debug.program", &d.program)?;
+    }
     if !profile.allows_cwd(&cwd) {
         return Err(Error::invalid(
             "cwd",
@@ -106,6 +113,12 @@ fn kind_options(kind: Kind, req: &CreateRequest) -> Result<KindOptions> {
             format!("only agent sessions take agent options, not {kind}"),
         ));
     }
+    if req.debug.is_some() && kind != Kind::Debug {
+        return Err(Error::invalid(
+            "debug",
+            format!("only debug sessions take debug options, not {kind}"),
+        ));
+    }
     Ok(match kind {
         Kind::Agent => {
             let agent = req.agent.clone().unwrap_or_default();
@@ -120,6 +133,15 @@ fn kind_options(kind: Kind, req: &CreateRequest) -> Result<KindOptions> {
             }
             KindOptions::Agent(agent)
         }
+        Kind::Debug => match &req.debug {
+            Some(d) if !d.program.trim().is_empty() => KindOptions::Debug(d.clone()),
+            _ => {
+                return Err(Error::invalid(
+                    "debug.program",
+                    "debug sessions need the program to debug (a path relative to cwd)",
+                ))
+            }
+        },
         _ => KindOptions::None,
     })
 }

@@ -142,7 +142,10 @@ impl Registry {
         let victim = self
             .index
             .min_by(
-                |s| s.state() == StateKind::Ready && !evicting.contains(&s.id),
+                |s| {
+                    matches!(s.state(), StateKind::Ready | StateKind::Paused)
+                        && !evicting.contains(&s.id)
+                },
                 Shared::last_active_seq,
             )
             .ok_or(Error::AtCapacity { limit })?;

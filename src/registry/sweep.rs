@@ -35,7 +35,10 @@ pub fn due(now_ms: u64, retention_ms: u64, sessions: &[View]) -> Vec<Action> {
         .filter_map(|s| {
             let idle = now_ms.saturating_sub(s.last_active_ms);
             match (s.state, s.settled_ms) {
-                (StateKind::Ready, _) if s.idle_timeout_ms > 0 && idle >= s.idle_timeout_ms => {
+                // Idle: Ready, or Paused in a debugger.
+                (StateKind::Ready | StateKind::Paused, _)
+                    if s.idle_timeout_ms > 0 && idle >= s.idle_timeout_ms =>
+                {
                     Some(Action::Evict(s.id))
                 }
                 (StateKind::Ended | StateKind::Failed, Some(at))

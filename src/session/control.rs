@@ -71,6 +71,7 @@ impl Session {
             arbiter: self.shared.arbiter,
             timings: self.timings,
             metrics: self.metrics,
+            last_stop: self.debug.as_ref().and_then(|d| d.last_stop()),
         }
     }
 
@@ -139,6 +140,12 @@ impl Handler<SendInput> for Session {
         let _span = tracing::debug_span!("send", session = %self.shared.id).entered();
         if let Err(e) = self.require_live("send") {
             return self.refuse(e);
+        }
+        if self.debug.is_some() {
+            return self.refuse(Error::Unsupported {
+                op: "session_send (the adapter's stdin carries the debug protocol)",
+                kind: self.spec.kind,
+            });
         }
         if self.spec.kind != Kind::Shell {
             return Box::pin(
@@ -323,20 +330,26 @@ impl Session {
             return Box::pin(actix::fut::ready(Ok(self.end_result())));
         };
         let (pid, exit) = (child.pid, child.exit.clone());
+        let program = self.debug.as_ref().and_then(|d| d.program_group());
         debug!(session = %self.shared.id, pid, grace_ms = grace, "ending process group");
-        Box::pin(
-            process::terminate(pid, Duration::from_millis(grace), exit)
-                .into_actor(self)
-                .map(|outcome, act, ctx| {
-                    debug!(session = %act.shared.id, ?outcome, "process group ended");
-                    if act.state.kind() == StateKind::Suspended && act.persist.is_some() {
-                        // The record is in the store; the actor's memory is not needed until
-                        // a resume starts a new one.
-                        ctx.stop();
-                    }
-                    Ok(act.end_result())
-                }),
-        )
+        let grace = Duration::from_millis(grace);
+        let ending = async move {
+            let (outcome, ()) = tokio::join!(process::terminate(pid, grace, exit), async {
+                if let Some(g) = program {
+                    process::end_group(g, grace).await;
+                }
+            });
+            outcome
+        };
+        Box::pin(ending.into_actor(self).map(|outcome, act, ctx| {
+            debug!(session = %act.shared.id, ?outcome, "process group ended");
+            if act.state.kind() == StateKind::Suspended && act.persist.is_some() {
+                // The record is in the store; the actor's memory is not needed until
+                // a resume starts a new one.
+                ctx.stop();
+            }
+            Ok(act.end_result())
+        }))
     }
 }
 

@@ -64,6 +64,12 @@ impl Handler<Exec> for Session {
 
     fn handle(&mut self, msg: Exec, ctx: &mut Self::Context) -> Self::Result {
         let _span = tracing::debug_span!("exec", session = %self.shared.id).entered();
+        if self.debug.is_some() {
+            return self.refuse(Error::Unsupported {
+                op: "session_exec (use debug_continue, debug_step, debug_evaluate)",
+                kind: self.spec.kind,
+            });
+        }
         let timeout = match self.exec_timeout(msg.timeout_ms) {
             Ok(t) => t,
             Err(e) => return self.refuse(e),
@@ -120,7 +126,7 @@ impl Session {
         Box::pin(actix::fut::ready(Err(e)))
     }
 
-    fn exec_timeout(&self, ms: Option<u64>) -> Result<Duration> {
+    pub(super) fn exec_timeout(&self, ms: Option<u64>) -> Result<Duration> {
         let max = self.config.max_exec_timeout_ms;
         match ms.unwrap_or(self.config.default_exec_timeout_ms) {
             0 => Err(Error::invalid("timeout_ms", "must be at least 1 ms")),

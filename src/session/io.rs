@@ -168,6 +168,7 @@ impl Session {
                 }
                 self.complete_if_done(ctx);
             }
+            Marker::Dap(message) => self.on_dap(message, ctx),
             Marker::ExecStderr => {
                 if let Some(r) = &mut self.running {
                     r.done[stream.index()] = true;
@@ -270,6 +271,9 @@ impl Session {
     }
 
     fn close_stdin_now(&mut self) {
+        if let Some(d) = &self.debug {
+            d.detach();
+        }
         if let Some(child) = &mut self.child {
             child.stdin = None;
         }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-use super::kind::AgentOptions;
+pub use super::debug::messages::*;
+use super::kind::{AgentOptions, DebugOptions};
 use super::{Kind, StateKind, Stream};
 use crate::ids::SessionId;
 use crate::process::Signal;
@@ -18,7 +19,8 @@ use crate::Result;
 #[serde(default, deny_unknown_fields)]
 pub struct CreateRequest {
     /// What to run: `shell` (a persistent bash, the default), `process` (any program),
-    /// `repl` (a Python REPL) or `agent` (an agent CLI speaking JSON lines).
+    /// `repl` (a Python REPL), `agent` (an agent CLI speaking JSON lines) or `debug` (a
+    /// program under a Debug Adapter Protocol adapter, debugpy by default).
     pub kind: Option<Kind>,
     /// Program and arguments; default per kind (shell: `bash --noprofile --norc`). Required
     /// for `process`.
@@ -34,6 +36,8 @@ pub struct CreateRequest {
     pub idle_timeout_ms: Option<u64>,
     /// For `agent` sessions: how a turn ends (default: a line whose `type` is `result`).
     pub agent: Option<AgentOptions>,
+    /// For `debug` sessions (required): the program to debug and how to launch it.
+    pub debug: Option<DebugOptions>,
 }
 
 /// Run one command (shell), or write a line and collect what follows (process).
@@ -286,6 +290,9 @@ pub struct SessionInfo {
     pub timings: Timings,
     /// Counters.
     pub metrics: Metrics,
+    /// Debug sessions: where the program last stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stop: Option<LastStop>,
 }
 
 /// Operation durations of a session.

@@ -6,9 +6,11 @@
 //! queue and results; `control.rs` send, read, signal, end, info; `state.rs` the state
 //! machine; `output.rs` the capped log; `shared.rs` the lock-free summary the registry indexes;
 //! `persist.rs` snapshots for the store; `stored.rs` answers for sessions without a process;
-//! `snapshot.rs` a REPL's namespace snapshot and restore.
+//! `snapshot.rs` a REPL's namespace snapshot and restore; `debug/` the DAP client of debug
+//! sessions.
 
 mod control;
+pub mod debug;
 mod exec;
 mod io;
 pub mod kind;
@@ -97,6 +99,8 @@ pub struct Session {
     events: Recipient<SessionEvent>,
     ready: Option<oneshot::Sender<Result<()>>>,
     persist: Option<Persist>,
+    /// The DAP client of a debug session.
+    debug: Option<debug::Debugger>,
 }
 
 /// Everything a session actor starts from.
@@ -144,6 +148,7 @@ impl Session {
         let ends = resumed.as_ref().map_or([0, 0], |r| r.output_end);
         Self {
             driver: driver_for(spec.kind, &spec.options),
+            debug: debug::Debugger::new(&spec.options, &spec.cwd, resumed.as_ref()),
             shared,
             spec,
             config,
@@ -204,9 +209,13 @@ impl Session {
             reason: spawn_reason(&e),
         })?;
         let (exit_tx, exit_rx) = watch::channel(None);
+        let stdin = Rc::new(spawned.stdin);
+        if let Some(d) = &self.debug {
+            d.attach(Rc::clone(&stdin));
+        }
         self.child = Some(ChildIo {
             pid: spawned.pid,
-            stdin: Some(Rc::new(spawned.stdin)),
+            stdin: Some(stdin),
             pipes: [Some(Rc::new(spawned.stdout)), Some(Rc::new(spawned.stderr))],
             exit: exit_rx,
         });
@@ -252,6 +261,8 @@ impl Session {
     /// The child exited: drain what it wrote, settle the running exec and the state.
     fn on_exit(&mut self, status: ExitStatus, ctx: &mut Context<Self>) {
         debug!(session = %self.shared.id, %status, "child exited");
+        // A debug session's exit status is its program's, when the adapter reported it.
+        let status = self.debugger_exited(status);
         self.exit = Some(status);
         self.drain(Stream::Stdout);
         self.drain(Stream::Stderr);
@@ -294,11 +305,19 @@ impl Session {
                 process::signal_group(child.pid, Signal::Kill);
             }
         }
+        if let Some(g) = self.debug.as_ref().and_then(|d| d.program_group()) {
+            process::signal_group(g, Signal::Kill);
+        }
     }
 
     /// Writes the driver's start-up bytes (Ready follows when the driver says so), or becomes
     /// Ready at once for a kind without a handshake.
     fn start_up(&mut self, ctx: &mut Context<Self>) {
+        if self.debug.is_some() {
+            self.start_debugger(ctx);
+            self.startup_timer(ctx);
+            return;
+        }
         match self.driver.startup() {
             Some(bytes) => match self.write(bytes, ctx) {
                 Ok(_) => self.startup_timer(ctx),

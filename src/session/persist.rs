@@ -124,6 +124,7 @@ impl Session {
                 transcript_bytes: 0,
                 stderr_tail: self.stderr_tail.clone(),
                 resumes: p.resumes,
+                debug: self.debug.as_ref().map(|d| d.record()),
             },
         };
         p.store.put(record, events, when);

@@ -35,6 +35,7 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
         arbiter: shared.arbiter,
         timings: live.timings,
         metrics: live.metrics,
+        last_stop: live.debug.as_ref().and_then(|d| d.last_stop.clone()),
     }
 }
 

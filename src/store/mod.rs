@@ -27,7 +27,10 @@ use tracing::{error, info, warn};
 
 pub use codec::DecodeError;
 pub use lock::LOCK_FILE;
-pub use record::{Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead, SpecRecord};
+pub use record::{
+    DebugRecord, Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead, SpecRecord,
+    StoredBreakpoint,
+};
 pub use writer::{Ack, Counters, When};
 
 use crate::config::StoreConfig;

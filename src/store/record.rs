@@ -82,6 +82,32 @@ pub struct LiveRecord {
     pub stderr_tail: Option<String>,
     /// How many times the session was resumed.
     pub resumes: u64,
+    /// A debug session's breakpoints and last stop.
+    pub debug: Option<DebugRecord>,
+}
+
+/// What a debug session keeps across a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DebugRecord {
+    /// Breakpoints, set again when the session resumes.
+    pub breakpoints: Vec<StoredBreakpoint>,
+    /// The last stop.
+    pub last_stop: Option<crate::session::messages::LastStop>,
+    /// The program's exit code, once it ended.
+    pub program_exit: Option<i32>,
+}
+
+/// One breakpoint of a debug session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoredBreakpoint {
+    /// Absolute path of the source file.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// Stop only when this is true.
+    pub condition: Option<String>,
 }
 
 /// What the registry needs of a record at start: decoded without the environment, argv and

@@ -27,6 +27,11 @@ TOOL_NAMES = {
     "session_signal",
     "session_end",
     "session_resume",
+    "debug_set_breakpoints",
+    "debug_continue",
+    "debug_step",
+    "debug_pause",
+    "debug_evaluate",
 }
 
 

@@ -17,7 +17,12 @@ pub(super) fn def() -> ToolDef {
          between execs and survive eviction and restarts. kind 'agent' runs an agent CLI that \
          speaks JSON lines (command is required, e.g. claude -p --input-format stream-json \
          --output-format stream-json --verbose); agent.turn_end_pointer/turn_end_value say which \
-         line ends a turn (default: type == result). With a name, \
+         line ends a turn (default: type == result). kind 'debug' runs a program under a \
+         Debug Adapter Protocol adapter (default python3 -m debugpy.adapter; command picks \
+         another): debug.program (relative to cwd) is required, debug.args optional; it \
+         starts Paused at the first line (debug.stop_on_entry=false runs at once), then use \
+         debug_set_breakpoints, debug_continue, debug_step, debug_pause, debug_evaluate. \
+         With a name, \
          an existing live session of yours with that name is returned instead (get-or-create). \
          The session lives until session_end, until idle for idle_timeout_ms (default 30 \
          minutes; it is then Suspended), or until evicted for room.",

@@ -3,6 +3,7 @@
 //! every kind.
 
 mod agent;
+mod dap;
 mod process;
 pub(crate) mod repl;
 mod shell;
@@ -12,6 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use dap::frame as dap_frame;
 pub(crate) use process::ProcessDriver;
 pub(crate) use shell::ShellDriver;
 
@@ -30,11 +32,19 @@ pub enum Kind {
     Repl,
     /// An agent CLI speaking JSON lines: exec sends one user message, returns the turn.
     Agent,
+    /// A debugger: a Debug Adapter Protocol adapter (debugpy by default) running a program.
+    Debug,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 4] = [Kind::Shell, Kind::Process, Kind::Repl, Kind::Agent];
+    pub const ALL: [Kind; 5] = [
+        Kind::Shell,
+        Kind::Process,
+        Kind::Repl,
+        Kind::Agent,
+        Kind::Debug,
+    ];
 
     /// The lower-case name.
     pub fn name(self) -> &'static str {
@@ -43,6 +53,7 @@ impl Kind {
             Kind::Process => "process",
             Kind::Repl => "repl",
             Kind::Agent => "agent",
+            Kind::Debug => "debug",
         }
     }
 }
@@ -59,7 +70,9 @@ impl std::str::FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown kind {s:?}; expected shell, process, repl or agent"))
+            .ok_or_else(|| {
+                format!("unknown kind {s:?}; expected shell, process, repl, agent or debug")
+            })
     }
 }
 
@@ -101,6 +114,29 @@ impl Default for AgentOptions {
     }
 }
 
+/// Options of a `debug` session: what the adapter launches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugOptions {
+    /// The program to debug, relative to the session's cwd (it must be inside it).
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Stop before the first line (default true), so breakpoints can be set before anything
+    /// runs; false runs the program at once.
+    pub stop_on_entry: Option<bool>,
+    /// Extra fields for the adapter's `launch` request, merged over the defaults (for
+    /// adapters other than debugpy, or options such as `justMyCode`).
+    pub launch: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DebugOptions {
+    /// Whether the program stops before its first line.
+    pub fn stops_on_entry(&self) -> bool {
+        self.stop_on_entry.unwrap_or(true)
+    }
+}
+
 /// Kind-specific options of a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,6 +146,8 @@ pub enum KindOptions {
     None,
     /// An agent's turn-end rule.
     Agent(AgentOptions),
+    /// What a debugger launches.
+    Debug(DebugOptions),
 }
 
 /// What a driver found in the child's output.
@@ -129,6 +167,8 @@ pub(crate) enum Marker {
     Result(serde_json::Value),
     /// The running exec's end marker on stderr.
     ExecStderr,
+    /// One Debug Adapter Protocol message (response, event or reverse request).
+    Dap(serde_json::Value),
     /// The shell reached a prompt with no exec armed while one was running: an interrupt
     /// discarded the command line before it started.
     Discarded {
@@ -195,5 +235,6 @@ pub(crate) fn driver_for(kind: Kind, options: &KindOptions) -> Box<dyn Driver> {
             ))
         }
         Kind::Repl => Box::new(repl::ReplDriver::default()),
+        Kind::Debug => Box::new(dap::DapDriver::default()),
     }
 }
