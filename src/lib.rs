@@ -1,5 +1,5 @@
 //! stablehand: many long-lived, stateful child-process sessions — persistent shells, plain
-//! processes, Python REPLs and agent CLIs (debuggers next) — kept alive by an actor runtime
+//! processes, Python REPLs, agent CLIs and debuggers (DAP) — kept alive by an actor runtime
 //! for many clients at once, with their records snapshotted to an embedded store.
 //!
 //! Layout, top to bottom (see ARCHITECTURE.md):

@@ -18,6 +18,7 @@ use crate::session::messages::{
     EvaluateResult, Exec, ExecResult, GetInfo, Pause, Read, ReadResult, SendInput, SendResult,
     SendSignal, SessionInfo, SetBreakpoints, SignalResult, Step,
 };
+use crate::session::snapshot::{NamespaceSnapshot, SnapshotNamespace};
 use crate::session::state::Refused;
 use crate::session::{stored, Session, StateKind};
 use crate::store::{Store, StoreStats};
@@ -248,6 +249,17 @@ impl Handle {
                 .await
                 .map_err(|_| Error::ShuttingDown)??
         };
+        self.durable_ok(result).await
+    }
+
+    /// REPL sessions: saves the namespace to the store now (a resume restores the latest
+    /// snapshot); it queues behind a running exec.
+    pub async fn snapshot_namespace(
+        &self,
+        id: SessionId,
+        req: SnapshotNamespace,
+    ) -> Result<NamespaceSnapshot> {
+        let result = self.call(id, "snapshot", req).await?;
         self.durable_ok(result).await
     }
 

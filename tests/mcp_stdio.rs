@@ -34,6 +34,7 @@ fn legacy_handshake_negotiates_and_lists_tools_in_stable_order() {
             "session_signal",
             "session_end",
             "session_resume",
+            "session_snapshot",
             "debug_set_breakpoints",
             "debug_continue",
             "debug_step",

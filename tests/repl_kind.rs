@@ -38,12 +38,13 @@ async fn repl_with(h: &Handle, command: Option<&[&str]>) -> SessionId {
         .session_id
 }
 
-/// Asks the session for a namespace snapshot through its actor.
+/// Asks the session for a namespace snapshot.
 async fn snapshot(h: &Handle, id: SessionId) -> stablehand::Result<NamespaceSnapshot> {
-    let addr = h.addr(id).expect("a live session has an address");
-    bounded(LIMIT, addr.send(SnapshotNamespace::default()))
-        .await
-        .expect("the actor answers")
+    bounded(
+        LIMIT,
+        h.snapshot_namespace(id, SnapshotNamespace::default()),
+    )
+    .await
 }
 
 /// Reads `stream` from `cursor` until `want` shows up.

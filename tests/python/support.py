@@ -27,6 +27,7 @@ TOOL_NAMES = {
     "session_signal",
     "session_end",
     "session_resume",
+    "session_snapshot",
     "debug_set_breakpoints",
     "debug_continue",
     "debug_step",

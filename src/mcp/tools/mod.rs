@@ -15,6 +15,7 @@ mod session_read;
 mod session_resume;
 mod session_send;
 mod session_signal;
+mod session_snapshot;
 mod session_state;
 
 use std::future::Future;
@@ -170,6 +171,7 @@ pub(crate) fn all() -> Vec<ToolDef> {
         session_signal::def(),
         session_end::def(),
         session_resume::def(),
+        session_snapshot::def(),
         debug_set_breakpoints::def(),
         debug_continue::def(),
         debug_step::def(),
