@@ -1,7 +1,8 @@
 //! Session kinds side by side: exec round trip of a no-op (`pass` in a REPL against `true` in
 //! a shell, and an echo turn of the test suite's fake agent), and runtime memory per idle
-//! session of each kind (VmRSS growth over N sessions; the children are separate processes
-//! and are not counted).
+//! session of each kind: the heap bytes the runtime holds for them (a counting allocator;
+//! exact, whatever the allocator reuses) and VmRSS growth (coarse). The children are separate
+//! processes and are not counted.
 //!
 //! A debug session's step round trip (`debug_step` over, the stop looked up with the top
 //! frame's locals) and its runtime memory are measured on the interpreter `BENCH_PYTHON`
@@ -11,13 +12,56 @@
 //! `BENCH_SESSIONS` (default 200) and `BENCH_DEBUG_SESSIONS` (default 40; each one is three
 //! Python processes) size it.
 
-use std::time::Instant;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use actix::SystemRunner;
 use stablehand::session::kind::DebugOptions;
 use stablehand::session::messages::{CreateRequest, DebugStatus, Exec, Step};
 use stablehand::session::Kind;
 use stablehand::{Config, Handle, Runtime};
+
+/// Live heap bytes of this process.
+static HEAP: AtomicIsize = AtomicIsize::new(0);
+
+/// The system allocator, counting live bytes.
+struct Counting;
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            HEAP.fetch_add(layout.size() as isize, Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            HEAP.fetch_add(layout.size() as isize, Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        HEAP.fetch_sub(layout.size() as isize, Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            HEAP.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -114,19 +158,25 @@ fn round_trip(sys: &SystemRunner, h: &Handle, kind: Kind, input: &str, n: usize)
     })
 }
 
-/// Runtime memory per idle session of `kind`, in KiB.
-fn idle_memory(sys: &SystemRunner, h: &Handle, kind: Kind, n: usize) -> f64 {
+/// Runtime memory per idle session of `kind`, in KiB: (heap, VmRSS growth).
+fn idle_memory(sys: &SystemRunner, h: &Handle, kind: Kind, n: usize) -> (f64, f64) {
     sys.block_on(async {
-        let before = rss_kib();
+        // The store's pending set is written once per flush interval (1 s); settle first.
+        let settle = Duration::from_millis(1500);
+        tokio::time::sleep(settle).await;
+        let (rss, heap) = (rss_kib(), HEAP.load(Relaxed));
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
             ids.push(h.create(request(kind)).await.expect("create").session_id);
         }
-        let after = rss_kib();
+        tokio::time::sleep(settle).await;
+        let (rss_after, heap_after) = (rss_kib(), HEAP.load(Relaxed));
         for id in ids {
             h.end(id, Default::default()).await.expect("end");
         }
-        after.saturating_sub(before) as f64 / n as f64
+        let heap_kib = (heap_after - heap) as f64 / 1024.0 / n as f64;
+        let rss_kib = rss_after.saturating_sub(rss) as f64 / n as f64;
+        (heap_kib, rss_kib)
     })
 }
 
@@ -144,14 +194,18 @@ fn main() {
     // Memory first, after one throw-away round that grows the runtime's own structures
     // (index, store, allocator arenas), so the first kind measured does not pay for them.
     idle_memory(&sys, &h, Kind::Process, sessions);
-    println!("| kind | runtime memory per idle session ({sessions} sessions) |\n|---|---|");
-    for kind in [Kind::Shell, Kind::Process, Kind::Repl, Kind::Agent] {
-        let kib = idle_memory(&sys, &h, kind, sessions);
-        println!("| {kind} | {kib:.2} KiB |");
-    }
+    println!("| kind | sessions | runtime heap per idle session | VmRSS growth per session |\n|---|---|---|---|");
     let debug_sessions = env("BENCH_DEBUG_SESSIONS", 40);
-    let kib = idle_memory(&sys, &h, Kind::Debug, debug_sessions);
-    println!("| debug (Paused at entry; {debug_sessions} sessions) | {kib:.2} KiB |");
+    for (kind, n) in [
+        (Kind::Shell, sessions),
+        (Kind::Process, sessions),
+        (Kind::Repl, sessions),
+        (Kind::Agent, sessions),
+        (Kind::Debug, debug_sessions),
+    ] {
+        let (heap, rss) = idle_memory(&sys, &h, kind, n);
+        println!("| {kind} | {n} | {heap:.2} KiB | {rss:.2} KiB |");
+    }
     let shell = round_trip(&sys, &h, Kind::Shell, "true", execs);
     let repl = round_trip(&sys, &h, Kind::Repl, "pass", execs);
     let agent = round_trip(&sys, &h, Kind::Agent, "hi", execs / 3);

@@ -484,3 +484,24 @@ fn wait_until_unlocked(dir: &std::path::Path) {
     // SAFETY: as above; closing the file would release it too.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
 }
+
+#[test]
+fn os_chdir_in_the_repl_moves_the_sessions_cwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().canonicalize().unwrap();
+    let path = path.to_string_lossy().into_owned();
+    with_runtime(repl_config(), |rt| async move {
+        let h = rt.handle();
+        let id = repl(&h).await;
+        let exec = Exec {
+            input: format!("import os\nos.chdir({path:?})"),
+            ..Default::default()
+        };
+        let r = bounded(LIMIT, h.exec(id, exec)).await.unwrap();
+        assert_clean(&r);
+        assert_eq!(r.cwd.as_deref(), Some(path.as_str()));
+        let info = h.state(id).await.unwrap();
+        assert_eq!(info.cwd.as_deref(), Some(path.as_str()));
+        rt
+    });
+}

@@ -158,6 +158,9 @@ impl Session {
                 self.complete_running(Some(exit_code), None, ctx);
             }
             Marker::Result(payload) => {
+                if let Some(cwd) = payload.get("cwd").and_then(serde_json::Value::as_str) {
+                    self.cwd = Some(cwd.to_owned());
+                }
                 let stdout_only = self.driver.completion() == Completion::StdoutMarker;
                 if let Some(r) = &mut self.running {
                     r.done[stream.index()] = true;

@@ -8,6 +8,8 @@ use crate::{Error, Result};
 
 /// Largest message accepted from an adapter.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Largest framing buffer kept between messages.
+const IDLE_BUFFER: usize = 8 * 1024;
 /// Stderr bytes kept to explain a failed start.
 const NOISE_CAP: usize = 2048;
 
@@ -102,6 +104,9 @@ impl Driver for DapDriver {
         let mut markers = Vec::new();
         while let Some(message) = self.next_message() {
             markers.push(Marker::Dap(message));
+        }
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_BUFFER {
+            self.buf = Vec::new(); // an idle session keeps no large buffer
         }
         markers
     }

@@ -633,6 +633,11 @@ def _handle(req):
         }
     _S.phase = DONE
     try:
+        # The session's cwd follows os.chdir in the REPL (and a resume starts there).
+        payload["cwd"] = os.getcwd()
+    except Exception:
+        pass
+    try:
         text = json.dumps(payload, ensure_ascii=True, separators=(",", ":"), default=_clean)
     except Exception as e:
         text = json.dumps({"status": 1, "error": _error(e)}, ensure_ascii=True, default=_clean)
