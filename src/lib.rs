@@ -13,6 +13,7 @@
 //! - [`ids`]: session ids and owners.
 //! - [`error`]: the error every operation returns.
 //! - [`telemetry`]: tracing to stderr.
+//! - [`load`]: the load generator behind `stablehand load` (for any MCP server).
 //!
 //! ```no_run
 //! # async fn demo() -> stablehand::Result<()> {
@@ -30,6 +31,7 @@
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod load;
 pub mod mcp;
 pub mod process;
 pub mod registry;

@@ -9,6 +9,7 @@ mod binary;
 mod debug_kind;
 mod ending;
 mod guardian;
+mod load;
 mod mcp_http;
 mod mcp_stdio;
 mod persistence;

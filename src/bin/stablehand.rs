@@ -45,6 +45,9 @@ enum Command {
     },
     /// Print the default configuration, documented, as TOML.
     DefaultConfig,
+    /// Load-test an MCP server (this one or any other) with N concurrent clients over
+    /// Streamable HTTP or stdio, then report throughput, latency percentiles and errors.
+    Load(Box<stablehand::load::cli::LoadArgs>),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             data_dir,
             in_memory,
         } => serve(config, http, data_dir, in_memory),
+        Command::Load(args) => stablehand::load::cli::main(&args),
         Command::DefaultConfig => {
             print!("{}", stablehand::config::DEFAULT_TOML);
             Ok(())

@@ -1,0 +1,491 @@
+//! One load client: a connection to an MCP server over Streamable HTTP (one keep-alive
+//! HTTP/1.1 connection, JSON or SSE responses) or stdio (its own server process, JSON lines),
+//! the protocol handshake, and one request at a time.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use super::{Protocol, Target};
+
+/// The newest handshake-era revision offered; servers answer with the one they speak.
+pub const HANDSHAKE_VERSION: &str = "2025-11-25";
+/// The stateless revision (`--protocol 2026-07-28`).
+pub const MODERN_VERSION: &str = "2026-07-28";
+
+/// Why one operation failed, by kind (the report counts them by [`OpError::kind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    /// Short category: `connect`, `http_503`, `rpc_-32602`, `tool_error`, `timeout`, `protocol`, `io`.
+    pub kind: String,
+    /// What happened.
+    pub detail: String,
+}
+
+impl OpError {
+    pub(crate) fn new(kind: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+/// The parts of an `http://host:port/path` URL a client needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// The request path (with query).
+    pub path: String,
+    /// True when the host is a loopback name or address.
+    pub loopback: bool,
+}
+
+impl HttpTarget {
+    /// Parses an `http://` URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err("https is not supported: point it at a plain-HTTP listener (or a local TLS-terminating proxy)".into())
+            }
+            _ => return Err(format!("{url:?} must start with http://")),
+        }
+        let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = bare.eq_ignore_ascii_case("localhost")
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        Ok(Self {
+            authority: format!("{host}:{port}"),
+            path: uri
+                .path_and_query()
+                .map_or("/".into(), |p| p.as_str().to_owned()),
+            loopback,
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Transport {
+    Http {
+        target: HttpTarget,
+        sender: Option<SendRequest<Full<Bytes>>>,
+        session: Option<HeaderValue>,
+    },
+    Stdio(Box<StdioPipes>),
+}
+
+/// A stdio server process and its pipes.
+#[derive(Debug)]
+struct StdioPipes {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    line: String,
+}
+
+/// A connected client.
+#[derive(Debug)]
+pub struct Client {
+    transport: Transport,
+    protocol: Protocol,
+    /// The revision the server agreed to (handshake era).
+    version: String,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects and, unless the protocol is raw, performs the MCP handshake.
+    pub async fn connect(target: &Target, protocol: Protocol) -> Result<Self, OpError> {
+        let transport = match target {
+            Target::Http { url } => {
+                let target = HttpTarget::parse(url).map_err(|e| OpError::new("connect", e))?;
+                Transport::Http {
+                    target,
+                    sender: None,
+                    session: None,
+                }
+            }
+            Target::Stdio { argv } => {
+                let (program, args) = argv
+                    .split_first()
+                    .ok_or_else(|| OpError::new("connect", "the stdio command is empty"))?;
+                let mut child = tokio::process::Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| OpError::new("connect", format!("starting {program:?}: {e}")))?;
+                let stdin = child.stdin.take().expect("piped");
+                let stdout = BufReader::new(child.stdout.take().expect("piped"));
+                Transport::Stdio(Box::new(StdioPipes {
+                    child,
+                    stdin,
+                    stdout,
+                    line: String::new(),
+                }))
+            }
+        };
+        let mut client = Self {
+            transport,
+            protocol,
+            version: match protocol {
+                Protocol::Modern => MODERN_VERSION.into(),
+                _ => HANDSHAKE_VERSION.into(),
+            },
+            next_id: 0,
+        };
+        if protocol == Protocol::Handshake {
+            client.handshake().await?;
+        }
+        Ok(client)
+    }
+
+    async fn handshake(&mut self) -> Result<(), OpError> {
+        let init = json!({
+            "protocolVersion": HANDSHAKE_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "stablehand-load", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let result = self.request("initialize", init).await?;
+        if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
+            self.version = v.to_owned();
+        }
+        self.send("notifications/initialized", None, json!({}))
+            .await
+            .map(drop)
+    }
+
+    /// The protocol revision in use (the one the server chose, after a handshake).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Calls a tool; a result with `isError: true` is a `tool_error`.
+    pub async fn call_tool(&mut self, name: &str, arguments: &Value) -> Result<Value, OpError> {
+        let params = json!({"name": name, "arguments": arguments});
+        let result = self.request("tools/call", params).await?;
+        if result.get("isError").and_then(Value::as_bool) == Some(true) {
+            let text = result
+                .pointer("/content/0/text")
+                .and_then(Value::as_str)
+                .unwrap_or("(no text)");
+            return Err(OpError::new("tool_error", format!("{name}: {text}")));
+        }
+        Ok(result)
+    }
+
+    /// Sends a request and returns its result (a JSON-RPC error is an `rpc_<code>` error).
+    pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, OpError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let response = self
+            .send(method, Some(id), params)
+            .await?
+            .ok_or_else(|| OpError::new("protocol", format!("no response to {method}")))?;
+        if let Some(err) = response.get("error") {
+            let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
+            let message = err.get("message").and_then(Value::as_str).unwrap_or("");
+            return Err(OpError::new(
+                format!("rpc_{code}"),
+                format!("{method}: {message}"),
+            ));
+        }
+        response
+            .get("result")
+            .cloned()
+            .ok_or_else(|| OpError::new("protocol", format!("{method}: response without result")))
+    }
+
+    /// Sends a request (with `id`) or a notification; returns the response to a request.
+    async fn send(
+        &mut self,
+        method: &str,
+        id: Option<u64>,
+        mut params: Value,
+    ) -> Result<Option<Value>, OpError> {
+        if self.protocol == Protocol::Modern {
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+                "io.modelcontextprotocol/clientCapabilities": {},
+            });
+        }
+        let mut message = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        if let Some(id) = id {
+            message["id"] = json!(id);
+        }
+        let name = message
+            .pointer("/params/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let body = serde_json::to_vec(&message).expect("values serialise");
+        match &mut self.transport {
+            Transport::Http { .. } => self.send_http(method, name, id, body).await,
+            Transport::Stdio(_) => self.send_stdio(id, body).await,
+        }
+    }
+
+    async fn send_http(
+        &mut self,
+        method: &str,
+        name: Option<String>,
+        id: Option<u64>,
+        body: Vec<u8>,
+    ) -> Result<Option<Value>, OpError> {
+        let (protocol, version) = (self.protocol, self.version.clone());
+        let Transport::Http {
+            target,
+            sender,
+            session,
+        } = &mut self.transport
+        else {
+            unreachable!("http transport");
+        };
+        let ready = match sender {
+            Some(s) => s.ready().await.is_ok(),
+            None => false,
+        };
+        if !ready {
+            *sender = Some(open(target).await?);
+        }
+        let mut req = Request::post(target.path.as_str())
+            .header(HOST, target.authority.as_str())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream");
+        if protocol != Protocol::Raw && method != "initialize" {
+            req = req.header("MCP-Protocol-Version", version.as_str());
+        }
+        if let Some(s) = session {
+            req = req.header("Mcp-Session-Id", s.clone());
+        }
+        if protocol == Protocol::Modern {
+            req = req.header("Mcp-Method", method);
+            if let Some(n) = &name {
+                req = req.header("Mcp-Name", n.as_str());
+            }
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| OpError::new("protocol", e.to_string()))?;
+        let response = sender
+            .as_mut()
+            .expect("opened above")
+            .send_request(req)
+            .await
+            .map_err(|e| {
+                *sender = None;
+                OpError::new("io", format!("sending {method}: {e}"))
+            })?;
+        let status = response.status();
+        if let Some(s) = response.headers().get("mcp-session-id") {
+            *session = Some(s.clone());
+        }
+        let sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| {
+                *sender = None;
+                OpError::new("io", format!("reading the answer to {method}: {e}"))
+            })?
+            .to_bytes();
+        if id.is_none() {
+            return match status {
+                s if s.is_success() => Ok(None),
+                s => Err(OpError::new(
+                    format!("http_{}", s.as_u16()),
+                    format!("{method}: {}", String::from_utf8_lossy(&bytes)),
+                )),
+            };
+        }
+        if status != StatusCode::OK {
+            return Err(OpError::new(
+                format!("http_{}", status.as_u16()),
+                format!("{method}: {}", String::from_utf8_lossy(&bytes).trim()),
+            ));
+        }
+        let found = if sse {
+            sse_messages(&bytes).find(|m| m.get("id") == Some(&json!(id)))
+        } else {
+            serde_json::from_slice(&bytes).ok()
+        };
+        found.map(Some).ok_or_else(|| {
+            OpError::new(
+                "protocol",
+                format!("{method}: no JSON-RPC response in the body"),
+            )
+        })
+    }
+
+    async fn send_stdio(
+        &mut self,
+        id: Option<u64>,
+        mut body: Vec<u8>,
+    ) -> Result<Option<Value>, OpError> {
+        let Transport::Stdio(pipes) = &mut self.transport else {
+            unreachable!("stdio transport");
+        };
+        let StdioPipes {
+            child,
+            stdin,
+            stdout,
+            line,
+        } = &mut **pipes;
+        body.push(b'\n');
+        stdin
+            .write_all(&body)
+            .await
+            .map_err(|e| OpError::new("io", format!("writing to the server: {e}")))?;
+        let Some(id) = id else { return Ok(None) };
+        loop {
+            line.clear();
+            let n = stdout
+                .read_line(line)
+                .await
+                .map_err(|e| OpError::new("io", format!("reading from the server: {e}")))?;
+            if n == 0 {
+                let status = child.try_wait().ok().flatten();
+                return Err(OpError::new(
+                    "io",
+                    format!("the server closed its stdout (exit status {status:?}; its stderr is not shown: run the command by hand to see why)"),
+                ));
+            }
+            let Ok(message) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if message.get("id") == Some(&json!(id)) && message.get("method").is_none() {
+                return Ok(Some(message));
+            }
+            if let (Some(req_id), Some(_)) = (message.get("id"), message.get("method")) {
+                // A request from the server (roots, sampling): not supported by a load client.
+                let reply = json!({"jsonrpc": "2.0", "id": req_id, "error": {"code": -32601, "message": "not supported by stablehand load"}});
+                let mut bytes = serde_json::to_vec(&reply).expect("values serialise");
+                bytes.push(b'\n');
+                let _ = stdin.write_all(&bytes).await;
+            }
+        }
+    }
+
+    /// Drops the connection so the next request opens a fresh one (after a timeout, a late
+    /// answer must not be taken for the next request's).
+    pub fn reset(&mut self) {
+        if let Transport::Http { sender, .. } = &mut self.transport {
+            *sender = None;
+        }
+    }
+}
+
+/// Opens one HTTP/1.1 connection.
+async fn open(target: &HttpTarget) -> Result<SendRequest<Full<Bytes>>, OpError> {
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        TcpStream::connect(&target.authority),
+    )
+    .await
+    .map_err(|_| {
+        OpError::new(
+            "connect",
+            format!("connecting to {} timed out", target.authority),
+        )
+    })?
+    .map_err(|e| {
+        OpError::new(
+            "connect",
+            format!("connecting to {}: {e}", target.authority),
+        )
+    })?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            OpError::new(
+                "connect",
+                format!("HTTP handshake with {}: {e}", target.authority),
+            )
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// The JSON messages in the `data:` fields of an SSE body.
+fn sse_messages(body: &[u8]) -> impl Iterator<Item = Value> + '_ {
+    let text = std::str::from_utf8(body).unwrap_or("");
+    text.split("\n\n").filter_map(|event| {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        serde_json::from_str(&data.join("\n")).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_loopback_is_recognised() {
+        let t = HttpTarget::parse("http://127.0.0.1:8765/mcp").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str(), t.loopback),
+            ("127.0.0.1:8765", "/mcp", true)
+        );
+        assert!(HttpTarget::parse("http://localhost/").unwrap().loopback);
+        assert!(HttpTarget::parse("http://[::1]:9/x").unwrap().loopback);
+        assert!(
+            !HttpTarget::parse("http://10.0.0.5:80/mcp")
+                .unwrap()
+                .loopback
+        );
+        assert!(HttpTarget::parse("https://127.0.0.1/")
+            .unwrap_err()
+            .contains("https"));
+        assert!(HttpTarget::parse("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn sse_bodies_yield_their_json_messages() {
+        let body = b"event: message\ndata: {\"id\":1,\"result\":{}}\n\ndata: {\"id\":2,\ndata: \"result\":3}\n\n";
+        let got: Vec<Value> = sse_messages(body).collect();
+        assert_eq!(
+            got,
+            vec![
+                json!({"id": 1, "result": {}}),
+                json!({"id": 2, "result": 3})
+            ]
+        );
+    }
+}

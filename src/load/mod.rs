@@ -1,0 +1,363 @@
+//! `stablehand load`: a load generator for MCP servers (this one or any other).
+//!
+//! N clients, each with its own connection (HTTP keep-alive) or its own server process
+//! (stdio), run one scenario back to back until a duration or a count is reached; every
+//! request has a timeout, so a run always ends by itself. Latencies of successful operations
+//! go into one HDR histogram per client, merged at the end; failures are counted by kind.
+//! Files: `cli.rs` the command line and progress line, `client.rs` the connection and
+//! handshake, `report.rs` the result.
+
+pub mod cli;
+pub mod client;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+pub use self::client::{Client, OpError};
+pub use self::report::Report;
+
+/// Where the server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Streamable HTTP at this URL (`http://host:port/path`).
+    Http {
+        /// The endpoint.
+        url: String,
+    },
+    /// A server started per client, spoken to over its stdin and stdout.
+    Stdio {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+}
+
+/// How requests are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `initialize` handshake, then requests with the agreed revision (any MCP server).
+    Handshake,
+    /// The stateless 2026-07-28 revision: `_meta` and headers on every request.
+    Modern,
+    /// Plain JSON-RPC without MCP (only `noop`, i.e. `ping`): for bare baseline servers.
+    Raw,
+}
+
+/// What each client does, over and over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scenario {
+    /// `ping`.
+    Noop,
+    /// `session_state` of the client's own shell session.
+    State,
+    /// `session_exec` of a command in the client's own shell session.
+    Exec {
+        /// The command line.
+        command: String,
+    },
+    /// `session_create` then `session_end`, timed together.
+    CreateEnd,
+    /// Any tool with fixed arguments.
+    Tool {
+        /// The tool's name.
+        name: String,
+        /// Its arguments.
+        args: Value,
+    },
+}
+
+impl Scenario {
+    /// The scenario's name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Noop => "noop",
+            Scenario::State => "state",
+            Scenario::Exec { .. } => "exec",
+            Scenario::CreateEnd => "create-end",
+            Scenario::Tool { .. } => "tool",
+        }
+    }
+
+    fn needs_session(&self) -> bool {
+        matches!(self, Scenario::State | Scenario::Exec { .. })
+    }
+}
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// After this long (after the warm-up).
+    Duration(Duration),
+    /// After this many operations in all (after the warm-up).
+    Count(u64),
+}
+
+/// A load run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The server.
+    pub target: Target,
+    /// The framing.
+    pub protocol: Protocol,
+    /// What each client does.
+    pub scenario: Scenario,
+    /// Concurrent clients (at least 1).
+    pub clients: usize,
+    /// When to stop.
+    pub limit: Limit,
+    /// Operations before measuring starts.
+    pub warmup: Duration,
+    /// Longest wait for one request.
+    pub timeout: Duration,
+}
+
+/// Live counters, for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Successful operations measured so far.
+    pub ok: AtomicU64,
+    /// Failed operations measured so far.
+    pub failed: AtomicU64,
+    /// True once the warm-up is over.
+    pub measuring: AtomicBool,
+    /// Set to stop early (Ctrl-C); the run reports what it measured.
+    pub stop: AtomicBool,
+}
+
+/// What one client measured.
+struct ClientResult {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: BTreeMap<String, (u64, String)>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns to 1 hour, 3 significant figures.
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+}
+
+/// Runs the load and reports. Fails only when not even one client could connect (or set
+/// up its session); failures during the run are counted in the report.
+pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<Report> {
+    anyhow::ensure!(opts.clients >= 1, "--clients must be at least 1");
+    if opts.protocol == Protocol::Raw && opts.scenario != Scenario::Noop {
+        anyhow::bail!(
+            "--protocol raw speaks plain JSON-RPC: only the noop scenario (ping) works with it"
+        );
+    }
+    // Connect every client (and create its session) before the clock starts.
+    let mut clients = Vec::with_capacity(opts.clients);
+    let connects: Vec<_> = (0..opts.clients)
+        .map(|_| {
+            let opts = opts.clone();
+            tokio::spawn(async move { setup(&opts).await })
+        })
+        .collect();
+    for c in connects {
+        match c.await {
+            Ok(Ok(c)) => clients.push(c),
+            Ok(Err(e)) => anyhow::bail!("a client could not start: {e}"),
+            Err(e) => anyhow::bail!("a client task failed: {e}"),
+        }
+    }
+    let version = clients
+        .first()
+        .map(|(c, _)| c.version().to_owned())
+        .unwrap_or_default();
+    let warmup_end = Instant::now() + opts.warmup;
+    let issued = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(client, session)| {
+            let (opts, progress, issued) = (opts.clone(), progress.clone(), issued.clone());
+            tokio::spawn(async move {
+                drive(client, session, &opts, warmup_end, &issued, &progress).await
+            })
+        })
+        .collect();
+    // The measured phase starts at the end of the warm-up.
+    tokio::time::sleep_until(warmup_end.into()).await;
+    progress.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut hist = histogram();
+    let mut ok = 0;
+    let mut errors: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for t in tasks {
+        let r = t.await?;
+        hist.add(&r.hist).expect("same bounds");
+        ok += r.ok;
+        for (kind, (n, example)) in r.errors {
+            let e = errors.entry(kind).or_insert((0, example));
+            e.0 += n;
+        }
+    }
+    let duration = started.elapsed().as_secs_f64().max(1e-9);
+    let (latency, percentiles) = report::summarize(&hist);
+    let failed: u64 = errors.values().map(|(n, _)| n).sum();
+    Ok(Report {
+        target: match &opts.target {
+            Target::Http { url } => url.clone(),
+            Target::Stdio { argv } => argv.join(" "),
+        },
+        transport: match opts.target {
+            Target::Http { .. } => "http".into(),
+            Target::Stdio { .. } => "stdio".into(),
+        },
+        protocol: match opts.protocol {
+            Protocol::Handshake => format!("handshake {version}"),
+            Protocol::Modern => client::MODERN_VERSION.into(),
+            Protocol::Raw => "raw".into(),
+        },
+        scenario: opts.scenario.name().into(),
+        tool: match &opts.scenario {
+            Scenario::Tool { name, .. } => Some(name.clone()),
+            _ => None,
+        },
+        clients: opts.clients,
+        duration_s: duration,
+        ops: ok + failed,
+        ok,
+        throughput_per_s: ok as f64 / duration,
+        latency_us: latency,
+        percentiles,
+        error_examples: errors
+            .iter()
+            .map(|(k, (_, e))| (k.clone(), e.clone()))
+            .collect(),
+        errors: errors.into_iter().map(|(k, (n, _))| (k, n)).collect(),
+    })
+}
+
+/// Connects one client and creates its session if the scenario needs one.
+async fn setup(opts: &LoadOptions) -> Result<(Client, Option<String>), OpError> {
+    let connect = Client::connect(&opts.target, opts.protocol);
+    let mut client = tokio::time::timeout(opts.timeout, connect)
+        .await
+        .map_err(|_| OpError::new("timeout", "connecting and the handshake timed out"))??;
+    let session = if opts.scenario.needs_session() {
+        Some(create_session(&mut client).await?)
+    } else {
+        None
+    };
+    Ok((client, session))
+}
+
+async fn create_session(client: &mut Client) -> Result<String, OpError> {
+    let created = client.call_tool("session_create", &json!({})).await?;
+    created
+        .pointer("/structuredContent/session_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            OpError::new(
+                "protocol",
+                "session_create returned no structuredContent.session_id",
+            )
+        })
+}
+
+/// One operation of the scenario.
+async fn operate(
+    client: &mut Client,
+    scenario: &Scenario,
+    session: Option<&str>,
+) -> Result<(), OpError> {
+    match scenario {
+        Scenario::Noop => client.request("ping", json!({})).await.map(drop),
+        Scenario::State => client
+            .call_tool("session_state", &json!({"session_id": session}))
+            .await
+            .map(drop),
+        Scenario::Exec { command } => client
+            .call_tool(
+                "session_exec",
+                &json!({"session_id": session, "input": command}),
+            )
+            .await
+            .map(drop),
+        Scenario::CreateEnd => {
+            let id = create_session(client).await?;
+            client
+                .call_tool("session_end", &json!({"session_id": id}))
+                .await
+                .map(drop)
+        }
+        Scenario::Tool { name, args } => client.call_tool(name, args).await.map(drop),
+    }
+}
+
+/// One client's loop: operations back to back until the limit, then its session ends.
+async fn drive(
+    mut client: Client,
+    session: Option<String>,
+    opts: &LoadOptions,
+    warmup_end: Instant,
+    issued: &AtomicU64,
+    progress: &Progress,
+) -> ClientResult {
+    let mut r = ClientResult {
+        hist: histogram(),
+        ok: 0,
+        errors: BTreeMap::new(),
+    };
+    loop {
+        if progress.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        let measuring = now >= warmup_end;
+        if measuring {
+            match opts.limit {
+                Limit::Duration(d) if now.duration_since(warmup_end) >= d => break,
+                Limit::Count(n) if issued.fetch_add(1, Ordering::Relaxed) >= n => break,
+                _ => {}
+            }
+        }
+        let t0 = Instant::now();
+        let outcome = tokio::time::timeout(
+            opts.timeout,
+            operate(&mut client, &opts.scenario, session.as_deref()),
+        )
+        .await;
+        let elapsed = t0.elapsed();
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(_) => {
+                client.reset();
+                Err(OpError::new(
+                    "timeout",
+                    format!("no answer within {:?}", opts.timeout),
+                ))
+            }
+        };
+        if !measuring {
+            continue;
+        }
+        match outcome {
+            Ok(()) => {
+                let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
+                let _ = r.hist.record(ns);
+                r.ok += 1;
+                progress.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let entry = r
+                    .errors
+                    .entry(e.kind.clone())
+                    .or_insert((0, e.detail.clone()));
+                entry.0 += 1;
+                progress.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Some(id) = session {
+        let args = json!({"session_id": id});
+        let _ = tokio::time::timeout(opts.timeout, client.call_tool("session_end", &args)).await;
+    }
+    r
+}
