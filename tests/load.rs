@@ -238,3 +238,38 @@ fn bad_load_arguments_are_refused_with_the_reason() {
         assert!(stderr.contains(want), "{args:?}: {want:?} not in {stderr}");
     }
 }
+
+#[test]
+fn clients_can_hold_several_sessions_of_any_kind() {
+    let server = HttpServer::start();
+    let u = url(&server);
+    let create = r#"{"kind":"process","command":["cat"]}"#;
+    let r = report(&[
+        "--url",
+        &u,
+        "--scenario",
+        "exec",
+        "--command",
+        "ping",
+        "--clients",
+        "2",
+        "--sessions-per-client",
+        "3",
+        "--create-args",
+        create,
+        "--count",
+        "60",
+    ]);
+    assert_all_ok(&r, 60);
+    let out = load(&[
+        "--url",
+        &u,
+        "--scenario",
+        "exec",
+        "--create-args",
+        "[]",
+        "--count",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--create-args must be a JSON object"));
+}

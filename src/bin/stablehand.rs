@@ -90,6 +90,10 @@ fn serve(
         config.store.in_memory = false;
     }
     config.store.in_memory |= in_memory;
+    match stablehand::process::raise_open_files_limit() {
+        Ok(n) => info!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     // Sessions live on actix arbiters; the MCP front end runs on its own multi-threaded
     // tokio runtime and reaches sessions through their addresses.
     let front = tokio::runtime::Builder::new_multi_thread()

@@ -45,6 +45,14 @@ pub struct LoadArgs {
     /// Arguments of --tool, as a JSON object.
     #[arg(long, value_name = "JSON", default_value = "{}")]
     pub args: String,
+    /// Sessions each client creates for state and exec, used in turn (to hold many live
+    /// sessions during the run).
+    #[arg(long, default_value_t = 1)]
+    pub sessions_per_client: usize,
+    /// Arguments of session_create for state, exec and create-end, as a JSON object, e.g.
+    /// '{"kind":"process","command":["cat"]}' (default: a shell).
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub create_args: String,
     /// Concurrent clients, each with its own connection (or server process over stdio).
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
@@ -144,6 +152,16 @@ impl LoadArgs {
             (None, ScenarioArg::CreateEnd) => Scenario::CreateEnd,
         };
         anyhow::ensure!(self.clients >= 1, "--clients must be at least 1");
+        anyhow::ensure!(
+            self.sessions_per_client >= 1,
+            "--sessions-per-client must be at least 1"
+        );
+        let create_args: serde_json::Value = serde_json::from_str(&self.create_args)
+            .with_context(|| format!("--create-args is not JSON: {}", self.create_args))?;
+        anyhow::ensure!(
+            create_args.is_object(),
+            "--create-args must be a JSON object"
+        );
         anyhow::ensure!(self.count != Some(0), "--count must be at least 1");
         anyhow::ensure!(!self.timeout.is_zero(), "--timeout must be positive");
         let limit = match (self.count, self.duration) {
@@ -163,6 +181,8 @@ impl LoadArgs {
             limit,
             warmup: self.warmup,
             timeout: self.timeout,
+            sessions_per_client: self.sessions_per_client,
+            create_args,
         })
     }
 }

@@ -114,6 +114,11 @@ pub struct LoadOptions {
     pub warmup: Duration,
     /// Longest wait for one request.
     pub timeout: Duration,
+    /// Sessions each client creates for `state` and `exec` (used in turn): for holding many
+    /// live sessions during a run.
+    pub sessions_per_client: usize,
+    /// Arguments of `session_create` (default `{}`: a shell).
+    pub create_args: Value,
 }
 
 /// Live counters, for a progress display.
@@ -173,10 +178,10 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
     let issued = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|(client, session)| {
+        .map(|(client, sessions)| {
             let (opts, progress, issued) = (opts.clone(), progress.clone(), issued.clone());
             tokio::spawn(async move {
-                drive(client, session, &opts, warmup_end, &issued, &progress).await
+                drive(client, sessions, &opts, warmup_end, &issued, &progress).await
             })
         })
         .collect();
@@ -233,22 +238,23 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
     })
 }
 
-/// Connects one client and creates its session if the scenario needs one.
-async fn setup(opts: &LoadOptions) -> Result<(Client, Option<String>), OpError> {
+/// Connects one client and creates its sessions if the scenario needs them.
+async fn setup(opts: &LoadOptions) -> Result<(Client, Vec<String>), OpError> {
     let connect = Client::connect(&opts.target, opts.protocol);
     let mut client = tokio::time::timeout(opts.timeout, connect)
         .await
         .map_err(|_| OpError::new("timeout", "connecting and the handshake timed out"))??;
-    let session = if opts.scenario.needs_session() {
-        Some(create_session(&mut client).await?)
-    } else {
-        None
-    };
-    Ok((client, session))
+    let mut sessions = Vec::new();
+    if opts.scenario.needs_session() {
+        for _ in 0..opts.sessions_per_client.max(1) {
+            sessions.push(create_session(&mut client, &opts.create_args).await?);
+        }
+    }
+    Ok((client, sessions))
 }
 
-async fn create_session(client: &mut Client) -> Result<String, OpError> {
-    let created = client.call_tool("session_create", &json!({})).await?;
+async fn create_session(client: &mut Client, args: &Value) -> Result<String, OpError> {
+    let created = client.call_tool("session_create", args).await?;
     created
         .pointer("/structuredContent/session_id")
         .and_then(Value::as_str)
@@ -264,10 +270,10 @@ async fn create_session(client: &mut Client) -> Result<String, OpError> {
 /// One operation of the scenario.
 async fn operate(
     client: &mut Client,
-    scenario: &Scenario,
+    opts: &LoadOptions,
     session: Option<&str>,
 ) -> Result<(), OpError> {
-    match scenario {
+    match &opts.scenario {
         Scenario::Noop => client.request("ping", json!({})).await.map(drop),
         Scenario::State => client
             .call_tool("session_state", &json!({"session_id": session}))
@@ -281,7 +287,7 @@ async fn operate(
             .await
             .map(drop),
         Scenario::CreateEnd => {
-            let id = create_session(client).await?;
+            let id = create_session(client, &opts.create_args).await?;
             client
                 .call_tool("session_end", &json!({"session_id": id}))
                 .await
@@ -291,10 +297,10 @@ async fn operate(
     }
 }
 
-/// One client's loop: operations back to back until the limit, then its session ends.
+/// One client's loop: operations back to back until the limit, then its sessions end.
 async fn drive(
     mut client: Client,
-    session: Option<String>,
+    sessions: Vec<String>,
     opts: &LoadOptions,
     warmup_end: Instant,
     issued: &AtomicU64,
@@ -305,6 +311,7 @@ async fn drive(
         ok: 0,
         errors: BTreeMap::new(),
     };
+    let mut turn = 0usize;
     loop {
         if progress.stop.load(Ordering::Relaxed) {
             break;
@@ -318,12 +325,12 @@ async fn drive(
                 _ => {}
             }
         }
+        let session = sessions
+            .get(turn % sessions.len().max(1))
+            .map(String::as_str);
+        turn += 1;
         let t0 = Instant::now();
-        let outcome = tokio::time::timeout(
-            opts.timeout,
-            operate(&mut client, &opts.scenario, session.as_deref()),
-        )
-        .await;
+        let outcome = tokio::time::timeout(opts.timeout, operate(&mut client, opts, session)).await;
         let elapsed = t0.elapsed();
         let outcome = match outcome {
             Ok(o) => o,
@@ -355,7 +362,7 @@ async fn drive(
             }
         }
     }
-    if let Some(id) = session {
+    for id in sessions {
         let args = json!({"session_id": id});
         let _ = tokio::time::timeout(opts.timeout, client.call_tool("session_end", &args)).await;
     }
