@@ -517,8 +517,9 @@ impl Session {
             process::signal_group(g, process::Signal::Kill);
         }
         if !d.terminated {
+            let noise = self.driver.startup_noise();
             d.publish(Phase::Gone(format!(
-                "the debug adapter exited ({status}) before the program ended"
+                "the debug adapter exited ({status}) before the program ended: {noise}"
             )));
         }
         match d.program_exit {

@@ -1,7 +1,8 @@
 //! The `debug` kind's wire: Debug Adapter Protocol messages framed with `Content-Length`
 //! headers on the adapter's stdout. Each complete message becomes a [`Marker::Dap`]; what the
-//! messages mean is the session's debugger (`session/debug/`). The adapter's own stderr goes
-//! to the stderr log.
+//! messages mean is the session's debugger (`session/debug/`). The adapter's own stderr is
+//! not the program's: it goes to the server log, and its tail explains a failed start or an
+//! adapter that died (the program's output arrives as DAP `output` events).
 
 use super::{Completion, Driver, Marker, Stream};
 use crate::{Error, Result};
@@ -91,13 +92,13 @@ impl Driver for DapDriver {
         Completion::StdoutMarker
     }
 
-    fn feed(&mut self, stream: Stream, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
+    fn feed(&mut self, stream: Stream, bytes: &[u8], _out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
         if stream == Stream::Stderr {
+            tracing::debug!(stderr = %String::from_utf8_lossy(bytes).trim_end(), "debug adapter");
             let keep = bytes.len().min(NOISE_CAP);
             self.noise.extend_from_slice(&bytes[bytes.len() - keep..]);
             let excess = self.noise.len().saturating_sub(NOISE_CAP);
             self.noise.drain(..excess);
-            out(bytes);
             return Vec::new();
         }
         self.buf.extend_from_slice(bytes);
@@ -176,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn stderr_goes_to_the_log_and_explains_a_missing_debugpy() {
+    fn adapter_stderr_stays_out_of_the_program_log_and_explains_a_missing_debugpy() {
         let mut d = DapDriver::default();
         let mut logged = Vec::new();
         d.feed(
@@ -184,7 +185,10 @@ mod tests {
             b"/usr/bin/python3: No module named debugpy\n",
             &mut |b| logged.extend_from_slice(b),
         );
-        assert!(!logged.is_empty());
+        assert!(
+            logged.is_empty(),
+            "the adapter's stderr is not program output"
+        );
         assert!(d.startup_noise().contains("pip install debugpy"));
     }
 }
