@@ -375,22 +375,29 @@ impl Handler<Create> for Registry {
             self.names.insert((msg.owner.clone(), name.clone()), id);
         }
         Box::pin(
-            async move {
-                match ready_rx.await {
-                    Ok(Ok(())) => info_of(addr, id).await,
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(Error::ActorGone { id: id.to_string() }),
-                }
-            }
-            .into_actor(self)
-            .map(move |res, act, _| {
-                if res.is_err() {
-                    // A session that never started is forgotten, not listed as Failed.
-                    act.purge(id);
-                }
-                res
-            }),
+            when_ready(ready_rx, addr, id)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    if res.is_err() {
+                        // A session that never started is forgotten, not listed as Failed.
+                        act.purge(id);
+                    }
+                    res
+                }),
         )
+    }
+}
+
+/// Waits for a new session actor's start-up outcome, then describes the session.
+async fn when_ready(
+    ready: oneshot::Receiver<Result<()>>,
+    addr: Addr<session::Session>,
+    id: SessionId,
+) -> Result<SessionInfo> {
+    match ready.await {
+        Ok(Ok(())) => info_of(addr, id).await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::ActorGone { id: id.to_string() }),
     }
 }
 

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::{create, index, info_of, Registry};
+use super::{create, index, when_ready, Registry};
 use crate::ids::{Owner, SessionId};
 use crate::session::messages::{EndResult, SessionInfo};
 use crate::session::shared::unix_ms;
@@ -161,13 +161,7 @@ impl Handler<Resume> for Registry {
         });
         let id = msg.id;
         Box::pin(
-            async move {
-                match ready_rx.await {
-                    Ok(Ok(())) => info_of(addr, id).await,
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(Error::ActorGone { id: id.to_string() }),
-                }
-            }
+            when_ready(ready_rx, addr, id)
             .into_actor(self)
             .map(move |res, act, _| {
                 if let Err(e) = &res {

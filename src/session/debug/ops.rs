@@ -63,17 +63,19 @@ impl Session {
         self.persist(When::Lazy);
     }
 
-    /// Sends `request` (which sets the program running) and waits for the next stop or end.
+    /// Sends `request` (if any) and waits for the next stop or end. With `resumes`, the
+    /// request sets a paused program running (continue, step); a pause does not.
     fn run_program(
         &mut self,
         request: Option<Request>,
+        resumes: bool,
         timeout: Duration,
     ) -> ResponseActFuture<Self, Result<DebugOutcome>> {
         let started = Instant::now();
         let d = self.debugger_mut();
         let after = d.generation();
         let rx = d.published.subscribe();
-        let requested = request.is_some();
+        let requested = resumes && request.is_some();
         if requested {
             d.epoch += 1;
             let _ = self.transition(Event::Resume);
@@ -294,10 +296,10 @@ impl Handler<Continue> for Session {
                 let d = self.debugger_mut();
                 let thread = d.thread_id.unwrap_or(1);
                 let request = d.link.request("continue", json!({ "threadId": thread }));
-                self.run_program(Some(Box::pin(request)), timeout)
+                self.run_program(Some(Box::pin(request)), true, timeout)
             }
             // Already running: wait for the next stop.
-            StateKind::Busy => self.run_program(None, timeout),
+            StateKind::Busy => self.run_program(None, false, timeout),
             _ => match self.ended_outcome() {
                 Some(done) => Box::pin(actix::fut::ready(done)),
                 None => {
@@ -338,7 +340,7 @@ impl Handler<Step> for Session {
         let d = self.debugger_mut();
         let thread = d.thread_id.unwrap_or(1);
         let request = d.link.request(command, json!({ "threadId": thread }));
-        self.run_program(Some(Box::pin(request)), timeout)
+        self.run_program(Some(Box::pin(request)), true, timeout)
     }
 }
 
@@ -360,22 +362,7 @@ impl Handler<Pause> for Session {
                 let thread = d.thread_id.unwrap_or(1);
                 let request = d.link.request("pause", json!({ "threadId": thread }));
                 // Not a resume: the program runs already; wait for the stop the pause causes.
-                let started = Instant::now();
-                let after = d.generation();
-                let rx = d.published.subscribe();
-                let deadline = tokio::time::Instant::now() + timeout;
-                Box::pin(
-                    async move {
-                        request.await?;
-                        Ok(next_phase(rx, after, deadline).await)
-                    }
-                    .into_actor(self)
-                    .map(move |phase, act, _| {
-                        let outcome = phase.and_then(|p| act.outcome(p, started));
-                        act.debug_op_done(started, &outcome);
-                        outcome
-                    }),
-                )
+                self.run_program(Some(Box::pin(request)), false, timeout)
             }
             StateKind::Paused => {
                 let stop = self.debug.as_ref().and_then(|d| d.last_stop.clone());
