@@ -2,7 +2,8 @@
 //! rlimits, delivering signals to a whole group, ending a group (TERM, grace, KILL, reap), and
 //! the [`guardian`] that kills every session's group if the server itself is killed.
 //!
-//! This is the only module that calls `kill`, `killpg`, `waitpid`, `prctl` or `fork`.
+//! This is the only module that calls `kill`, `killpg`, `waitpid`/`waitid`, `prctl`, `fork` or
+//! `clone`.
 
 pub mod guardian;
 mod signal;

@@ -221,11 +221,11 @@ impl Session {
         });
         self.shared.set_pid(Some(spawned.pid));
         info!(session = %self.shared.id, kind = %self.spec.kind, pid = spawned.pid, "session started");
-        let mut child = spawned.child;
+        let child = spawned.child;
         ctx.spawn(async move { child.wait().await }.into_actor(self).map(
             move |status, act, ctx| {
                 let status = match status {
-                    Ok(s) => ExitStatus::from_std(s),
+                    Ok(s) => s,
                     Err(e) => {
                         warn!(session = %act.shared.id, error = %e, "waiting for child failed");
                         ExitStatus {
