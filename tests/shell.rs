@@ -300,19 +300,3 @@ fn input_sent_right_behind_an_interactive_exec_reaches_the_command_not_the_shell
         rt
     });
 }
-
-#[test]
-fn a_command_that_closes_the_shells_null_descriptor_does_not_break_later_execs() {
-    with_runtime(config(), |rt| async move {
-        let h = rt.handle();
-        let id = shell(&h).await;
-        exec(&h, id, "exec {__sh_null}<&-").await;
-        let r = exec(&h, id, "cat; echo done").await;
-        assert_eq!(
-            (r.stdout.as_str(), r.exit_code),
-            ("done\n", Some(0)),
-            "{r:?}"
-        );
-        rt
-    });
-}
