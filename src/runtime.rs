@@ -119,6 +119,22 @@ thread_local! {
     static CURRENT_ARBITER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
+/// Spawns `fut` as a task of this thread: on a session arbiter a local task, so the wakes
+/// between it and the actors of the same thread stay in the thread's run queue (a task
+/// spawned on the runtime instead wakes the thread's reactor with a syscall for every
+/// message it sends to an actor); elsewhere a runtime task.
+pub(crate) fn spawn_here<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if CURRENT_ARBITER.get().is_some() {
+        tokio::task::spawn_local(fut)
+    } else {
+        tokio::spawn(fut)
+    }
+}
+
 impl Handle {
     /// The same runtime, acting for `owner`: it sees and touches only `owner`'s sessions.
     pub fn with_owner(&self, owner: Owner) -> Handle {

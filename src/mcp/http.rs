@@ -579,7 +579,7 @@ async fn one(
     let server = state.server.clone();
     let limit = Duration::from_millis(state.config.request_timeout_ms);
     let timeout_id = id.clone();
-    let mut call = tokio::spawn(async move {
+    let mut call = crate::runtime::spawn_here(async move {
         match tokio::time::timeout(limit, server.request(id, method, params, origin)).await {
             Ok(r) => r,
             Err(_) => {
