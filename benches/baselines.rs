@@ -3,11 +3,20 @@
 //! - `spawn_wait_bash`: spawn `bash --noprofile --norc -c true` and wait for it, per iteration;
 //! - `pipe_round_trip`: write `true; echo __M` to one warm `bash --noprofile --norc` over a
 //!   pipe and read its stdout until the `__M` line, per iteration.
+//! - `pipe_throughput`: the same round trip, closed loop, on 64 warm bashes at once, driven by
+//!   one thread with poll(2): the most `true` round trips per second this machine's bash and
+//!   pipes can do, with no server in the way.
+//! - `protocol_throughput`: the same with 64 interactive bashes under a shell session's own
+//!   protocol (the start-up and exec lines come from `stablehand::session::kind`; a round trip
+//!   ends when both end markers, stdout and stderr, are in): the ceiling for exec throughput
+//!   at 64 clients, whatever the server costs.
 //!
 //! Run: `cargo bench --bench baselines`. `BENCH_SECS` sets seconds per measurement (default 3).
 //! Prints one JSON object on stdout and nothing else:
-//! `{"spawn_wait_bash": S, "pipe_round_trip": S}` with
-//! `S = {"n", "p50_us", "p90_us", "p99_us", "max_us", "mean_us", "per_s"}`.
+//! `{"spawn_wait_bash": S, "pipe_round_trip": S, "pipe_throughput": S, "protocol_throughput": S}`
+//! with
+//! `S = {"n", "p50_us", "p90_us", "p99_us", "max_us", "mean_us", "per_s"}` (the throughput
+//! rows add `"bashes"`; their latencies are of single round trips under that load).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -135,6 +144,192 @@ impl WarmBash {
     }
 }
 
+/// Bashes driven at once by the throughput rows, like the 64 clients of the exec scenario.
+const PARALLEL: usize = 64;
+
+/// One bash of a throughput row: its stdin, the pipes it answers on, and what ends a round
+/// trip on each of them.
+struct Driven {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    /// stdout, and stderr for the session protocol (its end marker comes on both).
+    outs: Vec<std::process::ChildStdout>,
+    errs: Option<std::process::ChildStderr>,
+    bufs: [Vec<u8>; 2],
+    done: [bool; 2],
+    line: Vec<u8>,
+    end: Vec<u8>,
+    sent: Instant,
+}
+
+impl Driven {
+    /// A bare `bash --noprofile --norc` answering `true; echo __M` with `__M`.
+    fn bare() -> Self {
+        let mut child = Command::new("bash")
+            .args(["--noprofile", "--norc"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawning bash");
+        Self {
+            stdin: child.stdin.take().expect("piped"),
+            outs: vec![child.stdout.take().expect("piped")],
+            errs: None,
+            child,
+            bufs: Default::default(),
+            done: [false, true],
+            line: b"true; echo __M\n".to_vec(),
+            end: b"__M\n".to_vec(),
+            sent: Instant::now(),
+        }
+    }
+
+    /// An interactive bash under a shell session's own protocol (its start-up line and exec
+    /// line, from `stablehand::session::kind`), ended by the markers on stdout and stderr.
+    fn session_protocol() -> Self {
+        use stablehand::session::kind::{protocol_exec_line, protocol_startup_line};
+        let mut child = Command::new("bash")
+            .args(["--noprofile", "--norc", "--noediting", "-i"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning bash");
+        let exec = protocol_exec_line("true");
+        let mut me = Self {
+            stdin: child.stdin.take().expect("piped"),
+            outs: vec![child.stdout.take().expect("piped")],
+            errs: child.stderr.take(),
+            child,
+            bufs: Default::default(),
+            done: [false, false],
+            line: Vec::new(),
+            end: Vec::new(),
+            sent: Instant::now(),
+        };
+        let start = protocol_startup_line();
+        me.line = start.bytes;
+        me.end = format!("{}\n", start.token).into_bytes();
+        me.block_round_trip();
+        me.line = exec.bytes;
+        me.end = format!("{}\n", exec.token).into_bytes();
+        me
+    }
+
+    fn fds(&self) -> [std::os::fd::RawFd; 2] {
+        use std::os::fd::AsRawFd as _;
+        [
+            self.outs[0].as_raw_fd(),
+            self.errs.as_ref().map_or(-1, |e| e.as_raw_fd()),
+        ]
+    }
+
+    fn send(&mut self) {
+        self.done = [false, self.errs.is_none()];
+        self.sent = Instant::now();
+        self.stdin.write_all(&self.line).expect("writing to bash");
+    }
+
+    /// Reads what pipe `i` has; true when the round trip is complete.
+    fn read(&mut self, i: usize, scratch: &mut [u8]) -> bool {
+        use std::io::Read as _;
+        let got = match i {
+            0 => self.outs[0].read(scratch),
+            _ => self.errs.as_mut().expect("polled").read(scratch),
+        }
+        .expect("reading bash");
+        assert!(got > 0, "bash closed a pipe");
+        self.bufs[i].extend_from_slice(&scratch[..got]);
+        if self.bufs[i].ends_with(&self.end) {
+            self.bufs[i].clear();
+            self.done[i] = true;
+        }
+        self.done == [true, true]
+    }
+
+    /// One round trip, waiting with poll (warm-up and start-up).
+    fn block_round_trip(&mut self) {
+        let mut scratch = [0u8; 4096];
+        self.send();
+        loop {
+            let mut fds = self.fds().map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            // SAFETY: `fds` is a valid array of two pollfd structures.
+            assert!(
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, 5000) } > 0,
+                "bash stopped answering"
+            );
+            for (i, fd) in fds.iter().enumerate() {
+                if fd.revents != 0 && self.read(i, &mut scratch) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        drop(self.stdin);
+        let mut child = self.child;
+        let _ = child.wait();
+    }
+}
+
+/// `PARALLEL` warm bashes, each with one round trip in flight at all times for `dur`, driven
+/// by this one thread with poll(2).
+fn throughput(dur: Duration, make: fn() -> Driven) -> Value {
+    let mut bashes: Vec<Driven> = (0..PARALLEL).map(|_| make()).collect();
+    for b in &mut bashes {
+        for _ in 0..20 {
+            b.block_round_trip();
+        }
+    }
+    let mut fds: Vec<libc::pollfd> = bashes
+        .iter()
+        .flat_map(|b| b.fds())
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut lat_ns = Vec::with_capacity(1 << 18);
+    let mut scratch = [0u8; 4096];
+    let start = Instant::now();
+    bashes.iter_mut().for_each(Driven::send);
+    let mut in_flight = PARALLEL;
+    while in_flight > 0 {
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 5000) };
+        assert!(n > 0, "bash stopped answering");
+        for k in 0..fds.len() {
+            if fds[k].revents == 0 {
+                continue;
+            }
+            fds[k].revents = 0;
+            let b = &mut bashes[k / 2];
+            if b.read(k % 2, &mut scratch) {
+                lat_ns.push(b.sent.elapsed().as_nanos() as u64);
+                if start.elapsed() < dur {
+                    b.send();
+                } else {
+                    // Done: poll ignores negative descriptors.
+                    fds[k - k % 2].fd = -1;
+                    fds[k - k % 2 + 1].fd = -1;
+                    in_flight -= 1;
+                }
+            }
+        }
+    }
+    let wall = start.elapsed();
+    bashes.into_iter().for_each(Driven::finish);
+    let mut summary = Sample { lat_ns, wall }.summary();
+    summary["bashes"] = json!(PARALLEL);
+    summary
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` and harness probes: nothing to list or test
@@ -153,9 +348,14 @@ fn main() {
     let pipe = Sample::measure(dur, || bash.round_trip());
     bash.finish();
 
+    let bare = throughput(dur, Driven::bare);
+    let protocol = throughput(dur, Driven::session_protocol);
+
     let out = json!({
         "spawn_wait_bash": spawn.summary(),
         "pipe_round_trip": pipe.summary(),
+        "pipe_throughput": bare,
+        "protocol_throughput": protocol,
     });
     println!("{out}");
 }

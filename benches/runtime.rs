@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use actix::{System, SystemRunner};
 use criterion::Criterion;
 use futures_util::future::join_all;
+use stablehand::session::kind::{protocol_exec_line, protocol_startup_line, ProtocolLine};
 use stablehand::session::messages::{CreateRequest, End, Exec};
 use stablehand::{Config, Handle, Runtime, SessionId};
 
@@ -228,18 +229,13 @@ fn bare_dash_c_true() {
     assert!(status.success());
 }
 
-/// The start-up line a shell session sends (kept in step with src/session/kind/shell.rs), restated here:
-/// interactive bash over pipes with empty prompts and a `PROMPT_COMMAND` that prints `TOKEN`
-/// on stderr and then `TOKEN <status> <cwd> TOKEN` on stdout after each command line (or an
-/// idle marker when no token is armed). Used only by the reference rows, which separate what
-/// bash itself costs under that protocol from what the runtime adds; keep it in step with
-/// `src/session/kind/shell.rs`.
-const PROTOCOL_START: &str = "set +m +H; set +o history; PS1=; PS2=; PS0=; unset HISTFILE; \
-exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; exec {__sh_null}</dev/null; \
-PROMPT_COMMAND='__sh_r=$?;[ -e /dev/fd/$__sh_null ] || exec {__sh_null}</dev/null;\
-if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
-printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";__sh_n=;\
-else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi'; __sh_s=__SH_IDLE; __sh_n=";
+/// A protocol line as text, with its token.
+fn text(line: ProtocolLine) -> (String, String) {
+    (
+        String::from_utf8(line.bytes).expect("protocol lines are ASCII"),
+        line.token,
+    )
+}
 
 /// A bare interactive bash speaking the session marker protocol, driven synchronously with
 /// poll(2) on its stdout and stderr. No actors, no threads.
@@ -249,12 +245,14 @@ struct ProtocolBash {
     out: ChildStdout,
     err: std::process::ChildStderr,
     bufs: [Vec<u8>; 2],
-    seq: u64,
+    /// The session's exec line for `true` (its token reused: the hook clears it each time).
+    exec: (String, String),
 }
 
 impl ProtocolBash {
-    /// Spawns like a session does (own process group, parent-death signal, so fork rather
-    /// than vfork) and waits for the start-up markers.
+    /// Spawns bash with the session's flags in its own process group with a parent-death
+    /// signal, sends the session's own start-up line
+    /// (`stablehand::session::kind::protocol_startup_line`) and waits for its markers.
     fn start() -> Self {
         use std::os::unix::process::CommandExt as _;
         let mut cmd = Command::new("bash");
@@ -277,23 +275,17 @@ impl ProtocolBash {
             err: child.stderr.take().unwrap(),
             child,
             bufs: [Vec::new(), Vec::new()],
-            seq: 0,
+            exec: text(protocol_exec_line("true")),
         };
-        let token = me.next_token();
-        let line = format!("{PROTOCOL_START}{token}\n");
+        let (line, token) = text(protocol_startup_line());
         me.round_trip(&line, &token);
         me
     }
 
-    fn next_token(&mut self) -> String {
-        self.seq += 1;
-        format!("__SH_{:032x}", self.seq)
-    }
-
     fn exec_true(&mut self) {
-        let token = self.next_token();
-        let line = format!("__sh_n={token};__sh_rc;eval $'true' 0<&$__sh_null\n");
+        let (line, token) = std::mem::take(&mut self.exec);
         self.round_trip(&line, &token);
+        self.exec = (line, token);
     }
 
     /// Writes `line`, then reads both pipes until both end markers of `token` are in.

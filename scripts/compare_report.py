@@ -151,7 +151,16 @@ def from_load(scenario: str, report: dict) -> Row:
 
 def from_baseline(label: str, summary: dict) -> Row:
     lat = {k: summary.get(f"{k}_us") for k in ("p50", "p90", "p99", "max")}
-    return Row(label, 1, summary.get("per_s"), lat, None)
+    return Row(label, summary.get("bashes", 1), summary.get("per_s"), lat, None)
+
+
+# The throughput baselines of benches/baselines.rs, with their table and plot labels.
+THROUGHPUT_BASELINES = (
+    ("pipe_throughput", "64 warm bashes, `true; echo __M`, one poll loop (baseline)",
+     "64 bashes\nbare"),
+    ("protocol_throughput", "64 warm bashes under the session protocol, one poll loop "
+     "(baseline: the exec ceiling)", "64 bashes\nsession\nprotocol"),
+)
 
 
 def valid(x: float | None) -> bool:
@@ -259,6 +268,12 @@ def target_lines(runs: dict, base: dict | None, many: int) -> list[str]:
                     else "no call succeeded")
             res = (f"**missed** by {EXEC_THROUGHPUT_MIN - tput:,.0f}/s "
                    f"({tput / EXEC_THROUGHPUT_MIN:.0%} of the target; {need})")
+            ceiling = ((base or {}).get("protocol_throughput") or {}).get("per_s")
+            if valid(ceiling):
+                res += (f". 64 bare bashes under the session protocol, driven by one poll "
+                        f"loop with no server, reach {ceiling:,.0f}/s in the same run: the "
+                        f"target is {EXEC_THROUGHPUT_MIN / ceiling:.2f}× that ceiling, and "
+                        f"stablehand reaches {tput / ceiling:.0%} of it")
         lines.append(f"| {name} | {tput:,.0f}/s | ≥ {EXEC_THROUGHPUT_MIN:,.0f}/s | {res} |")
     else:
         missing(name, f"no exec run with {many} clients")
@@ -321,8 +336,13 @@ def plot(path: Path, runs: dict, base: dict | None, many: int) -> None:
         r = runs.get((scenario, many))
         if r:
             bars.append((label, r.get("throughput_per_s") or 0.0, is_base))
+    for key, _, label in THROUGHPUT_BASELINES:
+        b = (base or {}).get(key) or {}
+        if valid(b.get("per_s")):
+            bars.insert(len(bars) - 1 if bars and bars[-1][0].endswith("exec true") else len(bars),
+                        (label, b["per_s"], True))
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(16, 6), gridspec_kw={"width_ratios": [3, 2.5]})
     width = 0.38
     xs = range(len(groups))
     p50s = [g[1] if valid(g[1]) else float("nan") for g in groups]
@@ -404,6 +424,9 @@ def section(results: Path, runs: dict, base: dict | None, meta: dict, many: int,
         if base.get("pipe_round_trip"):
             rows.append(from_baseline("pipe round trip `true; echo __M` to a warm bash (baseline)",
                                       base["pipe_round_trip"]))
+        for key, label, _ in THROUGHPUT_BASELINES:
+            if base.get(key):
+                rows.append(from_baseline(label, base[key]))
     bare_by_clients = {c: r for (s, c), r in runs.items() if s == "bare-noop"}
     for c in sorted(bare_by_clients):
         row = from_load("bare-noop", bare_by_clients[c])
@@ -429,6 +452,10 @@ def section(results: Path, runs: dict, base: dict | None, meta: dict, many: int,
                 row.against(*bare_base(c))
             elif scenario == "exec" and c == 1 and floor is not None:
                 row.against("floor (pipe + HTTP no-op)", floor, None)
+            elif scenario == "exec" and c > 1 and (base or {}).get("protocol_throughput"):
+                ceiling = base["protocol_throughput"]
+                row.against("64 bashes under the session protocol", ceiling.get("p50_us"),
+                            ceiling.get("per_s"))
             elif scenario == "create-end" and c == 1 and base and base.get("spawn_wait_bash"):
                 s = base["spawn_wait_bash"]
                 row.against("spawn + wait bash", s.get("p50_us"), s.get("per_s"))

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) use dap::frame as dap_frame;
 pub(crate) use process::ProcessDriver;
 pub(crate) use shell::ShellDriver;
+#[doc(hidden)]
+pub use shell::{protocol_exec_line, protocol_startup_line, ProtocolLine};
 
 use super::messages::ExecResult;
 use crate::Result;

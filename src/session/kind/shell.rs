@@ -270,6 +270,46 @@ fn new_token() -> Token {
     token::new_token(PREFIX)
 }
 
+/// One line a shell session writes to bash, and the token of the end markers that close it
+/// (`TOKEN` on stderr, `TOKEN <status> <cwd> TOKEN` on stdout).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct ProtocolLine {
+    /// The line, newline included.
+    pub bytes: Vec<u8>,
+    /// The token both end markers carry.
+    pub token: String,
+}
+
+/// The start-up line of a shell session, exactly as the session writes it (for benchmarks
+/// that measure bash under the session protocol without the runtime).
+#[doc(hidden)]
+pub fn protocol_startup_line() -> ProtocolLine {
+    let mut driver = ShellDriver::default();
+    let bytes = driver.startup().expect("a shell has a start-up line");
+    let token = driver
+        .token
+        .map(|t| String::from_utf8_lossy(&t).into_owned());
+    ProtocolLine {
+        bytes,
+        token: token.expect("armed by startup"),
+    }
+}
+
+/// The line of one non-interactive exec of `command`, exactly as a session writes it.
+#[doc(hidden)]
+pub fn protocol_exec_line(command: &str) -> ProtocolLine {
+    let mut driver = ShellDriver::default();
+    let bytes = driver.begin_exec(command, false).expect("a valid command");
+    let token = driver
+        .token
+        .map(|t| String::from_utf8_lossy(&t).into_owned());
+    ProtocolLine {
+        bytes,
+        token: token.expect("armed by begin_exec"),
+    }
+}
+
 /// Appends `bytes` as a bash ANSI-C quoted word (`$'…'`), escaping everything that is not
 /// printable ASCII, so any byte string survives the shell's parser unchanged.
 fn ansi_c_quote(bytes: &[u8], out: &mut Vec<u8>) {
