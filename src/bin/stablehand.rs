@@ -94,10 +94,12 @@ fn serve(
         Ok(n) => info!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
-    // Sessions live on actix arbiters; the MCP front end runs on its own multi-threaded
-    // tokio runtime and reaches sessions through their addresses.
+    // Sessions live on actix arbiters; the MCP front end runs on its own tokio runtime and
+    // reaches sessions through their addresses. One worker is enough: HTTP connections are
+    // handed to the session arbiters, so this thread only accepts them (or serves the one
+    // stdio client), and every thread counts at thousands of sessions.
     let front = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.arbiter_count())
+        .worker_threads(1)
         .thread_name("stablehand-mcp")
         .enable_all()
         .build()
