@@ -326,6 +326,7 @@ impl McpServer {
                 )
             }
         };
-        response.into_json().get().to_owned()
+        // The response is already one JSON string: taken as it is, not copied.
+        String::from(Box::<str>::from(response.into_json()))
     }
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, RpcModule};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::context::CallCtx;
@@ -46,9 +47,8 @@ pub(super) fn module(shared: Shared) -> RpcModule<Shared> {
     reg(&mut m, "tools/list", |p, s, e| {
         Box::pin(async move { tools_list(p, &s, &e) })
     });
-    reg(&mut m, "tools/call", |p, s, e| {
-        Box::pin(tools_call(p, s, e))
-    });
+    m.register_async_method("tools/call", tools_call)
+        .expect("method names are unique");
     reg(&mut m, "resources/list", |p, _, e| {
         Box::pin(async move { resources::list(p, &e) })
     });
@@ -203,10 +203,14 @@ fn tools_list(params: Params<'static>, shared: &Shared, ext: &Extensions) -> Rpc
 struct CallParams {
     name: String,
     #[serde(default)]
-    arguments: Option<Value>,
+    arguments: Option<Box<RawValue>>,
 }
 
-async fn tools_call(params: Params<'static>, shared: Arc<Shared>, ext: Extensions) -> RpcResult {
+async fn tools_call(
+    params: Params<'static>,
+    shared: Arc<Shared>,
+    ext: Extensions,
+) -> Result<CallResult, ErrorObjectOwned> {
     let p: CallParams = parse(&params, "tools/call")?;
     let Some(&index) = shared.tool_index.get(p.name.as_str()) else {
         let names: Vec<&str> = shared.tools.iter().map(|t| t.name).collect();
@@ -216,25 +220,59 @@ async fn tools_call(params: Params<'static>, shared: Arc<Shared>, ext: Extension
             names.join(", ")
         )));
     };
-    let args = p.arguments.unwrap_or_else(|| json!({}));
-    if !args.is_object() {
-        return Err(invalid_params("tools/call arguments must be an object"));
-    }
+    // Parsed once, by the tool, straight into its argument type.
+    let args = match p.arguments {
+        Some(raw) if !raw.get().trim_start().starts_with('{') => {
+            return Err(invalid_params("tools/call arguments must be an object"));
+        }
+        Some(raw) => raw,
+        None => RawValue::from_string("{}".to_owned()).expect("valid JSON"),
+    };
     let outcome = shared.tools[index]
         .call(args, ctx(&ext).clone())
         .await
         .map_err(rpc_error)?;
-    let result = match outcome {
-        Outcome::Done { structured, text } => json!({
-            "content": [{ "type": "text", "text": text }],
-            "structuredContent": structured,
-            "isError": false,
-        }),
-        Outcome::Failed(message) => json!({
-            "content": [{ "type": "text", "text": message }],
-            "isError": true,
-        }),
-        Outcome::Cancelled => json!({ "content": [], "isError": true }),
+    let (content, structured, is_error) = match outcome {
+        Outcome::Done { structured, text } => {
+            (vec![TextContent::new(text)], Some(structured), false)
+        }
+        Outcome::Failed(message) => (vec![TextContent::new(message)], None, true),
+        Outcome::Cancelled => (Vec::new(), None, true),
     };
-    Ok(finish(&ext, object(result), Cache::None))
+    let mut era = Map::new();
+    decorate(&ctx(&ext).era, &mut era, Cache::None);
+    Ok(CallResult {
+        content,
+        structured,
+        is_error,
+        era,
+    })
+}
+
+/// A `tools/call` result. The structured content was serialized once, by the tool, and is
+/// copied into the response as it is.
+#[derive(Clone, Serialize)]
+struct CallResult {
+    content: Vec<TextContent>,
+    #[serde(rename = "structuredContent", skip_serializing_if = "Option::is_none")]
+    structured: Option<Box<RawValue>>,
+    #[serde(rename = "isError")]
+    is_error: bool,
+    /// What the era adds (`resultType`, `_meta`).
+    #[serde(flatten)]
+    era: Map<String, Value>,
+}
+
+/// One text content block.
+#[derive(Clone, Serialize)]
+struct TextContent {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+}
+
+impl TextContent {
+    fn new(text: String) -> Self {
+        Self { kind: "text", text }
+    }
 }

@@ -25,6 +25,7 @@ use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::context::CallCtx;
@@ -32,12 +33,13 @@ use super::protocol::{code, WireError};
 use crate::{Error, SessionId};
 
 /// What a tool call produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// A result: structured content and its short text rendering.
     Done {
-        /// The result object (matches the output schema).
-        structured: Value,
+        /// The result object (matches the output schema), serialized once: it is copied into
+        /// the response as it is.
+        structured: Box<RawValue>,
         /// A short human-readable rendering.
         text: String,
     },
@@ -48,7 +50,7 @@ pub(crate) enum Outcome {
 }
 
 type CallFn =
-    dyn Fn(Value, CallCtx) -> BoxFuture<'static, Result<Outcome, WireError>> + Send + Sync;
+    dyn Fn(Box<RawValue>, CallCtx) -> BoxFuture<'static, Result<Outcome, WireError>> + Send + Sync;
 
 /// One tool: its listing and its implementation.
 pub(crate) struct ToolDef {
@@ -72,7 +74,7 @@ impl ToolDef {
     /// protocol error (-32602); failures of the runtime are [`Outcome::Failed`].
     pub(crate) fn call(
         &self,
-        args: Value,
+        args: Box<RawValue>,
         ctx: CallCtx,
     ) -> BoxFuture<'static, Result<Outcome, WireError>> {
         (self.call)(args, ctx)
@@ -118,10 +120,12 @@ where
     });
     let f = Arc::new(f);
     let call = Arc::new(
-        move |args: Value, ctx: CallCtx| -> BoxFuture<'static, Result<Outcome, WireError>> {
+        move |args: Box<RawValue>,
+              ctx: CallCtx|
+              -> BoxFuture<'static, Result<Outcome, WireError>> {
             let f = Arc::clone(&f);
             Box::pin(async move {
-                let args: A = serde_json::from_value(args).map_err(|e| {
+                let args: A = serde_json::from_str(args.get()).map_err(|e| {
                     WireError::new(
                         code::INVALID_PARAMS,
                         format!("invalid arguments for {name}: {e}"),
@@ -130,7 +134,8 @@ where
                 Ok(match f(args, ctx).await {
                     Ok(Some(result)) => Outcome::Done {
                         text: render(&result),
-                        structured: serde_json::to_value(&result).expect("results serialize"),
+                        structured: serde_json::value::to_raw_value(&result)
+                            .expect("results serialize"),
                     },
                     Ok(None) => Outcome::Cancelled,
                     Err(e) => Outcome::Failed(e.to_string()),
