@@ -229,3 +229,72 @@ fn input_for_a_program_that_never_reads_is_refused_beyond_the_backlog_limit() {
         rt
     });
 }
+
+#[test]
+fn a_program_is_looked_up_on_path_like_execvp_and_spawn_failures_name_their_step() {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use stablehand::session::messages::CreateRequest;
+    use stablehand::session::Kind;
+    use stablehand::Error;
+
+    let dirs = tempfile::tempdir().unwrap();
+    let (first, second) = (dirs.path().join("a"), dirs.path().join("b"));
+    for (dir, mode) in [(&first, 0o644), (&second, 0o755)] {
+        std::fs::create_dir(dir).unwrap();
+        let tool = dir.join("sh_tool");
+        std::fs::write(&tool, "#!/bin/sh\necho \"ran $0\"\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let path = |dirs: &[&std::path::Path]| {
+        let joined: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        BTreeMap::from([(
+            "PATH".to_string(),
+            format!("{}:/usr/bin:/bin", joined.join(":")),
+        )])
+    };
+    let req = |env: BTreeMap<String, String>| CreateRequest {
+        kind: Some(Kind::Process),
+        command: Some(vec!["sh_tool".into()]),
+        env,
+        ..Default::default()
+    };
+    let (both, only_first) = (path(&[&first, &second]), path(&[&first]));
+    let expected = format!("ran {}/sh_tool", second.display());
+
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        // The non-executable file earlier on PATH is passed over, as execvp does.
+        let id = bounded(LIMIT, h.create(req(both)))
+            .await
+            .unwrap()
+            .session_id;
+        until_state(&h, id, StateKind::Ended).await;
+        let page = read_all(&h, id, Stream::Stdout).await;
+        assert_eq!(page.data.trim(), expected);
+        // When it is the only one, the refusal says why.
+        let e = bounded(LIMIT, h.create(req(only_first))).await.unwrap_err();
+        assert!(
+            matches!(e, Error::Spawn { .. }) && e.to_string().contains("permission denied"),
+            "{e}"
+        );
+        rt
+    });
+
+    // A step before exec that fails is named: here an open-file limit above what any process
+    // may set (more than fs.nr_open).
+    let mut c = config();
+    c.session.rlimits.nofile = Some(1 << 40);
+    with_runtime(c, |rt| async move {
+        let h = rt.handle();
+        let e = bounded(LIMIT, h.create(CreateRequest::default()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Spawn { .. }) && e.to_string().contains("setrlimit"),
+            "{e}"
+        );
+        rt
+    });
+}
