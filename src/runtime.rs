@@ -246,7 +246,22 @@ impl Handle {
 
     /// Sends a signal to the session's process group.
     pub async fn signal(&self, id: SessionId, signal: Signal) -> Result<SignalResult> {
-        let result = self.call(id, "signal", SendSignal { signal }).await?;
+        let req = SendSignal {
+            signal,
+            until_exec_ends: false,
+        };
+        let result = self.call(id, "signal", req).await?;
+        self.durable_ok(result).await
+    }
+
+    /// Interrupts the exec running now (SIGINT), again every 500 ms while that same exec
+    /// still runs (at most four interrupts): for a caller that gave up on the exec.
+    pub async fn interrupt_exec(&self, id: SessionId) -> Result<SignalResult> {
+        let req = SendSignal {
+            signal: Signal::Int,
+            until_exec_ends: true,
+        };
+        let result = self.call(id, "signal", req).await?;
         self.durable_ok(result).await
     }
 

@@ -269,11 +269,39 @@ impl Handler<SendSignal> for Session {
             let delivered = process::signal_group(pid, msg.signal);
             return Box::pin(actix::fut::ready(Ok(SignalResult { delivered })));
         }
-        Box::pin(self.line_consumed().into_actor(self).map(move |(), _, _| {
-            Ok(SignalResult {
-                delivered: process::signal_group(pid, msg.signal),
-            })
-        }))
+        let seq = self.running.as_ref().map(|r| r.seq());
+        Box::pin(
+            self.line_consumed()
+                .into_actor(self)
+                .map(move |(), act, ctx| {
+                    let delivered = process::signal_group(pid, msg.signal);
+                    if let (true, Some(seq)) = (msg.until_exec_ends && delivered, seq) {
+                        act.keep_interrupting(pid, seq, REINTERRUPTS, ctx);
+                    }
+                    Ok(SignalResult { delivered })
+                }),
+        )
+    }
+}
+
+/// Interrupts sent again, at most, while the interrupted exec still runs.
+const REINTERRUPTS: u32 = 3;
+/// Time between them.
+const REINTERRUPT_AFTER: Duration = Duration::from_millis(500);
+
+impl Session {
+    /// Sends SIGINT again while exec `seq` is still the running one, `left` more times.
+    fn keep_interrupting(&mut self, pid: u32, seq: u64, left: u32, ctx: &mut Context<Self>) {
+        if left == 0 {
+            return;
+        }
+        ctx.run_later(REINTERRUPT_AFTER, move |act, ctx| {
+            if act.running.as_ref().map(|r| r.seq()) == Some(seq) {
+                tracing::debug!(session = %act.shared.id, "the exec outlived an interrupt; interrupting again");
+                process::signal_group(pid, Signal::Int);
+                act.keep_interrupting(pid, seq, left - 1, ctx);
+            }
+        });
     }
 }
 

@@ -47,6 +47,11 @@ pub(super) struct Queued {
 }
 
 impl Running {
+    /// The exec's sequence number in its session.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Keeps bytes of this exec's head that the log is about to evict.
     pub(super) fn capture(&mut self, stream: Stream, head_cap: u64, pos: u64, evicted: &[u8]) {
         let i = stream.index();

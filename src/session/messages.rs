@@ -195,6 +195,12 @@ pub struct GetInfo;
 pub struct SendSignal {
     /// The signal.
     pub signal: Signal,
+    /// For an interrupt of a running exec: send it again, every 500 ms and at most three more
+    /// times, while that same exec is still running. A cancelled call uses this: bash can
+    /// swallow an interrupt that lands while it is forking the command (the child still has
+    /// bash's handler), and the command then runs on.
+    #[serde(default)]
+    pub until_exec_ends: bool,
 }
 
 /// The outcome of a signal.

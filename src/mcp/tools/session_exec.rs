@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::{session_id, tool, Hints, ToolDef};
 use crate::mcp::context::CallCtx;
-use crate::process::Signal;
 use crate::session::messages::{Exec, ExecResult};
 use crate::{Error, SessionId};
 
@@ -91,7 +90,7 @@ async fn run(id: SessionId, exec: Exec, ctx: CallCtx) -> Result<Option<ExecResul
             }
             () = ctx.cancel.cancelled() => {
                 // The client gave up: interrupt the command so the session becomes usable again.
-                let _ = ctx.handle.signal(id, Signal::Int).await;
+                let _ = ctx.handle.interrupt_exec(id).await;
                 let _ = tokio::time::timeout(Duration::from_secs(5), &mut call).await;
                 return Ok(None);
             }
