@@ -95,6 +95,21 @@ fn spawn_wait() {
     assert!(status.success(), "bash -c true failed: {status}");
 }
 
+/// Spawns bash with `args` and piped stdin and stdout (and stderr when `stderr`).
+fn bash(args: &[&str], stderr: bool) -> std::process::Child {
+    Command::new("bash")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .spawn()
+        .expect("spawning bash")
+}
+
 /// One warm `bash --noprofile --norc` driven over its stdin and stdout pipes.
 struct WarmBash {
     child: std::process::Child,
@@ -105,12 +120,7 @@ struct WarmBash {
 
 impl WarmBash {
     fn start() -> Self {
-        let mut child = Command::new("bash")
-            .args(["--noprofile", "--norc"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawning bash");
+        let mut child = bash(&["--noprofile", "--norc"], false);
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         Self {
@@ -152,8 +162,8 @@ const PARALLEL: usize = 64;
 struct Driven {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
-    /// stdout, and stderr for the session protocol (its end marker comes on both).
-    outs: Vec<std::process::ChildStdout>,
+    out: std::process::ChildStdout,
+    /// stderr, for the session protocol (its end marker comes on both streams).
     errs: Option<std::process::ChildStderr>,
     bufs: [Vec<u8>; 2],
     done: [bool; 2],
@@ -163,63 +173,48 @@ struct Driven {
 }
 
 impl Driven {
-    /// A bare `bash --noprofile --norc` answering `true; echo __M` with `__M`.
-    fn bare() -> Self {
-        let mut child = Command::new("bash")
-            .args(["--noprofile", "--norc"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawning bash");
+    /// bash with `args`, whose round trip writes `line` and ends with `end` on stdout (and on
+    /// stderr when `stderr`).
+    fn new(args: &[&str], stderr: bool, line: Vec<u8>, end: Vec<u8>) -> Self {
+        let mut child = bash(args, stderr);
         Self {
             stdin: child.stdin.take().expect("piped"),
-            outs: vec![child.stdout.take().expect("piped")],
-            errs: None,
+            out: child.stdout.take().expect("piped"),
+            errs: child.stderr.take(),
             child,
             bufs: Default::default(),
-            done: [false, true],
-            line: b"true; echo __M\n".to_vec(),
-            end: b"__M\n".to_vec(),
+            done: [false, !stderr],
+            line,
+            end,
             sent: Instant::now(),
         }
+    }
+
+    /// A bare `bash --noprofile --norc` answering `true; echo __M` with `__M`.
+    fn bare() -> Self {
+        let (line, end) = (b"true; echo __M\n".to_vec(), b"__M\n".to_vec());
+        Self::new(&["--noprofile", "--norc"], false, line, end)
     }
 
     /// An interactive bash under a shell session's own protocol (its start-up line and exec
     /// line, from `stablehand::session::kind`), ended by the markers on stdout and stderr.
     fn session_protocol() -> Self {
         use stablehand::session::kind::{protocol_exec_line, protocol_startup_line};
-        let mut child = Command::new("bash")
-            .args(["--noprofile", "--norc", "--noediting", "-i"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning bash");
-        let exec = protocol_exec_line("true");
-        let mut me = Self {
-            stdin: child.stdin.take().expect("piped"),
-            outs: vec![child.stdout.take().expect("piped")],
-            errs: child.stderr.take(),
-            child,
-            bufs: Default::default(),
-            done: [false, false],
-            line: Vec::new(),
-            end: Vec::new(),
-            sent: Instant::now(),
-        };
+        let marker = |token: &str| format!("{token}\n").into_bytes();
         let start = protocol_startup_line();
-        me.line = start.bytes;
-        me.end = format!("{}\n", start.token).into_bytes();
+        let args = ["--noprofile", "--norc", "--noediting", "-i"];
+        let mut me = Self::new(&args, true, start.bytes, marker(&start.token));
         me.block_round_trip();
+        let exec = protocol_exec_line("true");
+        me.end = marker(&exec.token);
         me.line = exec.bytes;
-        me.end = format!("{}\n", exec.token).into_bytes();
         me
     }
 
     fn fds(&self) -> [std::os::fd::RawFd; 2] {
         use std::os::fd::AsRawFd as _;
         [
-            self.outs[0].as_raw_fd(),
+            self.out.as_raw_fd(),
             self.errs.as_ref().map_or(-1, |e| e.as_raw_fd()),
         ]
     }
@@ -234,7 +229,7 @@ impl Driven {
     fn read(&mut self, i: usize, scratch: &mut [u8]) -> bool {
         use std::io::Read as _;
         let got = match i {
-            0 => self.outs[0].read(scratch),
+            0 => self.out.read(scratch),
             _ => self.errs.as_mut().expect("polled").read(scratch),
         }
         .expect("reading bash");

@@ -15,6 +15,8 @@
 # CARGO_TARGET_DIR (default target).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/serve_lib.sh
+source scripts/serve_lib.sh
 
 SECS="${COMPARE_SECS:-10}"
 CLIENTS="${COMPARE_CLIENTS:-64}"
@@ -124,21 +126,10 @@ read -r -t 30 line <&"${BARE_PROC[0]}" || die "bare_jsonrpsee did not report its
 BARE_URL="${BASH_REMATCH[1]}"
 echo "bare jsonrpsee: $BARE_URL" >&2
 
-# A free port: bind port 0, note the port, close; stablehand binds it right after.
-port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+port="$(free_port)"
 "$BIN" serve --http "127.0.0.1:$port" --in-memory </dev/null 2>"$OUT/stablehand.log" &
 serve_pid=$!
-for ((i = 0; ; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        break
-    fi
-    if ! kill -0 "$serve_pid" 2>/dev/null; then
-        tail -n 20 "$OUT/stablehand.log" >&2 || true
-        die "stablehand serve exited before accepting connections"
-    fi
-    ((i < 300)) || die "stablehand serve did not accept connections on port $port within 30 s"
-    sleep 0.1
-done
+wait_accepting "$port" "$serve_pid" "$OUT/stablehand.log"
 URL="http://127.0.0.1:$port/mcp"
 echo "stablehand: $URL" >&2
 

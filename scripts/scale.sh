@@ -17,6 +17,8 @@
 # "shells cats clients"), CARGO_TARGET_DIR (default target).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/serve_lib.sh
+source scripts/serve_lib.sh
 
 SECS="${SCALE_SECS:-30}"
 CLIENTS_SECS="${SCALE_CLIENTS_SECS:-60}"
@@ -133,20 +135,13 @@ sample() {
 
 # run NAME CLIENTS SESSIONS_PER_CLIENT SECS CREATE_ARGS COMMAND
 run() {
-    local name=$1 clients=$2 per=$3 secs=$4 create=$5 command=$6 port i
+    local name=$1 clients=$2 per=$3 secs=$4 create=$5 command=$6 port
     section "$name: $clients clients x $per sessions, ${secs}s"
-    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+    port="$(free_port)"
     "$BIN" serve --http "127.0.0.1:$port" --in-memory --config "$OUT/config.toml" \
         </dev/null 2>"$OUT/$name.server.log" &
     serve_pid=$!
-    for ((i = 0; ; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            break
-        fi
-        kill -0 "$serve_pid" 2>/dev/null || die "stablehand serve exited: $(tail -n 5 "$OUT/$name.server.log")"
-        ((i < 300)) || die "stablehand serve did not accept connections within 30 s"
-        sleep 0.1
-    done
+    wait_accepting "$port" "$serve_pid" "$OUT/$name.server.log"
     sleep 1
     awk '/^VmRSS:/ {print $2}' "/proc/$serve_pid/status" >"$OUT/$name.rss_before"
     sample "$serve_pid" >"$OUT/$name.samples.tsv" &
