@@ -123,15 +123,27 @@ pub struct StoreConfig {
     /// eviction and terminal transitions. `always`: every acknowledged call that changes a
     /// session waits until its change is on disk before it answers.
     pub durability: Durability,
-    /// Transcript bytes kept per session (the most recent ones).
+    /// Transcript bytes kept per session (the most recent ones), at least 4096.
     pub transcript_cap_bytes: u64,
+    /// Largest transcript segment file, in bytes (at most a quarter of the transcript cap is
+    /// used): the unit in which old transcript bytes are deleted.
+    pub segment_bytes: u64,
     /// Cap on the stored bytes (records, transcripts, blobs); beyond it the oldest Ended and
     /// Failed sessions are purged first. 0 disables. The files on disk can be larger (sled is
     /// log-structured and reclaims space lazily).
     pub max_bytes: u64,
-    /// Memory the store may use as a page cache, in bytes.
+    /// Cache of sled (session records and blobs), in bytes as sled counts them (on-disk
+    /// sizes; its memory use is a small multiple). Transcripts are not cached by the server:
+    /// their reads go through the operating system's page cache.
     pub cache_bytes: u64,
 }
+
+/// Smallest `store.transcript_cap_bytes`.
+pub const MIN_TRANSCRIPT_CAP: u64 = 4096;
+/// Smallest `store.segment_bytes`.
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
+/// Largest `store.segment_bytes` (a frame's length is 32 bits, and a segment is read whole).
+pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// When a change becomes durable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,8 +164,9 @@ impl Default for StoreConfig {
             flush_interval_ms: 1000,
             durability: Durability::Batched,
             transcript_cap_bytes: 1024 * 1024,
+            segment_bytes: 256 * 1024,
             max_bytes: 1024 * 1024 * 1024,
-            cache_bytes: 64 * 1024 * 1024,
+            cache_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -386,8 +399,19 @@ impl Config {
         if self.store.flush_interval_ms == 0 {
             return bad("store.flush_interval_ms must be at least 1");
         }
-        if self.store.transcript_cap_bytes == 0 {
-            return bad("store.transcript_cap_bytes must be at least 1");
+        if self.store.transcript_cap_bytes < MIN_TRANSCRIPT_CAP {
+            return bad(&format!(
+                "store.transcript_cap_bytes must be at least {MIN_TRANSCRIPT_CAP} (it was {})",
+                self.store.transcript_cap_bytes
+            ));
+        }
+        if self.store.segment_bytes < MIN_SEGMENT_BYTES
+            || self.store.segment_bytes > MAX_SEGMENT_BYTES
+        {
+            return bad(&format!(
+                "store.segment_bytes must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES} (it was {})",
+                self.store.segment_bytes
+            ));
         }
         Ok(())
     }

@@ -227,12 +227,17 @@ impl Handle {
             return result;
         }
         let max = crate::session::page_size(&req)?;
-        let record = self.stored_record(id)?;
-        let events = self
-            .store
-            .events(id)
-            .map_err(|e| Error::Store(e.to_string()))?;
-        Ok(stored::read(&entry.shared, &record, &events, &req, max))
+        let shared = Arc::clone(&entry.shared);
+        self.store
+            .off_thread(move |store| {
+                let record = stored_record(store, id)?;
+                let mut page = stored::Page::new(&record, &req, max);
+                store
+                    .scan_events(id, |e| page.push(e))
+                    .map_err(|e| Error::Store(e.to_string()))?;
+                Ok(page.finish(&shared, &record))
+            })
+            .await
     }
 
     /// State, timings and metrics of a session.
@@ -241,7 +246,10 @@ impl Handle {
         if let Some(result) = self.try_actor(&entry, GetInfo).await {
             return result;
         }
-        Ok(stored::info(&entry.shared, &self.stored_record(id)?))
+        let shared = Arc::clone(&entry.shared);
+        self.store
+            .off_thread(move |store| Ok(stored::info(&shared, &stored_record(store, id)?)))
+            .await
     }
 
     /// Sends a signal to the session's process group.
@@ -397,13 +405,14 @@ impl Handle {
         }
         Ok(value)
     }
+}
 
-    fn stored_record(&self, id: SessionId) -> Result<crate::store::Record> {
-        self.store
-            .record(id)
-            .map_err(|e| Error::Store(e.to_string()))?
-            .ok_or_else(|| Error::Store(format!("session {id} has no stored record")))
-    }
+/// A session's stored record (blocking: call it off the runtime's threads).
+fn stored_record(store: &Store, id: SessionId) -> Result<crate::store::Record> {
+    store
+        .record(id)
+        .map_err(|e| Error::Store(e.to_string()))?
+        .ok_or_else(|| Error::Store(format!("session {id} has no stored record")))
 }
 
 /// The refusal for an operation on a session that has no process.

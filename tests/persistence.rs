@@ -219,7 +219,14 @@ fn a_store_that_fails_to_open_is_quarantined_and_a_fresh_one_starts() {
             .quarantined
             .clone()
             .expect("the damaged store was moved aside");
-        assert!(aside.join("conf").exists(), "{}", aside.display());
+        assert!(
+            aside
+                .join(stablehand::store::STORE_DIR)
+                .join("conf")
+                .exists(),
+            "{}",
+            aside.display()
+        );
         assert!(aside
             .file_name()
             .unwrap()

@@ -65,9 +65,12 @@ pub struct Registry {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     names: HashMap<(Owner, String), SessionId>,
-    settled: HashMap<SessionId, u64>,
     /// Sessions asked to suspend for room, not yet settled (not counted as live).
     evicting: HashSet<SessionId>,
+    /// Sessions whose resume is reading their record.
+    resuming: HashSet<SessionId>,
+    /// The store is purging ended sessions for its size cap.
+    shrinking: bool,
     seq: u64,
     base_env: Vec<(String, String)>,
     shutting_down: bool,
@@ -95,8 +98,9 @@ impl Registry {
             arbiters,
             next_arbiter: 0,
             names: HashMap::new(),
-            settled: HashMap::new(),
             evicting: HashSet::new(),
+            resuming: HashSet::new(),
+            shrinking: false,
             seq: 0,
             shutting_down: false,
             store: None,
@@ -120,7 +124,7 @@ impl Registry {
                 state: s.state(),
                 last_active_ms: s.last_active_ms(),
                 idle_timeout_ms: s.idle_timeout_ms,
-                settled_ms: self.settled.get(&s.id).copied(),
+                settled_ms: s.settled_ms(),
             })
             .collect()
     }
@@ -173,19 +177,28 @@ impl Registry {
     }
 
     fn purge(&mut self, id: SessionId) {
-        if let Some(entry) = self.index.remove(id) {
-            debug!(session = %id, "purging settled session");
-            if let Some(name) = &entry.shared.name {
-                let key = (entry.shared.owner.clone(), name.clone());
-                if self.names.get(&key) == Some(&id) {
-                    self.names.remove(&key);
-                }
-            }
-        }
-        self.settled.remove(&id);
-        self.evicting.remove(&id);
+        self.forget(id);
         if let Some(store) = &self.store {
             store.purge(id);
+        }
+    }
+
+    /// Removes a session from the index (its stored data is purged, or being purged).
+    fn forget(&mut self, id: SessionId) {
+        if let Some(entry) = self.index.remove(id) {
+            debug!(session = %id, "purging settled session");
+            self.forget_name(&entry.shared);
+        }
+        self.evicting.remove(&id);
+    }
+
+    /// Drops the name of a session that no longer answers to it.
+    fn forget_name(&mut self, shared: &Shared) {
+        if let Some(name) = &shared.name {
+            let key = (shared.owner.clone(), name.clone());
+            if self.names.get(&key) == Some(&shared.id) {
+                self.names.remove(&key);
+            }
         }
     }
 
@@ -202,48 +215,55 @@ impl Registry {
                 sweep::Action::Purge(id) => self.purge(id),
             }
         }
-        self.enforce_store_cap();
+        self.enforce_store_cap(ctx);
     }
 
-    /// Purges the oldest Ended and Failed sessions while the store is over its size cap.
-    fn enforce_store_cap(&mut self) {
+    /// Has the store purge the oldest Ended and Failed sessions while it is over its size
+    /// cap (the store measures and deletes on its own thread).
+    fn enforce_store_cap(&mut self, ctx: &mut Context<Self>) {
         let Some(store) = self.store.clone() else {
             return;
         };
         let cap = self.config.store.max_bytes;
-        if cap == 0 || store.bytes() <= cap {
+        if cap == 0 || self.shrinking || store.bytes() <= cap {
             return;
         }
-        let ended = self
-            .settled
+        let mut ended: Vec<(u64, SessionId)> = self
+            .index
+            .all()
             .iter()
-            .filter(|(id, _)| {
-                self.index
-                    .entry(**id)
-                    .is_some_and(|e| e.shared.state().is_terminal())
-            })
-            .map(|(id, at)| sweep::Stored {
-                id: *id,
-                settled_ms: *at,
-                bytes: store.session_bytes(*id),
-            })
+            .filter(|s| s.state().is_terminal())
+            .map(|s| (s.settled_ms().unwrap_or(0), s.id))
             .collect();
-        let victims = sweep::over_cap(ended, store.bytes() - cap);
-        if victims.is_empty() {
+        if ended.is_empty() {
             debug!(
                 cap_bytes = cap,
                 "the store is over its size cap, with no ended session to purge"
             );
             return;
         }
-        warn!(
-            purged = victims.len(),
-            cap_bytes = cap,
-            "the store is over its size cap: purging the oldest ended sessions"
+        ended.sort_unstable();
+        self.shrinking = true;
+        let candidates = ended.into_iter().map(|(_, id)| id).collect();
+        ctx.spawn(
+            store
+                .shrink(candidates, cap)
+                .into_actor(self)
+                .map(move |purged, act, _| {
+                    act.shrinking = false;
+                    let purged = purged.unwrap_or_default();
+                    if !purged.is_empty() {
+                        warn!(
+                            purged = purged.len(),
+                            cap_bytes = cap,
+                            "the store is over its size cap: purged the oldest ended sessions"
+                        );
+                    }
+                    for id in purged {
+                        act.forget(id);
+                    }
+                }),
         );
-        for id in victims {
-            self.purge(id);
-        }
     }
 
     /// Builds the stored parts of a new session: its spec record and its link to the store.
@@ -410,32 +430,47 @@ async fn info_of(addr: Addr<session::Session>, id: SessionId) -> Result<SessionI
 impl Handler<SessionEvent> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionEvent, _: &mut Self::Context) {
+    fn handle(&mut self, msg: SessionEvent, ctx: &mut Self::Context) {
         let now = unix_ms(SystemTime::now());
         match msg {
             SessionEvent::Settled(id) => {
-                self.settled.insert(id, now);
                 self.evicting.remove(&id);
-                let suspended = self
-                    .index
-                    .entry(id)
-                    .is_some_and(|e| e.shared.state() == StateKind::Suspended);
-                if suspended && self.store.is_some() {
-                    // Its record is in the store and its actor stops: a resume starts anew.
+                let Some(entry) = self.index.entry(id) else {
+                    return;
+                };
+                entry.shared.set_settled(Some(now));
+                let state = entry.shared.state();
+                if state.is_terminal() {
+                    self.forget_name(&entry.shared);
+                }
+                if self.store.is_some() && (state.is_terminal() || state == StateKind::Suspended) {
+                    // Its record and transcript are in the store and its actor stops: reads
+                    // are served from the store, and a resume starts a new actor.
                     self.index.detach(id);
                 }
             }
             SessionEvent::Vanished(id) => {
                 error!(session = %id, "session actor stopped unexpectedly; session marked Failed");
-                self.settled.insert(id, now);
-                if let Some(store) = &self.store {
-                    if let Ok(Some(mut record)) = store.record(id) {
-                        record.live.state = StateKind::Failed;
-                        record.live.state_detail = "Failed (its actor stopped unexpectedly)".into();
-                        record.live.settled_at_ms = Some(now);
-                        store.put(record, Vec::new(), crate::store::When::Now);
-                    }
+                if let Some(entry) = self.index.entry(id) {
+                    entry.shared.set_settled(Some(now));
+                    self.forget_name(&entry.shared);
                 }
+                let Some(store) = self.store.clone() else {
+                    return;
+                };
+                ctx.spawn(
+                    async move {
+                        let record = store.off_thread(move |s| s.record(id)).await;
+                        if let Ok(Some(mut record)) = record {
+                            record.live.state = StateKind::Failed;
+                            record.live.state_detail =
+                                "Failed (its actor stopped unexpectedly)".into();
+                            record.live.settled_at_ms = Some(now);
+                            store.put(record, Vec::new(), crate::store::When::Now);
+                        }
+                    }
+                    .into_actor(self),
+                );
             }
         }
     }

@@ -55,12 +55,11 @@ impl Registry {
                 stored
             };
             let shared = Shared::from_head(&r.spec, state, r.live.last_active_ms, 0);
-            if let Some(name) = &r.spec.name {
+            if let (Some(name), false) = (&r.spec.name, state.is_terminal()) {
                 self.names
                     .insert((shared.owner.clone(), name.clone()), r.spec.id);
             }
-            let settled = r.live.settled_at_ms.unwrap_or(r.live.last_active_ms);
-            self.settled.insert(r.spec.id, settled);
+            shared.set_settled(Some(r.live.settled_at_ms.unwrap_or(r.live.last_active_ms)));
             self.seq = self.seq.max(r.spec.seq);
             self.index.insert(index::Entry {
                 addr: None,
@@ -75,49 +74,58 @@ impl Registry {
         }
     }
 
-    fn stored(&self, owner: &Owner, id: SessionId) -> Result<(index::Entry, Record)> {
-        let entry = self.index.get(owner, id)?;
-        let store = self
-            .store
-            .as_ref()
-            .ok_or_else(|| Error::Store("the runtime runs without a store".into()))?;
-        let record = store
-            .record(id)
-            .map_err(|e| Error::Store(e.to_string()))?
-            .ok_or_else(|| Error::Store(format!("session {id} has no stored record")))?;
-        Ok((entry, record))
-    }
-}
-
-impl Handler<Resume> for Registry {
-    type Result = ResponseActFuture<Self, Result<SessionInfo>>;
-
-    fn handle(&mut self, msg: Resume, ctx: &mut Self::Context) -> Self::Result {
-        let fail = |e| -> Self::Result { Box::pin(actix::fut::ready(Err(e))) };
-        if self.shutting_down {
-            return fail(Error::ShuttingDown);
+    /// Reads a session's record off the registry's thread.
+    fn read_record(&self, id: SessionId) -> impl std::future::Future<Output = Result<Record>> {
+        let store = self.store.clone();
+        async move {
+            let store =
+                store.ok_or_else(|| Error::Store("the runtime runs without a store".into()))?;
+            store
+                .off_thread(move |s| s.record(id))
+                .await
+                .map_err(|e| Error::Store(e.to_string()))?
+                .ok_or_else(|| Error::Store(format!("session {id} has no stored record")))
         }
-        let entry = match self.index.get(&msg.owner, msg.id) {
-            Ok(e) => e,
-            Err(e) => return fail(e),
-        };
+    }
+
+    /// Refuses a resume unless the session is Suspended, without an actor, and not already
+    /// being resumed.
+    fn check_resumable(&self, owner: &Owner, id: SessionId) -> Result<()> {
+        let entry = self.index.get(owner, id)?;
         let state = entry.shared.state();
         let stopping = entry.addr.as_ref().is_some_and(|a| a.connected());
-        if state != StateKind::Suspended || stopping {
+        if state != StateKind::Suspended || stopping || self.resuming.contains(&id) {
             let current = match state {
-                StateKind::Suspended => "Suspended (still stopping)".to_owned(),
+                StateKind::Suspended if stopping => "Suspended (still stopping)".to_owned(),
+                StateKind::Suspended => "Suspended (being resumed)".to_owned(),
                 other => other.to_string(),
             };
-            return fail(Error::WrongState(crate::session::state::Refused {
+            return Err(Error::WrongState(crate::session::state::Refused {
                 verb: "resume",
                 current,
                 needed: "Suspended",
             }));
         }
-        let (_, record) = match self.stored(&msg.owner, msg.id) {
-            Ok(x) => x,
-            Err(e) => return fail(e),
+        Ok(())
+    }
+
+    /// Starts a new actor for a Suspended session from its record.
+    fn start_resumed(
+        &mut self,
+        msg: Resume,
+        record: Record,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<SessionInfo>> {
+        let fail = |e| -> ResponseActFuture<Self, Result<SessionInfo>> {
+            Box::pin(actix::fut::ready(Err(e)))
         };
+        if self.shutting_down {
+            return fail(Error::ShuttingDown);
+        }
+        // The record was read off the thread: the session may have changed meanwhile.
+        if let Err(e) = self.check_resumable(&msg.owner, msg.id) {
+            return fail(e);
+        }
         let spec = match create::respec(&self.config, &record) {
             Ok(s) => s,
             Err(e) => return fail(e),
@@ -154,7 +162,6 @@ impl Handler<Resume> for Registry {
                 resumed: Some(record.live.clone()),
             },
         );
-        self.settled.remove(&msg.id);
         self.index.insert(index::Entry {
             addr: Some(addr.clone()),
             shared: Arc::clone(&shared),
@@ -162,40 +169,96 @@ impl Handler<Resume> for Registry {
         let id = msg.id;
         Box::pin(
             when_ready(ready_rx, addr, id)
-            .into_actor(self)
-            .map(move |res, act, _| {
-                if let Err(e) = &res {
-                    // The record stays resumable; the failed attempt is reported.
-                    warn!(session = %id, error = %e, "resume failed; the session stays Suspended");
-                    act.settled.insert(id, now);
-                    act.index.insert(index::Entry {
-                        addr: None,
-                        shared: Arc::new(Shared::from_record(
-                            &record.spec,
-                            StateKind::Suspended,
-                            now,
-                            0,
-                        )),
-                    });
-                    if let Some(store) = &act.store {
-                        store.put(record, Vec::new(), When::Now);
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    if let Err(e) = &res {
+                        // The record stays resumable; the failed attempt is reported.
+                        warn!(session = %id, error = %e, "resume failed; the session stays Suspended");
+                        let shared =
+                            Shared::from_record(&record.spec, StateKind::Suspended, now, 0);
+                        shared.set_settled(Some(now));
+                        act.index.insert(index::Entry {
+                            addr: None,
+                            shared: Arc::new(shared),
+                        });
+                        if let Some(store) = &act.store {
+                            store.put(record, Vec::new(), When::Now);
+                        }
                     }
-                }
-                res
-            }),
+                    res
+                }),
         )
     }
 }
 
+impl Handler<Resume> for Registry {
+    type Result = ResponseActFuture<Self, Result<SessionInfo>>;
+
+    fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
+        if self.shutting_down {
+            return Box::pin(actix::fut::ready(Err(Error::ShuttingDown)));
+        }
+        if let Err(e) = self.check_resumable(&msg.owner, msg.id) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let id = msg.id;
+        self.resuming.insert(id);
+        let store = self.store.clone();
+        let record = self.read_record(id);
+        let read = async move {
+            let mut record = record.await?;
+            // After a crash the transcript may hold more than the record says: continue
+            // after what is on disk.
+            if let Some(store) = store {
+                let (next_seq, ends) = store
+                    .tail(id)
+                    .await
+                    .map_err(|_| Error::Store("the store writer stopped".into()))?
+                    .map_err(|e| Error::Store(e.to_string()))?;
+                let live = &mut record.live;
+                live.transcript_seq = live.transcript_seq.max(next_seq);
+                for (end, disk) in live.output_end.iter_mut().zip(ends) {
+                    *end = (*end).max(disk);
+                }
+            }
+            Ok(record)
+        };
+        Box::pin(read.into_actor(self).then(move |res, act, ctx| {
+            act.resuming.remove(&id);
+            match res {
+                Ok(record) => act.start_resumed(msg, record, ctx),
+                Err(e) => Box::pin(actix::fut::ready(Err(e))),
+            }
+        }))
+    }
+}
+
 impl Handler<EndRecord> for Registry {
-    type Result = Result<EndResult>;
+    type Result = ResponseActFuture<Self, Result<EndResult>>;
 
     fn handle(&mut self, msg: EndRecord, _: &mut Self::Context) -> Self::Result {
-        let (entry, mut record) = self.stored(&msg.owner, msg.id)?;
-        if entry.addr.as_ref().is_some_and(|a| a.connected()) {
-            return Err(Error::Store(
-                "the session has a process; end it through its actor".into(),
-            ));
+        if let Err(e) = self.index.get(&msg.owner, msg.id) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let record = self.read_record(msg.id);
+        Box::pin(
+            record
+                .into_actor(self)
+                .map(move |record, act, _| act.end_record(&msg, record?)),
+        )
+    }
+}
+
+impl Registry {
+    /// Ends a session that has no process, from its record.
+    fn end_record(&mut self, msg: &EndRecord, mut record: Record) -> Result<EndResult> {
+        let entry = self.index.get(&msg.owner, msg.id)?;
+        if entry.addr.as_ref().is_some_and(|a| a.connected()) || self.resuming.contains(&msg.id) {
+            return Err(Error::WrongState(crate::session::state::Refused {
+                verb: "end",
+                current: format!("{} (being resumed)", entry.shared.state()),
+                needed: "a session without a process, or a live one",
+            }));
         }
         let state = entry.shared.state();
         let current = match state {
@@ -212,10 +275,11 @@ impl Handler<EndRecord> for Registry {
         let next = current.apply(&Event::End { suspend: false })?;
         let now = unix_ms(SystemTime::now());
         entry.shared.set_state(next.kind());
+        entry.shared.set_settled(Some(now));
+        self.forget_name(&entry.shared);
         record.live.state = next.kind();
         record.live.state_detail = next.to_string();
         record.live.settled_at_ms = Some(now);
-        self.settled.insert(msg.id, now);
         if let Some(store) = &self.store {
             store.put(record, Vec::new(), When::Now);
         }

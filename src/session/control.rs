@@ -371,11 +371,7 @@ impl Session {
         };
         Box::pin(ending.into_actor(self).map(|outcome, act, ctx| {
             debug!(session = %act.shared.id, ?outcome, "process group ended");
-            if act.state.kind() == StateKind::Suspended && act.persist.is_some() {
-                // The record is in the store; the actor's memory is not needed until
-                // a resume starts a new one.
-                ctx.stop();
-            }
+            act.retire_if_settled(ctx);
             Ok(act.end_result())
         }))
     }

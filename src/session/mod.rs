@@ -287,6 +287,18 @@ impl Session {
         self.finish_running_on_exit(status);
         self.fail_queue();
         let _ = self.transition(state::Event::Exited(Some(status)));
+        // Callers woken by the exit (an end waiting for it, long-poll reads) answer first.
+        ctx.run_later(RETIRE_AFTER, |act, ctx| act.retire_if_settled(ctx));
+    }
+
+    /// Stops the actor of a session that has settled (Ended, Failed or Suspended) when its
+    /// record and transcript are in the store: what it knows is read from there, so an
+    /// ended session costs an index entry, not an actor and its logs.
+    pub(super) fn retire_if_settled(&mut self, ctx: &mut Context<Self>) {
+        let state = self.state.kind();
+        if self.persist.is_some() && (state.is_terminal() || state == StateKind::Suspended) {
+            ctx.stop();
+        }
     }
 
     /// Last `max` bytes of a stream as text.
@@ -376,6 +388,10 @@ impl Drop for Session {
         }
     }
 }
+
+/// How long a settled session's actor stays after its process exited on its own, so that
+/// callers already woken by the exit get their answers from it.
+const RETIRE_AFTER: Duration = Duration::from_millis(100);
 
 /// Builds a `Session` on the arbiter and returns its address.
 pub(crate) fn start_on(arbiter: &actix::ArbiterHandle, boot: Boot) -> Addr<Session> {

@@ -33,6 +33,8 @@ pub struct Shared {
     last_active_ms: AtomicU64,
     /// Position in the runtime-wide order of activity (for LRU: milliseconds tie).
     last_active_seq: AtomicU64,
+    /// When the session settled (Ended, Failed or Suspended), ms since the epoch; 0 = not.
+    settled_ms: AtomicU64,
     pid: AtomicU32,
 }
 
@@ -79,6 +81,7 @@ impl Shared {
             state: AtomicU8::new(StateKind::Starting.code()),
             last_active_ms: AtomicU64::new(unix_ms(now)),
             last_active_seq: AtomicU64::new(next_activity()),
+            settled_ms: AtomicU64::new(0),
             pid: AtomicU32::new(0),
         }
     }
@@ -121,6 +124,7 @@ impl Shared {
             state: AtomicU8::new(state.code()),
             last_active_ms: AtomicU64::new(last_active_ms),
             last_active_seq: AtomicU64::new(next_activity()),
+            settled_ms: AtomicU64::new(0),
             pid: AtomicU32::new(0),
         }
     }
@@ -149,6 +153,21 @@ impl Shared {
             .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
         self.last_active_seq
             .store(next_activity(), Ordering::Relaxed);
+    }
+
+    /// When the session settled (Ended, Failed or Suspended), ms since the epoch.
+    pub fn settled_ms(&self) -> Option<u64> {
+        match self.settled_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    pub(crate) fn set_settled(&self, ms: Option<u64>) {
+        self.settled_ms.store(
+            ms.unwrap_or(0).max(u64::from(ms.is_some())),
+            Ordering::Relaxed,
+        );
     }
 
     /// The child's pid while one runs.

@@ -2,6 +2,7 @@
 //! and transcript. A Suspended session (evicted, or restored after a restart) has no actor;
 //! these views serve it until it is resumed.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::messages::{Read, ReadResult, SessionInfo};
@@ -39,59 +40,82 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
     }
 }
 
-/// A page of one stream from the stored transcript. Cursors are the same as when the session
-/// was live; bytes the transcript no longer holds are reported as dropped.
-pub(crate) fn read(
-    shared: &Shared,
-    record: &Record,
-    events: &[Event],
-    req: &Read,
+/// A page of one stream being read from the stored transcript, fed one event at a time.
+/// Cursors are the same as when the session was live; bytes the transcript no longer holds
+/// are reported as dropped.
+#[derive(Debug)]
+pub(crate) struct Page {
+    dir: Dir,
+    end: u64,
+    cursor: u64,
+    dropped: u64,
+    data: Vec<u8>,
     max: usize,
-) -> ReadResult {
-    let dir = match req.stream {
-        Stream::Stdout => Dir::Stdout,
-        Stream::Stderr => Dir::Stderr,
-    };
-    let end = record.live.output_end[req.stream.index()];
-    let mut cursor = req.cursor.unwrap_or(0).min(end);
-    let mut dropped = 0;
-    let mut data = Vec::new();
-    for e in events.iter().filter(|e| e.dir == dir) {
+}
+
+impl Page {
+    /// An empty page of `req.stream` from `req.cursor` (default 0), at most `max` bytes.
+    pub(crate) fn new(record: &Record, req: &Read, max: usize) -> Page {
+        let end = record.live.output_end[req.stream.index()];
+        Page {
+            dir: match req.stream {
+                Stream::Stdout => Dir::Stdout,
+                Stream::Stderr => Dir::Stderr,
+            },
+            end,
+            cursor: req.cursor.unwrap_or(0).min(end),
+            dropped: 0,
+            data: Vec::new(),
+            max,
+        }
+    }
+
+    /// Takes what the page needs of the next event; `Break` once the page is complete.
+    pub(crate) fn push(&mut self, e: &Event) -> ControlFlow<()> {
+        if e.dir != self.dir {
+            return ControlFlow::Continue(());
+        }
         let e_end = e.offset + e.data.len() as u64;
-        if e_end <= cursor {
-            continue;
+        if e_end <= self.cursor {
+            return ControlFlow::Continue(());
         }
-        if e.offset > cursor {
-            if !data.is_empty() {
-                break; // a gap: the next page reports it
+        if e.offset > self.cursor {
+            if !self.data.is_empty() {
+                return ControlFlow::Break(()); // a gap: the next page reports it
             }
-            dropped += e.offset - cursor;
-            cursor = e.offset;
+            self.dropped += e.offset - self.cursor;
+            self.cursor = e.offset;
         }
-        let from = (cursor - e.offset) as usize;
-        let take = (e.data.len() - from).min(max - data.len());
-        data.extend_from_slice(&e.data[from..from + take]);
-        cursor += take as u64;
-        if data.len() >= max {
-            break;
+        let from = (self.cursor - e.offset) as usize;
+        let take = (e.data.len() - from).min(self.max - self.data.len());
+        self.data.extend_from_slice(&e.data[from..from + take]);
+        self.cursor += take as u64;
+        if self.data.len() >= self.max {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     }
-    if data.is_empty() && cursor < end {
-        // Nothing held from here on: skip to the end.
-        dropped += end - cursor;
-        cursor = end;
-    }
-    let (data, lossy) = match String::from_utf8(data) {
-        Ok(s) => (s, false),
-        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
-    };
-    ReadResult {
-        data,
-        cursor,
-        dropped_bytes: dropped,
-        lossy,
-        eof: cursor >= end,
-        state: shared.state(),
-        exit_code: record.live.exit.and_then(|e| e.code),
+
+    /// The result, with the session's current state.
+    pub(crate) fn finish(mut self, shared: &Shared, record: &Record) -> ReadResult {
+        if self.data.is_empty() && self.cursor < self.end {
+            // Nothing held from here on: skip to the end.
+            self.dropped += self.end - self.cursor;
+            self.cursor = self.end;
+        }
+        let (data, lossy) = match String::from_utf8(self.data) {
+            Ok(s) => (s, false),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        };
+        ReadResult {
+            data,
+            cursor: self.cursor,
+            dropped_bytes: self.dropped,
+            lossy,
+            eof: self.cursor >= self.end,
+            state: shared.state(),
+            exit_code: record.live.exit.and_then(|e| e.code),
+        }
     }
 }

@@ -8,6 +8,9 @@ pub const FORMAT: u8 = 1;
 
 const HEADER: usize = 5;
 
+/// Bytes the envelope adds to a payload.
+pub const SEAL_OVERHEAD: u64 = HEADER as u64;
+
 /// Why a stored value could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -1,29 +1,37 @@
-//! The store: session records, transcripts and driver blobs in sled (DESIGN §5). This is the
-//! only module that touches sled.
+//! The store: session records and driver blobs in sled, transcripts in per-session segment
+//! files beside it (DESIGN §5). This is the only module that touches sled or those files.
 //!
-//! Trees: `sessions` (id → [`Record`]), `transcripts` (id ‖ seq → [`Event`]), `blobs`
-//! (id ‖ name → bytes, for driver state such as a REPL namespace) and `meta` (schema version).
-//! Every value is sealed with a format byte and a CRC-32 ([`codec`]): a damaged value is
-//! reported and skipped, never decoded into garbage.
+//! Data directory: `store/` (sled: trees `sessions` id → [`Record`], `blobs` id ‖ name →
+//! bytes, `meta` schema version), `transcripts/<id>/*.seg` (each session's transcript,
+//! [`transcript`]), `stablehand.lock`. sled holds few keys, each rewritten in place, so its
+//! memory stays flat; transcripts, which grow with every call, live in files and are read
+//! through the page cache. Every stored value and every transcript frame carries a checksum:
+//! damage is reported and skipped, never decoded into garbage.
 //!
-//! Files: `mod.rs` opening (lock, quarantine, restore) and reading; `writer.rs` the batching
-//! writer thread; `record.rs` the stored forms; `codec.rs` the envelope; `lock.rs` the data
+//! Reads (`record`, `blob`, `scan_events`) touch the disk and block: call them off the
+//! runtime's threads ([`Store::off_thread`]). They see pending ∪ in flight ∪ stored.
+//!
+//! Files: `mod.rs` the handle, pushes and reads; `open.rs` opening (lock, quarantine,
+//! migration, restore); `writer.rs` the batching writer thread; `transcript/` the segment
+//! files; `record.rs` the stored forms; `codec.rs` the envelope; `lock.rs` the data
 //! directory lock.
 
 pub mod codec;
 mod lock;
+mod open;
 pub mod record;
+pub(crate) mod transcript;
 mod writer;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use parking_lot::Mutex;
-use tracing::{error, info, warn};
+use tokio::sync::oneshot;
+use tracing::error;
 
 pub use codec::DecodeError;
 pub use lock::LOCK_FILE;
@@ -31,13 +39,14 @@ pub use record::{
     DebugRecord, Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead, SpecRecord,
     StoredBreakpoint,
 };
+pub use transcript::TRANSCRIPTS_DIR;
 pub use writer::{Ack, Counters, When};
 
-use crate::config::StoreConfig;
 use crate::ids::SessionId;
 
-/// Version of the tree layout; a store written by a newer layout is refused, not guessed at.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the layout; a store written by a newer layout is refused, not guessed at.
+/// 1: transcripts in a sled tree; 2: transcripts in segment files.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Name of the sled directory inside the data directory.
 pub const STORE_DIR: &str = "store";
@@ -107,6 +116,8 @@ pub struct StoreStats {
     pub skipped: Vec<Skipped>,
     /// Where a store that failed to open was moved.
     pub quarantined: Option<PathBuf>,
+    /// Transcript events moved out of a schema-1 store at start.
+    pub migrated_events: u64,
     /// Sessions with a stored record.
     pub records: u64,
     /// Stored bytes as the store accounts them.
@@ -117,8 +128,16 @@ pub struct StoreStats {
     pub records_written: u64,
     /// Transcript events written.
     pub events_written: u64,
-    /// Batches that failed.
+    /// Write attempts that failed.
     pub failures: u64,
+    /// Runs of failing writes, each ended by a success.
+    pub failure_episodes: u64,
+    /// True while writes fail (changes wait in memory and are retried).
+    pub failing: bool,
+    /// The error of the last failed write, while writes fail.
+    pub last_error: Option<String>,
+    /// Damaged transcript frames or segments met by reads (each is skipped and logged).
+    pub damaged: u64,
 }
 
 /// The sled trees.
@@ -126,7 +145,6 @@ pub struct StoreStats {
 struct Trees {
     db: sled::Db,
     sessions: sled::Tree,
-    transcripts: sled::Tree,
     blobs: sled::Tree,
 }
 
@@ -139,87 +157,23 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    trees: Trees,
     shared: Arc<writer::Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     opened: StoreStats,
     _lock: Option<lock::DirLock>,
+    /// The directory of a temporary store, removed last.
+    _temp: Option<open::TempDir>,
 }
 
 impl Store {
-    /// Opens (or creates) the store the config names and loads every record.
-    ///
-    /// A directory held by another server is refused at once. A store that fails to open
-    /// (corruption) is moved aside to `<data_dir>/quarantine-<time>` and a fresh one is
-    /// started. Damaged records are reported in [`StoreStats::skipped`] and left out.
-    pub fn open(config: &StoreConfig) -> Result<(Store, Vec<RecordHead>), StoreError> {
-        let started = std::time::Instant::now();
-        let (trees, lock, path, quarantined) = if config.in_memory {
-            let trees = open_trees(sled_config(config).temporary(true))?;
-            (trees, None, None, None)
-        } else {
-            let dir = config.resolved_data_dir().ok_or(StoreError::NoDataDir)?;
-            create_private_dir(&dir)?;
-            let lock = lock::DirLock::acquire(&dir)?;
-            let path = dir.join(STORE_DIR);
-            let (trees, quarantined) = open_or_quarantine(config, &dir, &path)?;
-            (trees, Some(lock), Some(path), quarantined)
-        };
-        let opened_ms = started.elapsed().as_millis() as u64;
-        let (records, skipped, sizes) = load(&trees)?;
-        info!(
-            open_ms = opened_ms,
-            load_ms = started.elapsed().as_millis() as u64 - opened_ms,
-            path = %path.as_deref().map_or("(temporary)".into(), |p| p.display().to_string()),
-            restored = records.len(),
-            skipped = skipped.len(),
-            "store opened"
-        );
-        let shared = Arc::new(writer::Shared {
-            sizes: Mutex::new(sizes),
-            ..writer::Shared::default()
-        });
-        let thread = writer::Thread {
-            shared: Arc::clone(&shared),
-            trees: trees.clone(),
-            interval: Duration::from_millis(config.flush_interval_ms.max(1)),
-            transcript_cap: config.transcript_cap_bytes,
-        }
-        .spawn()
-        .map_err(|e| StoreError::Io {
-            path: PathBuf::from("(writer thread)"),
-            message: e.to_string(),
-        })?;
-        let opened = StoreStats {
-            path,
-            restored: records.len(),
-            skipped,
-            quarantined,
-            ..StoreStats::default()
-        };
-        let inner = Inner {
-            trees,
-            shared,
-            thread: Mutex::new(Some(thread)),
-            opened,
-            _lock: lock,
-        };
-        Ok((
-            Store {
-                inner: Arc::new(inner),
-            },
-            records,
-        ))
-    }
-
     /// Queues a session's record and new transcript events.
     pub fn put(&self, record: Record, events: Vec<Event>, when: When) {
         let id = record.spec.id;
         let mut st = self.inner.shared.state.lock();
         st.pending.records.insert(id, record);
-        st.pending
-            .events
-            .extend(events.into_iter().map(|e| (id, e)));
+        if !events.is_empty() {
+            st.pending.events.entry(id).or_default().extend(events);
+        }
         self.wake(&mut st, when);
     }
 
@@ -233,24 +187,37 @@ impl Store {
         self.wake(&mut st, when);
     }
 
-    /// Queues the removal of everything stored about a session. Its bytes stop counting
-    /// against the size cap at once.
+    /// Queues the removal of everything stored about a session.
     pub fn purge(&self, id: SessionId) {
-        {
-            let mut sizes = self.inner.shared.sizes.lock();
-            sizes.remove(&id);
-            self.inner.shared.recount(&sizes);
-        }
         let mut st = self.inner.shared.state.lock();
         st.pending.records.remove(&id);
-        st.pending.events.retain(|(i, _)| *i != id);
+        st.pending.events.remove(&id);
         st.pending.blobs.retain(|(i, _, _)| *i != id);
         st.pending.purges.push(id);
+        self.wake(&mut st, When::Now);
     }
 
-    /// Resolves once everything queued so far is on disk.
-    pub fn sync(&self) -> tokio::sync::oneshot::Receiver<Result<(), StoreError>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+    /// Purges `candidates` (oldest first) until the stored bytes are within `cap`; resolves
+    /// to the ones purged.
+    pub fn shrink(
+        &self,
+        candidates: Vec<SessionId>,
+        cap: u64,
+    ) -> oneshot::Receiver<Vec<SessionId>> {
+        let (done, rx) = oneshot::channel();
+        let mut st = self.inner.shared.state.lock();
+        st.shrinks.push(writer::Shrink {
+            candidates,
+            cap,
+            done,
+        });
+        self.wake(&mut st, When::Now);
+        rx
+    }
+
+    /// Resolves once everything queued so far is on disk (or its write failed).
+    pub fn sync(&self) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
         let mut st = self.inner.shared.state.lock();
         self.wake(&mut st, When::Durable(tx));
         rx
@@ -260,9 +227,9 @@ impl Store {
         match when {
             When::Lazy => return,
             When::Now => {}
-            When::Durable(ack) => st.pending.acks.push(ack),
+            When::Durable(ack) => st.acks.push(ack),
         }
-        st.pending.urgent = true;
+        st.urgent = true;
         self.inner.shared.wake.notify_one();
     }
 
@@ -271,12 +238,35 @@ impl Store {
         self.inner.close();
     }
 
-    /// The stored record of a session (what is queued counts as stored).
-    pub fn record(&self, id: SessionId) -> Result<Option<Record>, StoreError> {
-        if let Some(r) = self.inner.shared.state.lock().pending.records.get(&id) {
-            return Ok(Some(r.clone()));
+    /// Runs `f` (blocking reads) on tokio's blocking pool, so no runtime thread waits for
+    /// the disk.
+    pub async fn off_thread<T, F>(&self, f: F) -> T
+    where
+        F: FnOnce(&Store) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(value) => value,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
-        let Some(value) = self.inner.trees.sessions.get(record::session_key(id))? else {
+    }
+
+    /// The stored record of a session (what is queued counts as stored). Blocks.
+    pub fn record(&self, id: SessionId) -> Result<Option<Record>, StoreError> {
+        {
+            let st = self.inner.shared.state.lock();
+            let queued = st.pending.records.get(&id).or_else(|| {
+                st.in_flight
+                    .as_ref()
+                    .and_then(|batch| batch.records.get(&id))
+            });
+            if let Some(r) = queued {
+                return Ok(Some(r.clone()));
+            }
+        }
+        let trees = self.inner.shared.trees()?;
+        let Some(value) = trees.sessions.get(record::session_key(id))? else {
             return Ok(None);
         };
         codec::open_json(&value)
@@ -284,50 +274,86 @@ impl Store {
             .map_err(|e| StoreError::Sled(format!("record of session {id}: {e}")))
     }
 
-    /// A session's transcript events in order (queued ones included). Damaged events are
-    /// left out and logged.
-    pub fn events(&self, id: SessionId) -> Result<Vec<Event>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self
-            .inner
-            .trees
+    /// Visits a session's transcript events in order: those on disk, then those queued or
+    /// being written. Damaged frames are skipped, logged and counted. Blocks.
+    pub fn scan_events(
+        &self,
+        id: SessionId,
+        mut visit: impl FnMut(&Event) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        // Memory first, then disk: an event written in between is seen twice, never missed,
+        // and the second sighting is skipped by its sequence number.
+        let queued: Vec<Event> = {
+            let st = self.inner.shared.state.lock();
+            let in_flight = st
+                .in_flight
+                .as_ref()
+                .and_then(|b| b.events.get(&id))
+                .into_iter()
+                .flatten();
+            in_flight
+                .chain(st.pending.events.get(&id).into_iter().flatten())
+                .cloned()
+                .collect()
+        };
+        let shared = &self.inner.shared;
+        let mut next_seq = 0;
+        let mut stopped = false;
+        let damage = shared
             .transcripts
-            .scan_prefix(record::session_key(id))
-        {
-            let (k, v) = kv?;
-            let seq = record::seq_of(&k).unwrap_or(0);
-            match Event::decode(seq, &v) {
-                Ok(e) => out.push(e),
-                Err(e) => {
-                    warn!(session = %id, seq, error = %e, "skipping a damaged transcript event")
+            .scan(id, |e| {
+                next_seq = next_seq.max(e.seq + 1);
+                let flow = visit(&e);
+                stopped = flow.is_break();
+                flow
+            })
+            .map_err(|e| StoreError::Io {
+                path: shared.transcripts.root().join(id.to_string()),
+                message: e.to_string(),
+            })?;
+        if damage.any() {
+            shared
+                .counters
+                .damaged
+                .fetch_add(damage.frames + damage.segments, Ordering::Relaxed);
+        }
+        if !stopped {
+            for e in queued.iter().filter(|e| e.seq >= next_seq) {
+                if visit(e).is_break() {
+                    break;
                 }
             }
         }
-        let st = self.inner.shared.state.lock();
-        out.extend(
-            st.pending
-                .events
-                .iter()
-                .filter(|(i, _)| *i == id)
-                .map(|(_, e)| e.clone()),
-        );
+        Ok(())
+    }
+
+    /// A session's transcript events in order (see [`Store::scan_events`]). Blocks.
+    pub fn events(&self, id: SessionId) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_events(id, |e| {
+            out.push(e.clone());
+            ControlFlow::Continue(())
+        })?;
         Ok(out)
     }
 
-    /// A driver blob.
+    /// A driver blob. Blocks.
     pub fn blob(&self, id: SessionId, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         {
             let st = self.inner.shared.state.lock();
-            if let Some((_, _, v)) = st
+            let is = |(i, n, _): &&(SessionId, String, Option<Vec<u8>>)| *i == id && n == name;
+            let queued = st
                 .pending
                 .blobs
                 .iter()
-                .find(|(i, n, _)| *i == id && n == name)
-            {
+                .rfind(is)
+                .or_else(|| st.in_flight.as_ref().and_then(|b| b.blobs.iter().rfind(is)));
+            if let Some((_, _, v)) = queued {
                 return Ok(v.clone());
             }
         }
-        let Some(value) = self.inner.trees.blobs.get(record::blob_key(id, name))? else {
+        let trees = self.inner.shared.trees()?;
+        let Some(value) = trees.blobs.get(record::blob_key(id, name))? else {
             return Ok(None);
         };
         codec::open(&value)
@@ -335,19 +361,19 @@ impl Store {
             .map_err(|e| StoreError::Sled(format!("blob {name} of session {id}: {e}")))
     }
 
+    /// Where a session's transcript ends on disk, for a resume after a crash. Asks the
+    /// writer (which cuts a torn tail first), after everything queued so far is written.
+    pub fn tail(&self, id: SessionId) -> oneshot::Receiver<Result<(u64, [u64; 2]), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let mut st = self.inner.shared.state.lock();
+        st.tails.push((id, done));
+        self.wake(&mut st, When::Now);
+        rx
+    }
+
     /// Stored bytes as the store accounts them (what `max_bytes` caps).
     pub fn bytes(&self) -> u64 {
         self.inner.shared.counters.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Stored bytes of one session.
-    pub fn session_bytes(&self, id: SessionId) -> u64 {
-        self.inner
-            .shared
-            .sizes
-            .lock()
-            .get(&id)
-            .map_or(0, |s| s.total())
     }
 
     /// What happened at open, and the counters since.
@@ -360,6 +386,10 @@ impl Store {
             records_written: c.records_written.load(Ordering::Relaxed),
             events_written: c.events_written.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
+            failure_episodes: c.failure_episodes.load(Ordering::Relaxed),
+            failing: c.failing.load(Ordering::Relaxed),
+            last_error: self.inner.shared.last_error.lock().clone(),
+            damaged: c.damaged.load(Ordering::Relaxed),
             ..self.inner.opened.clone()
         }
     }
@@ -381,166 +411,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.close();
+        // sled's files are closed before a temporary directory is removed.
+        self.shared.trees.write().take();
     }
-}
-
-fn sled_config(config: &StoreConfig) -> sled::Config {
-    sled::Config::new()
-        .cache_capacity(config.cache_bytes)
-        .flush_every_ms(None)
-        .mode(sled::Mode::HighThroughput)
-}
-
-fn open_trees(config: sled::Config) -> Result<Trees, StoreError> {
-    // sled may panic on some kinds of damage instead of returning an error.
-    let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
-        .map_err(|_| StoreError::Sled("sled panicked while opening the store".into()))??;
-    let meta = db.open_tree("meta")?;
-    match meta.get("schema")? {
-        None => {
-            meta.insert("schema", codec::seal(&SCHEMA_VERSION.to_le_bytes()))?;
-        }
-        Some(v) => {
-            let payload = codec::open(&v).map_err(|e| StoreError::Sled(format!("meta: {e}")))?;
-            let found = u32::from_le_bytes(
-                payload
-                    .try_into()
-                    .map_err(|_| StoreError::Sled("meta: schema version is not 4 bytes".into()))?,
-            );
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::NewerSchema { found });
-            }
-        }
-    }
-    Ok(Trees {
-        sessions: db.open_tree("sessions")?,
-        transcripts: db.open_tree("transcripts")?,
-        blobs: db.open_tree("blobs")?,
-        db,
-    })
-}
-
-/// Opens the store at `path`; if that fails for any reason other than a newer schema, moves
-/// it aside and starts a fresh one.
-fn open_or_quarantine(
-    config: &StoreConfig,
-    dir: &Path,
-    path: &Path,
-) -> Result<(Trees, Option<PathBuf>), StoreError> {
-    // sled's own file lock: held by a store of this process that is still closing. That is
-    // not damage — wait for it (bounded) rather than quarantine a healthy store.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut opened = open_trees(sled_config(config).path(path));
-    while matches!(&opened, Err(StoreError::Sled(m)) if m.contains("could not acquire lock")) {
-        if std::time::Instant::now() >= deadline {
-            return Err(StoreError::Locked {
-                dir: dir.to_owned(),
-                holder: format!("{} (sled's lock is still held)", std::process::id()),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        opened = open_trees(sled_config(config).path(path));
-    }
-    match opened {
-        Ok(trees) => Ok((trees, None)),
-        Err(e @ StoreError::NewerSchema { .. }) => Err(e),
-        Err(e) => {
-            let aside = lock::quarantine_dir(dir);
-            std::fs::rename(path, &aside).map_err(|re| StoreError::Io {
-                path: path.to_owned(),
-                message: format!(
-                    "the store failed to open ({e}) and could not be moved aside: {re}"
-                ),
-            })?;
-            error!(
-                error = %e,
-                quarantined = %aside.display(),
-                "THE STORE FAILED TO OPEN AND WAS MOVED ASIDE; starting on a fresh, empty store. \
-                 Sessions recorded before are in the quarantined copy"
-            );
-            let trees = open_trees(sled_config(config).path(path))?;
-            Ok((trees, Some(aside)))
-        }
-    }
-}
-
-type Loaded = (
-    Vec<RecordHead>,
-    Vec<Skipped>,
-    HashMap<SessionId, writer::Sizes>,
-);
-
-/// Loads the head of every record, decoding on every core; damaged ones are reported and
-/// skipped.
-fn load(trees: &Trees) -> Result<Loaded, StoreError> {
-    let raw = trees.sessions.iter().collect::<Result<Vec<_>, _>>()?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(raw.len() / 4096 + 1);
-    let chunk = raw.len().div_ceil(threads).max(1);
-    let decoded: Vec<Vec<Result<RecordHead, Skipped>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = raw
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|(k, v)| decode_head(k, v)).collect()))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("decoding does not panic"))
-            .collect()
-    });
-    let mut records = Vec::with_capacity(raw.len());
-    let mut skipped = Vec::new();
-    let mut sizes = HashMap::with_capacity(raw.len());
-    for (outcome, (_, v)) in decoded.into_iter().flatten().zip(&raw) {
-        match outcome {
-            Ok(r) => {
-                sizes.insert(
-                    r.spec.id,
-                    writer::Sizes {
-                        record: v.len() as u64,
-                        transcript: r.live.transcript_bytes,
-                        blobs: 0,
-                    },
-                );
-                records.push(r);
-            }
-            Err(s) => {
-                error!(tree = s.tree, key = %s.key, reason = %s.reason, "skipping a damaged session record");
-                skipped.push(s);
-            }
-        }
-    }
-    Ok((records, skipped, sizes))
-}
-
-fn decode_head(k: &[u8], v: &[u8]) -> Result<RecordHead, Skipped> {
-    let key = match <[u8; 16]>::try_from(k) {
-        Ok(b) => uuid::Uuid::from_bytes(b).to_string(),
-        Err(_) => k.iter().map(|b| format!("{b:02x}")).collect(),
-    };
-    let skip = |reason: String| Skipped {
-        tree: "sessions",
-        key: key.clone(),
-        reason,
-    };
-    match codec::open_json::<RecordHead>(v) {
-        Ok(r) if r.spec.id.0.as_bytes() == k => Ok(r),
-        Ok(r) => Err(skip(format!(
-            "the record names another session ({})",
-            r.spec.id
-        ))),
-        Err(e) => Err(skip(e.to_string())),
-    }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| StoreError::Io {
-            path: dir.to_owned(),
-            message: format!("cannot create the data directory: {e}"),
-        })
 }

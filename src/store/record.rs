@@ -181,7 +181,7 @@ pub struct Event {
 }
 
 impl Dir {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Dir::Input => 0,
             Dir::Stdout => 1,
@@ -189,7 +189,7 @@ impl Dir {
         }
     }
 
-    fn from_code(c: u8) -> Option<Dir> {
+    pub(crate) fn from_code(c: u8) -> Option<Dir> {
         [Dir::Input, Dir::Stdout, Dir::Stderr]
             .get(usize::from(c))
             .copied()

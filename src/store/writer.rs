@@ -1,19 +1,26 @@
-//! The writer thread: changed records and new transcript events wait in a pending set and are
-//! written as one batch per `flush_interval_ms`, or at once when a push is urgent (lifecycle
-//! events) or durable (a caller waits for the flush). Pushing never touches sled and never
-//! wakes the thread unless the push is urgent, so the hot path pays for a short lock only.
+//! The writer thread: changed records, new transcript events and blobs wait in a pending set
+//! and are written as one batch per `flush_interval_ms`, or at once when a push is urgent
+//! (lifecycle events) or durable (a caller waits for the flush). Pushing never touches the
+//! disk and never wakes the thread unless the push is urgent, so the hot path pays for a
+//! short lock only.
+//!
+//! A batch being written stays visible to readers (`in_flight`) until it is on disk, so a
+//! reader sees pending ∪ in flight ∪ stored. A batch that fails is not dropped: it goes back
+//! in front of the pending set and is retried with backoff, while sessions keep working;
+//! the failure is logged once per episode and counted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::oneshot;
-use tracing::{debug, error};
+use tracing::{debug, error, info, warn};
 
 use super::record::{self, Event, Record};
+use super::transcript::{Log, Transcripts};
 use super::{codec, StoreError, Trees};
 use crate::ids::SessionId;
 
@@ -31,30 +38,93 @@ pub enum When {
     Durable(Ack),
 }
 
-/// Changes not yet written.
+/// Changes not yet on disk.
 #[derive(Debug, Default)]
-pub(super) struct Pending {
+pub(super) struct Changes {
     pub records: HashMap<SessionId, Record>,
-    pub events: Vec<(SessionId, Event)>,
+    /// Each session's new events, in order.
+    pub events: HashMap<SessionId, Vec<Event>>,
+    /// Blob writes in order (`None` deletes).
     pub blobs: Vec<(SessionId, String, Option<Vec<u8>>)>,
     pub purges: Vec<SessionId>,
-    pub acks: Vec<Ack>,
-    pub urgent: bool,
 }
 
-impl Pending {
+impl Changes {
     fn is_empty(&self) -> bool {
         self.records.is_empty()
             && self.events.is_empty()
             && self.blobs.is_empty()
             && self.purges.is_empty()
-            && self.acks.is_empty()
     }
+
+    /// Puts an older batch that failed back in front of these (newer) changes.
+    fn put_back(&mut self, older: Changes) {
+        for (id, rec) in older.records {
+            if !self.purges.contains(&id) {
+                self.records.entry(id).or_insert(rec);
+            }
+        }
+        for (id, mut events) in older.events {
+            if self.purges.contains(&id) {
+                continue;
+            }
+            let newer = self.events.remove(&id).unwrap_or_default();
+            events.extend(newer);
+            self.events.insert(id, events);
+        }
+        let newer_blobs = std::mem::take(&mut self.blobs);
+        let kept: Vec<_> = older
+            .blobs
+            .into_iter()
+            .filter(|(id, name, _)| {
+                !self.purges.contains(id)
+                    && !newer_blobs.iter().any(|(i, n, _)| i == id && n == name)
+            })
+            .collect();
+        self.blobs = kept.into_iter().chain(newer_blobs).collect();
+        let mut purges = older.purges;
+        purges.append(&mut self.purges);
+        self.purges = purges;
+    }
+
+    /// Drops a session's oldest pending events beyond `cap` bytes (they would be trimmed
+    /// from its transcript anyway): what bounds memory while the disk refuses writes.
+    fn cap_events(&mut self, id: SessionId, cap: u64) {
+        let Some(events) = self.events.get_mut(&id) else {
+            return;
+        };
+        let mut held: u64 = events.iter().map(|e| e.data.len() as u64).sum();
+        let mut drop = 0;
+        while held > cap && drop < events.len() {
+            held -= events[drop].data.len() as u64;
+            drop += 1;
+        }
+        events.drain(..drop);
+    }
+}
+
+/// The answer to a tail request: one past the last sequence number and stream bytes on disk.
+pub(super) type TailReply = oneshot::Sender<Result<(u64, [u64; 2]), StoreError>>;
+
+/// A request to purge the oldest ended sessions until the store is within its cap.
+#[derive(Debug)]
+pub(super) struct Shrink {
+    /// Candidates, oldest first.
+    pub candidates: Vec<SessionId>,
+    pub cap: u64,
+    pub done: oneshot::Sender<Vec<SessionId>>,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct State {
-    pub pending: Pending,
+    pub pending: Changes,
+    /// The batch being written now (readers look here too).
+    pub in_flight: Option<Arc<Changes>>,
+    pub acks: Vec<Ack>,
+    pub shrinks: Vec<Shrink>,
+    /// Requests for where a session's transcript ends on disk.
+    pub tails: Vec<(SessionId, TailReply)>,
+    pub urgent: bool,
     pub stop: bool,
 }
 
@@ -71,54 +141,77 @@ pub struct Counters {
     pub bytes: AtomicU64,
     /// Sessions with a stored record.
     pub records: AtomicU64,
-    /// Failed batches.
+    /// Batches that failed (each attempt counts).
     pub failures: AtomicU64,
+    /// Episodes of failing writes (a run of failures ended by a success).
+    pub failure_episodes: AtomicU64,
+    /// True while writes fail.
+    pub failing: AtomicBool,
+    /// Damaged transcript frames or segments met by reads.
+    pub damaged: AtomicU64,
 }
 
-/// What the pushers and the thread share.
-#[derive(Debug, Default)]
+/// What the pushers, the readers and the thread share.
+#[derive(Debug)]
 pub(super) struct Shared {
     pub state: Mutex<State>,
     pub wake: Condvar,
     pub counters: Counters,
-    /// Stored bytes per session; written by the thread, read for the size cap.
-    pub sizes: Mutex<HashMap<SessionId, Sizes>>,
+    /// The sled trees; `None` while the writer reopens sled after an I/O error.
+    pub trees: RwLock<Option<Arc<Trees>>>,
+    pub transcripts: Transcripts,
+    /// The last write error, while writes fail.
+    pub last_error: Mutex<Option<String>>,
+    /// Transcript bytes kept per session (bounds pending events while writes fail).
+    pub cap: u64,
 }
 
 impl Shared {
-    pub(super) fn recount(&self, sizes: &HashMap<SessionId, Sizes>) {
-        let c = &self.counters;
-        c.bytes
-            .store(sizes.values().map(|s| s.total()).sum(), Ordering::Relaxed);
-        c.records.store(sizes.len() as u64, Ordering::Relaxed);
+    /// The current trees, or an error while they are being reopened.
+    pub(super) fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        self.trees
+            .read()
+            .clone()
+            .ok_or_else(|| StoreError::Sled("the store is reopening after a write error".into()))
     }
 }
 
-/// Bytes stored for one session.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Sizes {
-    pub record: u64,
-    pub transcript: u64,
-    pub blobs: u64,
-}
-
-impl Sizes {
-    pub(super) fn total(self) -> u64 {
-        self.record + self.transcript + self.blobs
-    }
+/// Bytes stored for one session the writer is tracking.
+#[derive(Debug)]
+struct Active {
+    log: Log,
+    record: u64,
+    blobs: u64,
 }
 
 /// The thread's own state.
 pub(super) struct Thread {
     pub shared: Arc<Shared>,
-    pub trees: Trees,
     pub interval: Duration,
-    pub transcript_cap: u64,
+    /// Opens sled again after it reported an I/O error (sled refuses every later write).
+    pub reopen: Box<dyn Fn() -> Result<Trees, StoreError> + Send>,
+    active: HashMap<SessionId, Active>,
 }
 
+/// First and longest pause before retrying a failed batch.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 impl Thread {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        interval: Duration,
+        reopen: Box<dyn Fn() -> Result<Trees, StoreError> + Send>,
+    ) -> Self {
+        Self {
+            shared,
+            interval,
+            reopen,
+            active: HashMap::new(),
+        }
+    }
+
     pub(super) fn spawn(self) -> std::io::Result<JoinHandle<()>> {
-        self.shared.recount(&self.shared.sizes.lock());
         std::thread::Builder::new()
             .name("stablehand-store".into())
             .spawn(move || self.run())
@@ -126,27 +219,84 @@ impl Thread {
 
     fn run(mut self) {
         let mut next_tick = Instant::now() + self.interval;
+        let mut retry: Option<(Instant, Duration)> = None;
         loop {
-            let (pending, stop) = {
+            let (changes, acks, shrinks, tails, stop) = {
                 let mut st = self.shared.state.lock();
-                while !st.stop && !st.pending.urgent {
+                loop {
                     let now = Instant::now();
-                    if now >= next_tick {
+                    let due = match retry {
+                        Some((at, _)) => at,
+                        None if st.urgent => now,
+                        None => next_tick,
+                    };
+                    if st.stop || now >= due {
                         break;
                     }
-                    self.shared.wake.wait_for(&mut st, next_tick - now);
+                    self.shared.wake.wait_for(&mut st, due - now);
                 }
-                (std::mem::take(&mut st.pending), st.stop)
+                st.urgent = false;
+                let changes = Arc::new(std::mem::take(&mut st.pending));
+                st.in_flight = Some(Arc::clone(&changes));
+                (
+                    changes,
+                    std::mem::take(&mut st.acks),
+                    std::mem::take(&mut st.shrinks),
+                    std::mem::take(&mut st.tails),
+                    st.stop,
+                )
             };
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + self.interval;
             }
-            if !pending.is_empty() {
-                self.write(pending);
+            let outcome = if changes.is_empty() {
+                Ok(())
+            } else {
+                self.apply(&changes)
+            };
+            for (id, reply) in tails {
+                let _ = reply.send(self.tail(id));
+            }
+            match outcome {
+                Ok(()) => {
+                    self.shared.state.lock().in_flight = None;
+                    if retry.take().is_some() {
+                        self.recovered();
+                    }
+                    for ack in acks {
+                        let _ = ack.send(Ok(()));
+                    }
+                    for s in shrinks {
+                        self.shrink(s);
+                    }
+                }
+                Err(e) => {
+                    let pause = retry.map_or(RETRY_FIRST, |(_, p)| (p * 2).min(RETRY_MAX));
+                    self.failed(&e, retry.is_none(), pause);
+                    retry = Some((Instant::now() + pause, pause));
+                    {
+                        let mut st = self.shared.state.lock();
+                        st.in_flight = None;
+                        let changes = Arc::try_unwrap(changes).unwrap_or_else(|c| clone(&c));
+                        st.pending.put_back(changes);
+                        let ids: Vec<SessionId> = st.pending.events.keys().copied().collect();
+                        for id in ids {
+                            st.pending.cap_events(id, self.shared.cap);
+                        }
+                        st.shrinks.extend(shrinks);
+                    }
+                    for ack in acks {
+                        let _ = ack.send(Err(e.clone()));
+                    }
+                    if stop {
+                        error!(error = %e, "the store is stopping with changes it could not write");
+                        return;
+                    }
+                }
             }
             if stop {
                 let st = self.shared.state.lock();
-                if st.pending.is_empty() {
+                if st.pending.is_empty() && st.acks.is_empty() {
                     debug!("store writer stopped");
                     return;
                 }
@@ -154,107 +304,242 @@ impl Thread {
         }
     }
 
-    /// Writes one batch, flushes it, and answers its waiters.
-    fn write(&mut self, mut p: Pending) {
-        let acks = std::mem::take(&mut p.acks);
-        let outcome = self.apply(p);
-        if let Err(e) = &outcome {
-            self.shared
-                .counters
-                .failures
-                .fetch_add(1, Ordering::Relaxed);
-            error!(error = %e, "writing a snapshot batch failed");
+    fn failed(&mut self, e: &StoreError, first: bool, pause: Duration) {
+        let c = &self.shared.counters;
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        *self.shared.last_error.lock() = Some(e.to_string());
+        if first {
+            c.failing.store(true, Ordering::Relaxed);
+            c.failure_episodes.fetch_add(1, Ordering::Relaxed);
+            error!(
+                error = %e,
+                "writing to the store failed; changes are kept in memory and retried \
+                 (sessions keep working; durable calls report the error)"
+            );
+        } else {
+            debug!(error = %e, retry_in_ms = pause.as_millis() as u64, "store write failed again");
         }
-        for ack in acks {
-            let _ = ack.send(outcome.clone());
+        // Forget what the thread believed about files and sizes: it is read again from disk.
+        self.active.clear();
+        if matches!(e, StoreError::Sled(_)) {
+            self.reopen_sled();
         }
     }
 
-    fn apply(&mut self, p: Pending) -> Result<(), StoreError> {
+    fn recovered(&self) {
+        let c = &self.shared.counters;
+        c.failing.store(false, Ordering::Relaxed);
+        *self.shared.last_error.lock() = None;
+        info!("writing to the store works again; the changes kept meanwhile are on disk");
+    }
+
+    /// sled keeps an I/O error and refuses every later write: drop it and open it again.
+    fn reopen_sled(&mut self) {
+        let old = self.shared.trees.write().take();
+        if let Some(mut old) = old {
+            // Readers hold the trees only for one read.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(trees) => {
+                        drop(trees);
+                        break;
+                    }
+                    Err(still) if Instant::now() < deadline => {
+                        old = still;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => {
+                        warn!("readers hold the store; reopening it anyway");
+                        break;
+                    }
+                }
+            }
+        }
+        match (self.reopen)() {
+            Ok(trees) => {
+                *self.shared.trees.write() = Some(Arc::new(trees));
+                info!("store reopened after a write error");
+            }
+            Err(e) => warn!(error = %e, "reopening the store failed; trying again later"),
+        }
+    }
+
+    /// The trees, reopening them first if a previous attempt failed to.
+    fn trees(&mut self) -> Result<Arc<Trees>, StoreError> {
+        if self.shared.trees.read().is_none() {
+            self.reopen_sled();
+        }
+        self.shared.trees()
+    }
+
+    /// The tracked sizes of a session, read from disk when not tracked yet.
+    fn active(&mut self, trees: &Trees, id: SessionId) -> Result<&mut Active, StoreError> {
+        if !self.active.contains_key(&id) {
+            let t = &self.shared.transcripts;
+            let log = t.open_log(id).map_err(|e| io_error(t.root(), e))?;
+            let record = trees
+                .sessions
+                .get(record::session_key(id))?
+                .map_or(0, |v| v.len() as u64);
+            let mut blobs = 0;
+            for kv in trees.blobs.scan_prefix(record::session_key(id)) {
+                blobs += kv?.1.len() as u64;
+            }
+            self.active.insert(id, Active { log, record, blobs });
+        }
+        Ok(self.active.get_mut(&id).expect("inserted above"))
+    }
+
+    /// Writes one batch: transcripts first (appended and synced), then blobs and records in
+    /// sled, then sled's flush, so a record never names transcript bytes that are not on disk.
+    fn apply(&mut self, p: &Changes) -> Result<(), StoreError> {
+        let trees = self.trees()?;
         let shared = Arc::clone(&self.shared);
         let c = &shared.counters;
-        let mut sizes = shared.sizes.lock();
-        let mut events = sled::Batch::default();
-        let mut touched = Vec::new();
-        for (id, e) in &p.events {
-            let value = e.encode();
-            sizes.entry(*id).or_default().transcript += value.len() as u64;
-            events.insert(&record::event_key(*id, e.seq), value);
-            touched.push(*id);
+        let t = &shared.transcripts;
+        let mut events = 0;
+        for (id, evs) in &p.events {
+            let a = self.active(&trees, *id)?;
+            let added = t
+                .append(&mut a.log, evs)
+                .map_err(|e| io_error(t.root(), e))?;
+            let freed = t.trim(&mut a.log).map_err(|e| io_error(t.root(), e))?;
+            add(&c.bytes, added, freed);
+            events += evs.len() as u64;
         }
         let mut blobs = sled::Batch::default();
         for (id, name, value) in &p.blobs {
             let key = record::blob_key(*id, name);
-            let old = self.trees.blobs.get(&key)?.map_or(0, |v| v.len() as u64);
-            let sizes = sizes.entry(*id).or_default();
-            sizes.blobs = sizes.blobs.saturating_sub(old);
+            let old = trees.blobs.get(&key)?.map_or(0, |v| v.len() as u64);
+            let new = value
+                .as_ref()
+                .map_or(0, |v| codec::SEAL_OVERHEAD + v.len() as u64);
+            let a = self.active(&trees, *id)?;
+            a.blobs = (a.blobs + new).saturating_sub(old);
+            add(&c.bytes, new, old);
             match value {
-                Some(v) => {
-                    let sealed = codec::seal(v);
-                    sizes.blobs += sealed.len() as u64;
-                    blobs.insert(key, sealed);
-                }
+                Some(v) => blobs.insert(key, codec::seal(v)),
                 None => blobs.remove(key),
             }
         }
-        self.trees.transcripts.apply_batch(events)?;
-        self.trees.blobs.apply_batch(blobs)?;
-        touched.sort_unstable();
-        touched.dedup();
-        for id in touched {
-            self.trim(id, &mut sizes)?;
-        }
+        trees.blobs.apply_batch(blobs)?;
         let mut sessions = sled::Batch::default();
-        for (id, mut rec) in p.records {
-            let sizes = sizes.entry(id).or_default();
-            rec.live.transcript_bytes = sizes.transcript;
+        let mut settled = Vec::new();
+        for (id, rec) in &p.records {
+            let a = self.active(&trees, *id)?;
+            let mut rec = rec.clone();
+            rec.live.transcript_bytes = a.log.bytes();
             let value = codec::seal_json(&rec);
-            sizes.record = value.len() as u64;
-            sessions.insert(&record::session_key(id), value);
+            if a.record == 0 {
+                c.records.fetch_add(1, Ordering::Relaxed);
+            }
+            add(&c.bytes, value.len() as u64, a.record);
+            a.record = value.len() as u64;
+            sessions.insert(&record::session_key(*id), value);
             c.records_written.fetch_add(1, Ordering::Relaxed);
+            if rec.live.state.is_terminal()
+                || rec.live.state == crate::session::StateKind::Suspended
+            {
+                settled.push(*id);
+            }
         }
+        trees.sessions.apply_batch(sessions)?;
         for id in &p.purges {
-            sessions.remove(&record::session_key(*id));
-            self.remove_prefix(&self.trees.transcripts, *id)?;
-            self.remove_prefix(&self.trees.blobs, *id)?;
-            sizes.remove(id);
+            self.purge(&trees, *id)?;
         }
-        self.trees.sessions.apply_batch(sessions)?;
-        self.trees.db.flush()?;
+        trees.db.flush()?;
+        // A settled session writes little more: stop tracking it (its bytes stay counted).
+        for id in settled {
+            self.active.remove(&id);
+        }
         c.batches.fetch_add(1, Ordering::Relaxed);
-        c.events_written
-            .fetch_add(p.events.len() as u64, Ordering::Relaxed);
-        shared.recount(&sizes);
+        c.events_written.fetch_add(events, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Drops a session's oldest transcript events until it is within the cap.
-    fn trim(&self, id: SessionId, sizes: &mut HashMap<SessionId, Sizes>) -> Result<(), StoreError> {
-        let Some(sizes) = sizes.get_mut(&id) else {
-            return Ok(());
-        };
-        if sizes.transcript <= self.transcript_cap {
-            return Ok(());
+    /// Removes everything stored about a session.
+    fn purge(&mut self, trees: &Trees, id: SessionId) -> Result<(), StoreError> {
+        let c = &self.shared.counters;
+        let t = &self.shared.transcripts;
+        let mut freed = t.purge(id).map_err(|e| io_error(t.root(), e))?;
+        if let Some(old) = trees.sessions.remove(record::session_key(id))? {
+            freed += old.len() as u64;
+            c.records
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .ok();
         }
         let mut batch = sled::Batch::default();
-        for kv in self.trees.transcripts.scan_prefix(record::session_key(id)) {
-            if sizes.transcript <= self.transcript_cap {
-                break;
-            }
+        for kv in trees.blobs.scan_prefix(record::session_key(id)) {
             let (k, v) = kv?;
-            sizes.transcript = sizes.transcript.saturating_sub(v.len() as u64);
+            freed += v.len() as u64;
             batch.remove(k);
         }
-        self.trees.transcripts.apply_batch(batch)?;
+        trees.blobs.apply_batch(batch)?;
+        self.active.remove(&id);
+        add(&c.bytes, 0, freed);
         Ok(())
     }
 
-    fn remove_prefix(&self, tree: &sled::Tree, id: SessionId) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for k in tree.scan_prefix(record::session_key(id)).keys() {
-            batch.remove(k?);
+    /// Where a session's transcript ends on disk (a torn tail is cut first).
+    fn tail(&mut self, id: SessionId) -> Result<(u64, [u64; 2]), StoreError> {
+        self.active.remove(&id);
+        let t = &self.shared.transcripts;
+        let tail = t.tail(id).map_err(|e| io_error(t.root(), e))?;
+        Ok((tail.next_seq, tail.output_end))
+    }
+
+    /// Purges candidates, oldest first, until the stored bytes are within the cap.
+    fn shrink(&mut self, s: Shrink) {
+        let mut purged = Vec::new();
+        let trees = match self.trees() {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = s.done.send(purged);
+                return;
+            }
+        };
+        for id in s.candidates {
+            if self.shared.counters.bytes.load(Ordering::Relaxed) <= s.cap {
+                break;
+            }
+            match self.purge(&trees, id) {
+                Ok(()) => purged.push(id),
+                Err(e) => {
+                    warn!(session = %id, error = %e, "purging for the size cap failed");
+                    break;
+                }
+            }
         }
-        tree.apply_batch(batch)?;
-        Ok(())
+        if !purged.is_empty() {
+            if let Err(e) = trees.db.flush() {
+                warn!(error = %e, "flushing after purges failed");
+            }
+        }
+        let _ = s.done.send(purged);
+    }
+}
+
+/// `counter += plus - minus`, never below zero.
+fn add(counter: &AtomicU64, plus: u64, minus: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some((n + plus).saturating_sub(minus))
+    });
+}
+
+fn io_error(path: &std::path::Path, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// A copy of changes still shared with a reader.
+fn clone(c: &Changes) -> Changes {
+    Changes {
+        records: c.records.clone(),
+        events: c.events.clone(),
+        blobs: c.blobs.clone(),
+        purges: c.purges.clone(),
     }
 }
