@@ -12,6 +12,9 @@ use stablehand::mcp::{http, stdio, McpServer};
 use stablehand::{telemetry, Config, Runtime};
 use tracing::{error, info};
 
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stablehand",

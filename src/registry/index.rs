@@ -23,44 +23,56 @@ pub struct Entry {
     pub shared: Arc<Shared>,
 }
 
-/// Id → session, shared by the registry (writer) and every handle (readers).
+/// Id → session, shared by the registry (writer) and every handle (readers). Every indexed
+/// session costs one summary; only sessions with an actor also hold its address, so an ended
+/// session costs about 170 bytes until it is purged.
 #[derive(Debug, Default)]
 pub struct Index {
-    map: RwLock<HashMap<SessionId, Entry>>,
+    map: RwLock<Maps>,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    shared: HashMap<SessionId, Arc<Shared>>,
+    addrs: HashMap<SessionId, Addr<Session>>,
+}
+
+impl Maps {
+    fn entry(&self, id: SessionId) -> Option<Entry> {
+        Some(Entry {
+            shared: Arc::clone(self.shared.get(&id)?),
+            addr: self.addrs.get(&id).cloned(),
+        })
+    }
 }
 
 impl Index {
     /// The session `id` if it belongs to `owner`; another owner's session is "not found".
     pub fn get(&self, owner: &Owner, id: SessionId) -> Result<Entry> {
-        let map = self.map.read();
-        match map.get(&id) {
-            Some(e) if &e.shared.owner == owner => Ok(e.clone()),
+        match self.map.read().entry(id) {
+            Some(e) if &e.shared.owner == owner => Ok(e),
             _ => Err(Error::NotFound { id: id.to_string() }),
         }
     }
 
     /// Every indexed session's summary.
     pub fn all(&self) -> Vec<Arc<Shared>> {
-        self.map
-            .read()
-            .values()
-            .map(|e| Arc::clone(&e.shared))
-            .collect()
+        self.map.read().shared.values().cloned().collect()
     }
 
     /// Number of indexed sessions.
     pub fn len(&self) -> usize {
-        self.map.read().len()
+        self.map.read().shared.len()
     }
 
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.map.read().is_empty()
+        self.map.read().shared.is_empty()
     }
 
     /// Counts sessions matching `pred`, without copying the index.
     pub(crate) fn count(&self, pred: impl Fn(&Shared) -> bool) -> usize {
-        self.map.read().values().filter(|e| pred(&e.shared)).count()
+        self.map.read().shared.values().filter(|s| pred(s)).count()
     }
 
     /// The session matching `pred` with the smallest `key`, without copying the index.
@@ -70,28 +82,41 @@ impl Index {
         key: impl Fn(&Shared) -> u64,
     ) -> Option<SessionId> {
         let map = self.map.read();
-        map.values()
-            .filter(|e| pred(&e.shared))
-            .min_by_key(|e| key(&e.shared))
-            .map(|e| e.shared.id)
+        map.shared
+            .values()
+            .filter(|s| pred(s))
+            .min_by_key(|s| key(s))
+            .map(|s| s.id)
     }
 
     pub(crate) fn entry(&self, id: SessionId) -> Option<Entry> {
-        self.map.read().get(&id).cloned()
+        self.map.read().entry(id)
     }
 
     pub(crate) fn insert(&self, entry: Entry) {
-        self.map.write().insert(entry.shared.id, entry);
+        let id = entry.shared.id;
+        let mut map = self.map.write();
+        map.shared.insert(id, entry.shared);
+        match entry.addr {
+            Some(addr) => map.addrs.insert(id, addr),
+            None => map.addrs.remove(&id),
+        };
     }
 
     /// Forgets a session's actor, keeping its record.
     pub(crate) fn detach(&self, id: SessionId) {
-        if let Some(e) = self.map.write().get_mut(&id) {
-            e.addr = None;
-        }
+        let mut map = self.map.write();
+        map.addrs.remove(&id);
+        // The live set shrinks after a burst: do not keep its largest table.
+        let live = map.addrs.len();
+        map.addrs.shrink_to(live * 2);
     }
 
     pub(crate) fn remove(&self, id: SessionId) -> Option<Entry> {
-        self.map.write().remove(&id)
+        let mut map = self.map.write();
+        let entry = map.entry(id);
+        map.shared.remove(&id);
+        map.addrs.remove(&id);
+        entry
     }
 }

@@ -194,8 +194,8 @@ impl Registry {
 
     /// Drops the name of a session that no longer answers to it.
     fn forget_name(&mut self, shared: &Shared) {
-        if let Some(name) = &shared.name {
-            let key = (shared.owner.clone(), name.clone());
+        if let Some(name) = shared.name() {
+            let key = (shared.owner.clone(), name.to_owned());
             if self.names.get(&key) == Some(&shared.id) {
                 self.names.remove(&key);
             }
@@ -273,14 +273,14 @@ impl Registry {
             id: shared.id,
             owner: shared.owner.as_str().to_owned(),
             kind: spec.kind,
-            name: shared.name.clone(),
+            name: shared.name().map(str::to_owned),
             argv: spec.argv.clone(),
             cwd: spec.cwd.clone(),
             env: spec.env.clone(),
             rlimits: spec.rlimits.clone(),
             idle_timeout_ms: shared.idle_timeout_ms,
             seq: shared.seq,
-            created_at_ms: unix_ms(shared.created_at),
+            created_at_ms: unix_ms(shared.created_at()),
             options: spec.options.clone(),
         };
         Some(self.persist_with(store, Arc::new(record), None))

@@ -54,7 +54,7 @@ impl Session {
         let exit = self.exit;
         SessionInfo {
             session_id: self.shared.id,
-            name: self.shared.name.clone(),
+            name: self.shared.name().map(str::to_owned),
             kind: self.spec.kind,
             state: self.state.kind(),
             state_detail: self.state.to_string(),
@@ -64,11 +64,11 @@ impl Session {
             stderr_tail: self.stderr_tail.clone(),
             cwd: self.cwd.clone(),
             command: self.spec.argv.clone(),
-            created_at: rfc3339(self.shared.created_at),
+            created_at: rfc3339(self.shared.created_at()),
             last_active_at: rfc3339(
                 UNIX_EPOCH + Duration::from_millis(self.shared.last_active_ms()),
             ),
-            arbiter: self.shared.arbiter,
+            arbiter: self.shared.arbiter(),
             timings: self.timings,
             metrics: self.metrics,
             last_stop: self.debug.as_ref().and_then(|d| d.last_stop()),

@@ -19,16 +19,14 @@ pub struct Shared {
     pub owner: Owner,
     /// Its kind.
     pub kind: Kind,
-    /// Its label.
-    pub name: Option<String>,
-    /// Creation time.
-    pub created_at: SystemTime,
     /// Creation order, for newest-first listing with a stable cursor.
     pub seq: u64,
     /// Idle time before eviction, ms (0 = never).
     pub idle_timeout_ms: u64,
-    /// Index of the arbiter (thread) hosting the session.
-    pub arbiter: usize,
+    // Kept compact: one of these stays in memory for every session until it is purged.
+    name: Option<Box<str>>,
+    created_ms: u64,
+    arbiter: u16,
     state: AtomicU8,
     last_active_ms: AtomicU64,
     /// Position in the runtime-wide order of activity (for LRU: milliseconds tie).
@@ -73,11 +71,11 @@ impl Shared {
             id,
             owner,
             kind,
-            name,
-            created_at: now,
+            name: name.map(String::into_boxed_str),
+            created_ms: unix_ms(now),
             seq,
             idle_timeout_ms,
-            arbiter,
+            arbiter: arbiter_slot(arbiter),
             state: AtomicU8::new(StateKind::Starting.code()),
             last_active_ms: AtomicU64::new(unix_ms(now)),
             last_active_seq: AtomicU64::new(next_activity()),
@@ -116,17 +114,32 @@ impl Shared {
             id: spec.id,
             owner: Owner::new(&spec.owner),
             kind: spec.kind,
-            name: spec.name.clone(),
-            created_at: UNIX_EPOCH + Duration::from_millis(spec.created_at_ms),
+            name: spec.name.as_deref().map(Box::from),
+            created_ms: spec.created_at_ms,
             seq: spec.seq,
             idle_timeout_ms: spec.idle_timeout_ms,
-            arbiter,
+            arbiter: arbiter_slot(arbiter),
             state: AtomicU8::new(state.code()),
             last_active_ms: AtomicU64::new(last_active_ms),
             last_active_seq: AtomicU64::new(next_activity()),
             settled_ms: AtomicU64::new(0),
             pid: AtomicU32::new(0),
         }
+    }
+
+    /// Its label.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Creation time.
+    pub fn created_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.created_ms)
+    }
+
+    /// Index of the arbiter (thread) hosting the session.
+    pub fn arbiter(&self) -> usize {
+        usize::from(self.arbiter)
     }
 
     /// Current state.
@@ -186,14 +199,19 @@ impl Shared {
     pub fn summary(&self) -> SessionSummary {
         SessionSummary {
             session_id: self.id,
-            name: self.name.clone(),
+            name: self.name().map(str::to_owned),
             kind: self.kind,
             state: self.state(),
             pid: self.pid(),
-            created_at: rfc3339(self.created_at),
+            created_at: rfc3339(self.created_at()),
             last_active_at: rfc3339(UNIX_EPOCH + Duration::from_millis(self.last_active_ms())),
         }
     }
+}
+
+/// An arbiter index as stored (there are never more than a few hundred arbiters).
+fn arbiter_slot(arbiter: usize) -> u16 {
+    u16::try_from(arbiter).unwrap_or(u16::MAX)
 }
 
 /// The next value of the runtime-wide activity counter.

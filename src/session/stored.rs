@@ -17,7 +17,7 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
     let state = shared.state();
     SessionInfo {
         session_id: shared.id,
-        name: shared.name.clone(),
+        name: shared.name().map(str::to_owned),
         kind: shared.kind,
         state,
         state_detail: if state == live.state {
@@ -31,9 +31,9 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
         stderr_tail: live.stderr_tail.clone(),
         cwd: live.cwd.clone(),
         command: record.spec.argv.clone(),
-        created_at: rfc3339(shared.created_at),
+        created_at: rfc3339(shared.created_at()),
         last_active_at: rfc3339(UNIX_EPOCH + Duration::from_millis(shared.last_active_ms())),
-        arbiter: shared.arbiter,
+        arbiter: shared.arbiter(),
         timings: live.timings,
         metrics: live.metrics,
         last_stop: live.debug.as_ref().and_then(|d| d.last_stop.clone()),

@@ -17,10 +17,10 @@
 //! directory lock.
 
 pub mod codec;
+pub(crate) mod files;
 mod lock;
 mod open;
 pub mod record;
-pub(crate) mod transcript;
 mod writer;
 
 use std::ops::ControlFlow;
@@ -34,12 +34,12 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 pub use codec::DecodeError;
+pub use files::SESSIONS_DIR;
 pub use lock::LOCK_FILE;
 pub use record::{
     DebugRecord, Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead, SpecRecord,
     StoredBreakpoint,
 };
-pub use transcript::TRANSCRIPTS_DIR;
 pub use writer::{Ack, Counters, When};
 
 use crate::ids::SessionId;
@@ -265,9 +265,16 @@ impl Store {
                 return Ok(Some(r.clone()));
             }
         }
-        let trees = self.inner.shared.trees()?;
-        let Some(value) = trees.sessions.get(record::session_key(id))? else {
-            return Ok(None);
+        let shared = &self.inner.shared;
+        let value = match shared.trees()?.sessions.get(record::session_key(id))? {
+            Some(v) => v.to_vec(),
+            None => match shared.files.read_record(id).map_err(|e| StoreError::Io {
+                path: shared.files.root().join(id.to_string()),
+                message: e.to_string(),
+            })? {
+                Some(v) => v,
+                None => return Ok(None),
+            },
         };
         codec::open_json(&value)
             .map(Some)
@@ -300,7 +307,7 @@ impl Store {
         let mut next_seq = 0;
         let mut stopped = false;
         let damage = shared
-            .transcripts
+            .files
             .scan(id, |e| {
                 next_seq = next_seq.max(e.seq + 1);
                 let flow = visit(&e);
@@ -308,7 +315,7 @@ impl Store {
                 flow
             })
             .map_err(|e| StoreError::Io {
-                path: shared.transcripts.root().join(id.to_string()),
+                path: shared.files.root().join(id.to_string()),
                 message: e.to_string(),
             })?;
         if damage.any() {

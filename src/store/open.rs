@@ -1,6 +1,7 @@
 //! Opening the store: the data directory and its lock (or a temporary directory), sled with
 //! its schema check (a store that fails to open is moved aside), the move of a schema-1
-//! store's transcripts out of sled into segment files, and the restore of every record head.
+//! store's transcripts out of sled into segment files, and the restore of every record head
+//! (from sled, and from the final record files of ended sessions).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info, warn};
 
+use super::files::{SessionFiles, SESSIONS_DIR};
 use super::record::{self, Event, Record, RecordHead};
-use super::transcript::{Transcripts, TRANSCRIPTS_DIR};
 use super::{
     codec, lock, writer, Inner, Skipped, Store, StoreError, StoreStats, Trees, SCHEMA_VERSION,
     STORE_DIR,
@@ -93,22 +94,20 @@ impl Store {
             (dir, Some(lock), None)
         };
         let sled_path = dir.join(STORE_DIR);
-        let transcripts = Transcripts::new(
-            dir.join(TRANSCRIPTS_DIR),
+        let files = SessionFiles::new(
+            dir.join(SESSIONS_DIR),
             config.segment_bytes,
             config.transcript_cap_bytes,
         );
         let (trees, schema, quarantined) = open_or_quarantine(config, &dir, &sled_path)?;
-        transcripts
-            .create_root()
-            .map_err(|e| io_error(transcripts.root(), e))?;
+        files.create_root().map_err(|e| io_error(files.root(), e))?;
         let migrated_events = if schema < SCHEMA_VERSION {
-            migrate_v1(&trees, &transcripts)?
+            migrate_v1(&trees, &files)?
         } else {
             0
         };
         let opened_ms = started.elapsed().as_millis() as u64;
-        let (records, skipped, bytes) = load(&trees)?;
+        let (records, skipped, bytes) = load(&trees, &files)?;
         info!(
             open_ms = opened_ms,
             load_ms = started.elapsed().as_millis() as u64 - opened_ms,
@@ -122,7 +121,7 @@ impl Store {
             wake: Condvar::new(),
             counters: writer::Counters::default(),
             trees: RwLock::new(Some(Arc::new(trees))),
-            transcripts,
+            files,
             last_error: Mutex::new(None),
             cap: config.transcript_cap_bytes,
         });
@@ -242,7 +241,7 @@ fn open_or_quarantine(
         Err(e) => {
             let aside = lock::quarantine_dir(dir);
             create_private_dir(&aside)?;
-            for name in [STORE_DIR, TRANSCRIPTS_DIR] {
+            for name in [STORE_DIR, SESSIONS_DIR] {
                 let from = dir.join(name);
                 if !from.exists() {
                     continue;
@@ -269,7 +268,7 @@ fn open_or_quarantine(
 /// Moves a schema-1 store's transcripts (one sled key per event) into segment files, one
 /// session at a time, then drops the old tree and records schema 2. Safe to interrupt: a
 /// rerun appends only what is missing. Returns the events moved.
-fn migrate_v1(trees: &Trees, transcripts: &Transcripts) -> Result<u64, StoreError> {
+fn migrate_v1(trees: &Trees, files: &SessionFiles) -> Result<u64, StoreError> {
     let started = Instant::now();
     let old = trees.db.open_tree("transcripts")?;
     let mut moved = 0;
@@ -287,7 +286,7 @@ fn migrate_v1(trees: &Trees, transcripts: &Transcripts) -> Result<u64, StoreErro
         };
         if current != Some(id) {
             if let Some(prev) = current {
-                moved += move_events(trees, transcripts, prev, &mut batch)?;
+                moved += move_events(trees, files, prev, &mut batch)?;
                 sessions += 1;
             }
             current = Some(id);
@@ -299,9 +298,10 @@ fn migrate_v1(trees: &Trees, transcripts: &Transcripts) -> Result<u64, StoreErro
         }
     }
     if let Some(prev) = current {
-        moved += move_events(trees, transcripts, prev, &mut batch)?;
+        moved += move_events(trees, files, prev, &mut batch)?;
         sessions += 1;
     }
+    files.sync().map_err(|e| io_error(files.root(), e))?;
     trees.db.drop_tree("transcripts")?;
     trees
         .db
@@ -321,14 +321,14 @@ fn migrate_v1(trees: &Trees, transcripts: &Transcripts) -> Result<u64, StoreErro
 /// transcript bytes.
 fn move_events(
     trees: &Trees,
-    transcripts: &Transcripts,
+    files: &SessionFiles,
     id: SessionId,
     events: &mut Vec<Event>,
 ) -> Result<u64, StoreError> {
-    let io = |e| io_error(transcripts.root(), e);
-    let mut log = transcripts.open_log(id).map_err(io)?;
-    transcripts.append(&mut log, events).map_err(io)?;
-    transcripts.trim(&mut log).map_err(io)?;
+    let io = |e| io_error(files.root(), e);
+    let mut log = files.open_log(id).map_err(io)?;
+    files.append(&mut log, events).map_err(io)?;
+    files.trim(&mut log).map_err(io)?;
     let n = events.len() as u64;
     events.clear();
     let key = record::session_key(id);
@@ -343,27 +343,58 @@ fn move_events(
 
 type Loaded = (Vec<RecordHead>, Vec<Skipped>, u64);
 
-/// Loads the head of every record, decoding on every core; damaged ones are reported and
-/// skipped. Also returns the stored bytes.
-fn load(trees: &Trees) -> Result<Loaded, StoreError> {
+/// Loads the head of every record (sled's, then the final record files), decoding on every
+/// core; damaged ones are reported and skipped. A final record still in sled (a crash
+/// between writing its file and removing its key, or a schema-1 store) moves to its file.
+/// Also returns the stored bytes.
+fn load(trees: &Trees, files: &SessionFiles) -> Result<Loaded, StoreError> {
     let raw = trees.sessions.iter().collect::<Result<Vec<_>, _>>()?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(raw.len() / 4096 + 1);
-    let chunk = raw.len().div_ceil(threads).max(1);
-    let decoded: Vec<Vec<Result<RecordHead, Skipped>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = raw
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|(k, v)| decode_head(k, v)).collect()))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("decoding does not panic"))
-            .collect()
-    });
-    let mut records = Vec::with_capacity(raw.len());
+    let decoded = decode_all(&raw, |(k, v)| decode_head(k, v));
+    let mut heads: HashMap<SessionId, (RecordHead, u64)> = HashMap::with_capacity(raw.len());
     let mut skipped = Vec::new();
-    let mut bytes = 0;
+    let io = |e| io_error(files.root(), e);
+    let mut finals = Vec::new();
+    for (outcome, (k, v)) in decoded.into_iter().zip(&raw) {
+        match outcome {
+            Ok(r) if r.live.state.is_terminal() => {
+                files.stage_record(r.spec.id, v).map_err(io)?;
+                finals.push((r.spec.id, k));
+            }
+            Ok(r) => {
+                heads.insert(r.spec.id, (r, v.len() as u64));
+            }
+            Err(s) => skipped.push(s),
+        }
+    }
+    if !finals.is_empty() {
+        files.sync().map_err(io)?;
+        for (id, key) in finals {
+            files.commit_record(id).map_err(io)?;
+            trees.sessions.remove(key)?;
+        }
+        trees.db.flush()?;
+    }
+    let finals = files.all_records().map_err(|e| io_error(files.root(), e))?;
+    let decoded = decode_all(&finals, |(id, v)| match v {
+        Ok(v) => decode_head(id.0.as_bytes(), v),
+        Err(e) => Err(Skipped {
+            tree: "sessions/*/record",
+            key: id.to_string(),
+            reason: e.to_string(),
+        }),
+    });
+    for (outcome, (_, v)) in decoded.into_iter().zip(&finals) {
+        match outcome {
+            Ok(r) => {
+                let len = v.as_ref().map_or(0, |v| v.len() as u64);
+                heads.insert(r.spec.id, (r, len));
+            }
+            Err(s) => skipped.push(s),
+        }
+    }
+    for s in &skipped {
+        error!(tree = s.tree, key = %s.key, reason = %s.reason, "skipping a damaged session record");
+    }
     let mut blob_bytes: HashMap<SessionId, u64> = HashMap::new();
     for kv in trees.blobs.iter() {
         let (k, v) = kv?;
@@ -373,21 +404,35 @@ fn load(trees: &Trees) -> Result<Loaded, StoreError> {
                 .or_default() += v.len() as u64;
         }
     }
-    for (outcome, (_, v)) in decoded.into_iter().flatten().zip(&raw) {
-        match outcome {
-            Ok(r) => {
-                bytes += v.len() as u64
-                    + r.live.transcript_bytes
-                    + blob_bytes.get(&r.spec.id).copied().unwrap_or(0);
-                records.push(r);
-            }
-            Err(s) => {
-                error!(tree = s.tree, key = %s.key, reason = %s.reason, "skipping a damaged session record");
-                skipped.push(s);
-            }
-        }
-    }
+    let mut bytes = 0;
+    let records = heads
+        .into_values()
+        .map(|(r, len)| {
+            bytes +=
+                len + r.live.transcript_bytes + blob_bytes.get(&r.spec.id).copied().unwrap_or(0);
+            r
+        })
+        .collect();
     Ok((records, skipped, bytes))
+}
+
+/// Decodes `items` on every core, keeping their order.
+fn decode_all<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / 4096 + 1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("decoding does not panic"))
+            .collect()
+    })
 }
 
 fn decode_head(k: &[u8], v: &[u8]) -> Result<RecordHead, Skipped> {

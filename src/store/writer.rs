@@ -19,8 +19,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use super::files::{Log, SessionFiles};
 use super::record::{self, Event, Record};
-use super::transcript::{Log, Transcripts};
 use super::{codec, StoreError, Trees};
 use crate::ids::SessionId;
 
@@ -159,7 +159,7 @@ pub(super) struct Shared {
     pub counters: Counters,
     /// The sled trees; `None` while the writer reopens sled after an I/O error.
     pub trees: RwLock<Option<Arc<Trees>>>,
-    pub transcripts: Transcripts,
+    pub files: SessionFiles,
     /// The last write error, while writes fail.
     pub last_error: Mutex<Option<String>>,
     /// Transcript bytes kept per session (bounds pending events while writes fail).
@@ -180,7 +180,10 @@ impl Shared {
 #[derive(Debug)]
 struct Active {
     log: Log,
+    /// Bytes of its record (in sled, or its final record file).
     record: u64,
+    /// Its record is a sled key (a final record is a file instead).
+    in_sled: bool,
     blobs: u64,
 }
 
@@ -376,37 +379,88 @@ impl Thread {
     /// The tracked sizes of a session, read from disk when not tracked yet.
     fn active(&mut self, trees: &Trees, id: SessionId) -> Result<&mut Active, StoreError> {
         if !self.active.contains_key(&id) {
-            let t = &self.shared.transcripts;
-            let log = t.open_log(id).map_err(|e| io_error(t.root(), e))?;
-            let record = trees
-                .sessions
-                .get(record::session_key(id))?
-                .map_or(0, |v| v.len() as u64);
+            let t = &self.shared.files;
+            let io = |e| io_error(t.root(), e);
+            let log = t.open_log(id).map_err(io)?;
+            let sled = trees.sessions.get(record::session_key(id))?;
+            let in_sled = sled.is_some();
+            let record = match sled {
+                Some(v) => v.len() as u64,
+                None => t.record_bytes(id).map_err(io)?,
+            };
             let mut blobs = 0;
             for kv in trees.blobs.scan_prefix(record::session_key(id)) {
                 blobs += kv?.1.len() as u64;
             }
-            self.active.insert(id, Active { log, record, blobs });
+            self.active.insert(
+                id,
+                Active {
+                    log,
+                    record,
+                    in_sled,
+                    blobs,
+                },
+            );
         }
         Ok(self.active.get_mut(&id).expect("inserted above"))
     }
 
-    /// Writes one batch: transcripts first (appended and synced), then blobs and records in
-    /// sled, then sled's flush, so a record never names transcript bytes that are not on disk.
+    /// Writes one batch: transcripts and staged final records first, made durable with one
+    /// sync; then the final records take their place; then blobs and records in sled and
+    /// sled's flush. A record in sled never names transcript bytes that are not on disk, and a
+    /// final record's sled key goes only once its file is durable.
     fn apply(&mut self, p: &Changes) -> Result<(), StoreError> {
         let trees = self.trees()?;
         let shared = Arc::clone(&self.shared);
         let c = &shared.counters;
-        let t = &shared.transcripts;
+        let t = &shared.files;
+        let io = |e| io_error(t.root(), e);
         let mut events = 0;
         for (id, evs) in &p.events {
             let a = self.active(&trees, *id)?;
-            let added = t
-                .append(&mut a.log, evs)
-                .map_err(|e| io_error(t.root(), e))?;
-            let freed = t.trim(&mut a.log).map_err(|e| io_error(t.root(), e))?;
+            let added = t.append(&mut a.log, evs).map_err(io)?;
+            let freed = t.trim(&mut a.log).map_err(io)?;
             add(&c.bytes, added, freed);
             events += evs.len() as u64;
+        }
+        let mut sessions = sled::Batch::default();
+        let mut finals = Vec::new();
+        let mut settled = Vec::new();
+        for (id, rec) in &p.records {
+            let a = self.active(&trees, *id)?;
+            let mut rec = rec.clone();
+            rec.live.transcript_bytes = a.log.bytes();
+            let value = codec::seal_json(&rec);
+            if a.record == 0 {
+                c.records.fetch_add(1, Ordering::Relaxed);
+            }
+            add(&c.bytes, value.len() as u64, a.record);
+            a.record = value.len() as u64;
+            let key = record::session_key(*id);
+            if rec.live.state.is_terminal() {
+                // Final: a file written once, and one key fewer in sled.
+                t.stage_record(*id, &value).map_err(io)?;
+                finals.push(*id);
+                if a.in_sled {
+                    sessions.remove(&key);
+                    a.in_sled = false;
+                }
+            } else {
+                sessions.insert(&key, value);
+                a.in_sled = true;
+            }
+            c.records_written.fetch_add(1, Ordering::Relaxed);
+            if rec.live.state.is_terminal()
+                || rec.live.state == crate::session::StateKind::Suspended
+            {
+                settled.push(*id);
+            }
+        }
+        if !p.events.is_empty() || !finals.is_empty() {
+            t.sync().map_err(io)?;
+        }
+        for id in &finals {
+            t.commit_record(*id).map_err(io)?;
         }
         let mut blobs = sled::Batch::default();
         for (id, name, value) in &p.blobs {
@@ -424,26 +478,6 @@ impl Thread {
             }
         }
         trees.blobs.apply_batch(blobs)?;
-        let mut sessions = sled::Batch::default();
-        let mut settled = Vec::new();
-        for (id, rec) in &p.records {
-            let a = self.active(&trees, *id)?;
-            let mut rec = rec.clone();
-            rec.live.transcript_bytes = a.log.bytes();
-            let value = codec::seal_json(&rec);
-            if a.record == 0 {
-                c.records.fetch_add(1, Ordering::Relaxed);
-            }
-            add(&c.bytes, value.len() as u64, a.record);
-            a.record = value.len() as u64;
-            sessions.insert(&record::session_key(*id), value);
-            c.records_written.fetch_add(1, Ordering::Relaxed);
-            if rec.live.state.is_terminal()
-                || rec.live.state == crate::session::StateKind::Suspended
-            {
-                settled.push(*id);
-            }
-        }
         trees.sessions.apply_batch(sessions)?;
         for id in &p.purges {
             self.purge(&trees, *id)?;
@@ -461,10 +495,15 @@ impl Thread {
     /// Removes everything stored about a session.
     fn purge(&mut self, trees: &Trees, id: SessionId) -> Result<(), StoreError> {
         let c = &self.shared.counters;
-        let t = &self.shared.transcripts;
-        let mut freed = t.purge(id).map_err(|e| io_error(t.root(), e))?;
-        if let Some(old) = trees.sessions.remove(record::session_key(id))? {
+        let t = &self.shared.files;
+        let io = |e| io_error(t.root(), e);
+        let final_record = t.record_bytes(id).map_err(io)? > 0;
+        let mut freed = t.purge(id).map_err(io)?;
+        let in_sled = trees.sessions.remove(record::session_key(id))?;
+        if let Some(old) = &in_sled {
             freed += old.len() as u64;
+        }
+        if final_record || in_sled.is_some() {
             c.records
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .ok();
@@ -484,7 +523,7 @@ impl Thread {
     /// Where a session's transcript ends on disk (a torn tail is cut first).
     fn tail(&mut self, id: SessionId) -> Result<(u64, [u64; 2]), StoreError> {
         self.active.remove(&id);
-        let t = &self.shared.transcripts;
+        let t = &self.shared.files;
         let tail = t.tail(id).map_err(|e| io_error(t.root(), e))?;
         Ok((tail.next_seq, tail.output_end))
     }

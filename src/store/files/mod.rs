@@ -1,4 +1,4 @@
-//! Transcripts as per-session append-only segment files, outside sled: a directory per
+//! SessionFiles as per-session append-only segment files, outside sled: a directory per
 //! session (`transcripts/<id>/`), numbered segment files (`<number, 16 hex digits>.seg`) of
 //! checked frames ([`frame`]), the oldest segment deleted when the session's cap is exceeded,
 //! the directory removed when the session is purged (the pattern of Prometheus's WAL).
@@ -23,8 +23,13 @@ use self::frame::{Step, HEADER, MAGIC};
 use super::record::{Dir, Event};
 use crate::ids::SessionId;
 
-/// Name of the transcripts directory inside the data directory.
-pub const TRANSCRIPTS_DIR: &str = "transcripts";
+/// Name of the directory of per-session directories inside the data directory.
+pub const SESSIONS_DIR: &str = "sessions";
+
+/// Name of a session's final record file.
+const RECORD_FILE: &str = "record";
+/// Name of a final record being written.
+const STAGED_RECORD: &str = ".record.tmp";
 
 /// Smallest segment size; smaller caps still get segments this large (a quarter of the cap
 /// above it).
@@ -32,7 +37,7 @@ const MIN_SEGMENT: u64 = 1024;
 
 /// Where transcripts live and how they are cut into segments.
 #[derive(Debug, Clone)]
-pub(crate) struct Transcripts {
+pub(crate) struct SessionFiles {
     root: PathBuf,
     /// Largest segment file, bytes (magic included).
     segment: u64,
@@ -80,8 +85,8 @@ pub(crate) struct Tail {
     pub output_end: [u64; 2],
 }
 
-impl Transcripts {
-    /// Transcripts under `root`, `cap` bytes per session in segments of at most
+impl SessionFiles {
+    /// SessionFiles under `root`, `cap` bytes per session in segments of at most
     /// `segment_bytes` (and at most a quarter of the cap, so trimming keeps most of it).
     pub(crate) fn new(root: PathBuf, segment_bytes: u64, cap: u64) -> Self {
         let segment = segment_bytes.min(cap / 4).max(MIN_SEGMENT);
@@ -131,16 +136,16 @@ impl Transcripts {
         })
     }
 
-    /// Appends `events` (those not yet written), splitting any longer than a segment, and
-    /// makes them durable. On failure the files are cut back to where they were, so the
-    /// same events can be appended again. Returns the bytes added.
+    /// Appends `events` (those not yet written), splitting any longer than a segment; a
+    /// [`SessionFiles::sync`] makes them durable. On failure the files are cut back to where
+    /// they were, so the same events can be appended again. Returns the bytes added.
     pub(crate) fn append(&self, log: &mut Log, events: &[Event]) -> io::Result<u64> {
         let plan = self.plan(log, events);
         if plan.is_empty() {
             return Ok(0);
         }
         if log.segments.is_empty() {
-            create_dir_durably(&log.dir)?;
+            create_dir(&log.dir)?;
         }
         for (done, w) in plan.iter().enumerate() {
             if let Err(e) = write_segment(&log.dir, w) {
@@ -227,12 +232,105 @@ impl Transcripts {
     /// Removes everything of a session. Returns the bytes freed.
     pub(crate) fn purge(&self, id: SessionId) -> io::Result<u64> {
         let dir = self.dir(id);
-        let bytes = list(&dir)?.iter().map(|s| s.bytes).sum();
+        let bytes = list(&dir)?.iter().map(|s| s.bytes).sum::<u64>() + self.record_bytes(id)?;
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes a session's final record beside the current one; [`SessionFiles::sync`] then
+    /// [`SessionFiles::commit_record`] make it the current one.
+    pub(crate) fn stage_record(&self, id: SessionId, value: &[u8]) -> io::Result<()> {
+        let dir = self.dir(id);
+        create_dir(&dir)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join(STAGED_RECORD))?;
+        f.write_all(value)
+    }
+
+    /// Makes a staged (and synced) final record the current one.
+    pub(crate) fn commit_record(&self, id: SessionId) -> io::Result<()> {
+        let dir = self.dir(id);
+        fs::rename(dir.join(STAGED_RECORD), dir.join(RECORD_FILE))
+    }
+
+    /// Makes everything written under the root durable, with one `syncfs`.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        let root = File::open(&self.root)?;
+        // SAFETY: syncfs takes a descriptor we own for the duration of the call.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&root)) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// A session's final record, if it has one (the staged one if a crash came between its
+    /// sync and its rename).
+    pub(crate) fn read_record(&self, id: SessionId) -> io::Result<Option<Vec<u8>>> {
+        let dir = self.dir(id);
+        for name in [RECORD_FILE, STAGED_RECORD] {
+            match fs::read(dir.join(name)) {
+                Ok(v) => return Ok(Some(v)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Bytes of a session's final record file (0 without one).
+    pub(crate) fn record_bytes(&self, id: SessionId) -> io::Result<u64> {
+        match fs::metadata(self.dir(id).join(RECORD_FILE)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every final record: (the directory's session id, the file's bytes), read on every
+    /// core. Unreadable files are reported as errors with their path.
+    pub(crate) fn all_records(&self) -> io::Result<Vec<(SessionId, io::Result<Vec<u8>>)>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| uuid::Uuid::parse_str(n).ok())
+            {
+                ids.push(SessionId(id));
+            }
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(ids.len() / 1024 + 1);
+        let chunk = ids.len().div_ceil(threads).max(1);
+        let read: Vec<Vec<_>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = ids
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|id| match self.read_record(*id) {
+                                Ok(Some(v)) => Some((*id, Ok(v))),
+                                Ok(None) => None,
+                                Err(e) => Some((*id, Err(e))),
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("reading does not panic"))
+                .collect()
+        });
+        Ok(read.into_iter().flatten().collect())
     }
 
     /// Visits a session's events in order, from its files. Damaged frames are skipped and
@@ -434,7 +532,7 @@ struct SegmentWrite {
     buf: Vec<u8>,
 }
 
-/// Writes one planned piece and makes it durable (a new file's name too).
+/// Writes one planned piece (the writer syncs the batch).
 fn write_segment(dir: &Path, w: &SegmentWrite) -> io::Result<()> {
     let path = segment_path(dir, w.number);
     let file = match w.existing {
@@ -445,12 +543,7 @@ fn write_segment(dir: &Path, w: &SegmentWrite) -> io::Result<()> {
             .truncate(true)
             .open(&path)?,
     };
-    write_all_at(&file, &w.buf, w.existing.unwrap_or(0))?;
-    file.sync_data()?;
-    if w.existing.is_none() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    write_all_at(&file, &w.buf, w.existing.unwrap_or(0))
 }
 
 fn write_all_at(file: &File, mut buf: &[u8], mut at: u64) -> io::Result<()> {
@@ -485,21 +578,11 @@ fn undo(dir: &Path, w: &SegmentWrite) {
     }
 }
 
-fn create_dir_durably(dir: &Path) -> io::Result<()> {
+fn create_dir(dir: &Path) -> io::Result<()> {
     match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -516,7 +599,7 @@ mod tests {
         }
     }
 
-    fn all(t: &Transcripts, id: SessionId) -> (Vec<Event>, Damage) {
+    fn all(t: &SessionFiles, id: SessionId) -> (Vec<Event>, Damage) {
         let mut out = Vec::new();
         let damage = t
             .scan(id, |e| {
@@ -527,9 +610,9 @@ mod tests {
         (out, damage)
     }
 
-    fn transcripts(cap: u64) -> (tempfile::TempDir, Transcripts) {
+    fn transcripts(cap: u64) -> (tempfile::TempDir, SessionFiles) {
         let dir = tempfile::tempdir().unwrap();
-        let t = Transcripts::new(dir.path().join(TRANSCRIPTS_DIR), 4096, cap);
+        let t = SessionFiles::new(dir.path().join(SESSIONS_DIR), 4096, cap);
         t.create_root().unwrap();
         (dir, t)
     }
