@@ -46,6 +46,9 @@ impl Runtime {
                 warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren are left to init");
             }
         }
+        // A file-size limit must be an error the store reports, not a signal that kills the
+        // process (children get the default back).
+        process::ignore_file_size_signal();
         if config.runtime.guardian {
             if let Err(e) = process::guardian::start() {
                 warn!(error = %e, "cannot start the guardian; processes of sessions may outlive a killed server");
@@ -331,6 +334,12 @@ impl Handle {
     /// Debug sessions: evaluates an expression in a frame of the paused program.
     pub async fn debug_evaluate(&self, id: SessionId, req: Evaluate) -> Result<EvaluateResult> {
         self.call(id, "evaluate", req).await
+    }
+
+    /// The store (test and tooling support).
+    #[doc(hidden)]
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// What the store restored at start, what it skipped, and its counters.

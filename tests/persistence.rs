@@ -174,7 +174,21 @@ fn a_damaged_record_is_reported_and_skipped_and_the_others_load() {
         let db = sled::open(data.path().join(stablehand::store::STORE_DIR)).unwrap();
         let tree = db.open_tree("sessions").unwrap();
         let key = victim.0.as_bytes().to_vec();
-        let mut value = tree.get(&key).unwrap().expect("stored").to_vec();
+        let mut value = tree
+            .get(&key)
+            .unwrap()
+            .unwrap_or_else(|| {
+                let file = data
+                    .path()
+                    .join(stablehand::store::SESSIONS_DIR)
+                    .join(victim.to_string())
+                    .join("record");
+                panic!(
+                    "a Suspended record is in sled; found instead: {:?}",
+                    std::fs::read(file).map(|v| String::from_utf8_lossy(&v).into_owned())
+                )
+            })
+            .to_vec();
         let mid = value.len() / 2;
         value[mid] ^= 0x20;
         tree.insert(key, value).unwrap();
@@ -339,9 +353,16 @@ pub fn crash_cycles(
                 acked[k].1.push(word);
             }
         }
-        // One more call in flight, unacknowledged, when the kill lands.
-        s.send(&json!({"jsonrpc": "2.0", "id": 999, "method": "tools/call",
-            "params": {"name": "session_create", "arguments": {}}}));
+        // One more call in flight, unacknowledged, when the kill lands: a create, or an exec
+        // whose large output is being written to the transcript (a kill mid-frame).
+        let in_flight = if rng.below(2) == 0 {
+            json!({"name": "session_create", "arguments": {}})
+        } else {
+            let k = rng.below(acked.len() as u64) as usize;
+            json!({"name": "session_exec", "arguments": {"session_id": acked[k].0,
+                "input": "seq 1 50000"}})
+        };
+        s.send(&json!({"jsonrpc": "2.0", "id": 999, "method": "tools/call", "params": in_flight}));
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         s.child.kill().unwrap(); // SIGKILL
         s.child.wait().unwrap();
@@ -365,6 +386,35 @@ pub fn crash_cycles(
                 .unwrap_or("")
                 .to_owned();
             outcome.lost += words.iter().filter(|w| !text.contains(w.as_str())).count();
+        }
+        // A resumed session writes after whatever the kill left at its transcript's end.
+        let (sid, words) = &acked[rng.below(acked.len() as u64) as usize];
+        let resumed = s.tool(3, "session_resume", json!({"session_id": sid}));
+        if resumed["isError"] != json!(true) {
+            let word = format!("resumed-{cycle}");
+            let r = ok(s.tool(
+                4,
+                "session_exec",
+                json!({"session_id": sid, "input": format!("echo {word}")}),
+            ));
+            assert_eq!(r["stdout"], format!("{word}\n"));
+            // Ended, its whole transcript is read from the store.
+            ok(s.tool(5, "session_end", json!({"session_id": sid})));
+            let text = s.tool(
+                6,
+                "session_read",
+                json!({"session_id": sid, "cursor": 0, "max_bytes": 1 << 20}),
+            );
+            let text = text["structuredContent"]["data"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            outcome.acknowledged += 1;
+            outcome.lost += words
+                .iter()
+                .chain(std::iter::once(&word))
+                .filter(|w| !text.contains(w.as_str()))
+                .count();
         }
         // Leave nothing live for the next cycle's kill: end the sessions this cycle made.
         s.close_stdin();

@@ -17,5 +17,7 @@ mod process_kind;
 mod registry;
 mod repl_kind;
 mod shell;
+mod soak;
 mod state_machine;
+mod store;
 mod supervision;

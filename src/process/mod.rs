@@ -109,6 +109,16 @@ pub fn pid_alive(pid: u32) -> bool {
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
+/// Ignores SIGXFSZ in this process: a write past `RLIMIT_FSIZE` then fails with `EFBIG` (an
+/// error the store reports and retries) instead of killing the server. Children get the
+/// default disposition back when they are spawned.
+pub fn ignore_file_size_signal() {
+    // SAFETY: installing SIG_IGN for one signal has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// Raises this process's soft limit on open files to its hard limit (each session holds three
 /// pipe ends; thousands of sessions need more than the usual soft limit of 1,024). Returns
 /// the limit now in force.

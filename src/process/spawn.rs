@@ -407,14 +407,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // parent or on this stack.
     unsafe {
         // Handlers of the server would run on its memory: every caught signal goes back to its
-        // default, as does SIGPIPE (ignored by the Rust runtime); the mask is emptied.
+        // default, as do SIGPIPE (ignored by the Rust runtime) and SIGXFSZ (ignored by the
+        // runtime, so that a file-size limit is an error of the store); the mask is emptied.
         for sig in 1..libc::SIGRTMAX() + 1 {
             let mut old = MaybeUninit::<libc::sigaction>::zeroed();
             if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) != 0 {
                 continue;
             }
             let handler = (*old.as_ptr()).sa_sigaction;
-            if sig == libc::SIGPIPE || (handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
+            let reset = sig == libc::SIGPIPE || sig == libc::SIGXFSZ;
+            if reset || (handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
                 let mut dfl = MaybeUninit::<libc::sigaction>::zeroed();
                 (*dfl.as_mut_ptr()).sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(sig, dfl.as_ptr(), std::ptr::null_mut());

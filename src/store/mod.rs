@@ -402,6 +402,51 @@ impl Store {
     }
 }
 
+/// Test support: while alive, the writer parks with the next batch it takes in flight (taken
+/// from the pending set, not yet written). Dropping it lets the writer go on.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct WriteHold {
+    shared: Arc<writer::Shared>,
+}
+
+impl Drop for WriteHold {
+    fn drop(&mut self) {
+        self.shared.hold.lock().held = false;
+        self.shared.hold_changed.notify_all();
+    }
+}
+
+impl Store {
+    /// Test support: holds the writer (see [`WriteHold`]).
+    #[doc(hidden)]
+    pub fn hold_writes(&self) -> WriteHold {
+        self.inner.shared.hold.lock().held = true;
+        WriteHold {
+            shared: Arc::clone(&self.inner.shared),
+        }
+    }
+
+    /// Test support: waits (up to `timeout`) until the writer is parked with a batch in
+    /// flight; true if it is.
+    #[doc(hidden)]
+    pub fn wait_parked(&self, timeout: std::time::Duration) -> bool {
+        let shared = &self.inner.shared;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut hold = shared.hold.lock();
+        while !hold.parked {
+            if shared
+                .hold_changed
+                .wait_until(&mut hold, deadline)
+                .timed_out()
+            {
+                return hold.parked;
+            }
+        }
+        true
+    }
+}
+
 impl Inner {
     fn close(&self) {
         let Some(thread) = self.thread.lock().take() else {
@@ -409,6 +454,8 @@ impl Inner {
         };
         self.shared.state.lock().stop = true;
         self.shared.wake.notify_one();
+        self.shared.hold.lock().held = false;
+        self.shared.hold_changed.notify_all();
         if thread.join().is_err() {
             error!("the store writer thread panicked; the last batch may be lost");
         }

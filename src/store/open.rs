@@ -124,6 +124,8 @@ impl Store {
             files,
             last_error: Mutex::new(None),
             cap: config.transcript_cap_bytes,
+            hold: Mutex::default(),
+            hold_changed: Condvar::new(),
         });
         shared
             .counters

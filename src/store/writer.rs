@@ -164,6 +164,16 @@ pub(super) struct Shared {
     pub last_error: Mutex<Option<String>>,
     /// Transcript bytes kept per session (bounds pending events while writes fail).
     pub cap: u64,
+    /// Test support: the writer parks with a batch in flight while this is held.
+    pub hold: Mutex<Hold>,
+    pub hold_changed: Condvar,
+}
+
+/// Test support state: held by a test, parked by the writer.
+#[derive(Debug, Default)]
+pub(super) struct Hold {
+    pub held: bool,
+    pub parked: bool,
 }
 
 impl Shared {
@@ -252,6 +262,9 @@ impl Thread {
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + self.interval;
             }
+            if !changes.is_empty() {
+                self.park_while_held();
+            }
             let outcome = if changes.is_empty() {
                 Ok(())
             } else {
@@ -305,6 +318,20 @@ impl Thread {
                 }
             }
         }
+    }
+
+    /// Test support: waits, with the batch in flight, while a test holds the writer.
+    fn park_while_held(&self) {
+        let mut hold = self.shared.hold.lock();
+        if !hold.held {
+            return;
+        }
+        hold.parked = true;
+        self.shared.hold_changed.notify_all();
+        while hold.held {
+            self.shared.hold_changed.wait(&mut hold);
+        }
+        hold.parked = false;
     }
 
     fn failed(&mut self, e: &StoreError, first: bool, pause: Duration) {
