@@ -1,6 +1,6 @@
 //! The store: snapshot record writes per second (batched, and with `durability = "always"`
 //! at 1 and 64 concurrent writers, whose flushes are shared), and the time to restore 100,000
-//! records when a runtime starts.
+//! records when a runtime starts: live ones (in sled) and ended ones (final record files).
 //!
 //! Run: `cargo bench --bench store` (prints a Markdown table). `BENCH_RECORDS` sets the number
 //! of records (default 100000); the store lives in a temporary directory on the same disk as
@@ -144,9 +144,45 @@ fn main() {
     }
 
     // Restore: open the store and index every record, as `Runtime::start` does.
+    restore(dir.path(), "live records, in sled", &mut rows);
+
+    // The same number of ended sessions: final records, one file each.
+    let ended = tempfile::tempdir().expect("temp dir");
+    {
+        let (store, _) = Store::open(&config(ended.path())).expect("open");
+        let t = Instant::now();
+        for seq in 0..n as u64 {
+            let mut r = record(seq);
+            r.live.state = StateKind::Ended;
+            r.live.state_detail = "Ended (exit code 0)".into();
+            store.put(r, Vec::new(), When::Lazy);
+        }
+        wait(&store);
+        let s = t.elapsed();
+        rows.push(format!(
+            "| batched final records ({n} ended sessions, one file each) | {:.0} records/s | {:.2} s |",
+            n as f64 / s.as_secs_f64(),
+            s.as_secs_f64()
+        ));
+        store.close();
+    }
+    restore(
+        ended.path(),
+        "ended sessions, final record files",
+        &mut rows,
+    );
+
+    println!("| measure | result | detail |\n|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+}
+
+/// Opens the store in `dir` and indexes every record, as `Runtime::start` does.
+fn restore(dir: &std::path::Path, what: &str, rows: &mut Vec<String>) {
     {
         let c = Config {
-            store: config(dir.path()),
+            store: config(dir),
             ..Config::default()
         };
         let sys = actix::System::new();
@@ -155,16 +191,11 @@ fn main() {
         let s = t.elapsed();
         let restored = rt.handle().store_stats().restored;
         rows.push(format!(
-            "| restore at start ({restored} records, store open + index) | {:.2} s | {:.1} µs per record |",
+            "| restore at start ({restored} {what}, store open + index) | {:.2} s | {:.1} µs per record |",
             s.as_secs_f64(),
             s.as_secs_f64() * 1e6 / restored.max(1) as f64
         ));
         sys.block_on(rt.shutdown());
-    }
-
-    println!("| measure | result | detail |\n|---|---|---|");
-    for r in rows {
-        println!("{r}");
     }
 }
 

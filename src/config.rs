@@ -480,6 +480,23 @@ mod tests {
     }
 
     #[test]
+    fn a_transcript_cap_or_segment_size_out_of_range_is_refused_naming_both_bounds() {
+        let err = Config::from_toml("[store]\ntranscript_cap_bytes = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("at least 4096 (it was 0)"),
+            "{err}"
+        );
+        for bad in ["1", "1000000000"] {
+            let err = Config::from_toml(&format!("[store]\nsegment_bytes = {bad}\n")).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("segment_bytes") && text.contains(bad),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn undefined_profile_is_refused() {
         let err = Config::from_toml("profile = \"strict\"\n").unwrap_err();
         assert!(err.to_string().contains("strict"), "{err}");
