@@ -75,22 +75,12 @@ fn main() {
     let mut rows = Vec::new();
 
     // Batched: every session's record queued, written in the writer's batches.
-    {
-        let (store, _) = Store::open(&config(dir.path())).expect("open");
-        let prepared: Vec<Record> = (0..n as u64).map(record).collect();
-        let t = Instant::now();
-        for r in prepared {
-            store.put(r, Vec::new(), When::Lazy);
-        }
-        wait(&store);
-        let s = t.elapsed();
-        rows.push(format!(
-            "| batched record writes ({n} sessions, one flush) | {:.0} records/s | {:.2} s |",
-            n as f64 / s.as_secs_f64(),
-            s.as_secs_f64()
-        ));
-        store.close();
-    }
+    batched(
+        dir.path(),
+        &format!("batched record writes ({n} sessions, one flush)"),
+        (0..n as u64).map(record).collect(),
+        &mut rows,
+    );
 
     // durability = "always": each write waits for its flush; concurrent writers share flushes.
     for writers in [1usize, 64] {
@@ -148,24 +138,20 @@ fn main() {
 
     // The same number of ended sessions: final records, one file each.
     let ended = tempfile::tempdir().expect("temp dir");
-    {
-        let (store, _) = Store::open(&config(ended.path())).expect("open");
-        let t = Instant::now();
-        for seq in 0..n as u64 {
+    let finals = (0..n as u64)
+        .map(|seq| {
             let mut r = record(seq);
             r.live.state = StateKind::Ended;
             r.live.state_detail = "Ended (exit code 0)".into();
-            store.put(r, Vec::new(), When::Lazy);
-        }
-        wait(&store);
-        let s = t.elapsed();
-        rows.push(format!(
-            "| batched final records ({n} ended sessions, one file each) | {:.0} records/s | {:.2} s |",
-            n as f64 / s.as_secs_f64(),
-            s.as_secs_f64()
-        ));
-        store.close();
-    }
+            r
+        })
+        .collect();
+    batched(
+        ended.path(),
+        &format!("batched final records ({n} ended sessions, one file each)"),
+        finals,
+        &mut rows,
+    );
     restore(
         ended.path(),
         "ended sessions, final record files",
@@ -176,6 +162,24 @@ fn main() {
     for r in rows {
         println!("{r}");
     }
+}
+
+/// Queues every record at once and times until the writer's batches have flushed them.
+fn batched(dir: &std::path::Path, what: &str, prepared: Vec<Record>, rows: &mut Vec<String>) {
+    let n = prepared.len();
+    let (store, _) = Store::open(&config(dir)).expect("open");
+    let t = Instant::now();
+    for r in prepared {
+        store.put(r, Vec::new(), When::Lazy);
+    }
+    wait(&store);
+    let s = t.elapsed();
+    rows.push(format!(
+        "| {what} | {:.0} records/s | {:.2} s |",
+        n as f64 / s.as_secs_f64(),
+        s.as_secs_f64()
+    ));
+    store.close();
 }
 
 /// Opens the store in `dir` and indexes every record, as `Runtime::start` does.

@@ -80,10 +80,7 @@ impl Session {
         let log = &self.logs[i];
         let slice = log.read(cursor, max);
         self.read_cursor[i] = slice.next;
-        let (data, lossy) = match String::from_utf8(slice.data) {
-            Ok(s) => (s, false),
-            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
-        };
+        let (data, lossy) = super::output::lossy_text(slice.data);
         ReadResult {
             data,
             cursor: slice.next,

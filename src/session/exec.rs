@@ -296,13 +296,9 @@ impl Session {
         let mut text = |stream: Stream| {
             let (bytes, d) = self.collect(r, stream);
             dropped += d;
-            match String::from_utf8(bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    lossy = true;
-                    String::from_utf8_lossy(e.as_bytes()).into_owned()
-                }
-            }
+            let (s, l) = super::output::lossy_text(bytes);
+            lossy |= l;
+            s
         };
         let stdout = text(Stream::Stdout);
         let stderr = text(Stream::Stderr);

@@ -270,6 +270,14 @@ fn utf8_boundary(data: &[u8], end: u64, total: u64) -> u64 {
     end
 }
 
+/// Bytes as text: valid UTF-8 as is, anything else with replacement characters and `true`.
+pub(crate) fn lossy_text(bytes: Vec<u8>) -> (String, bool) {
+    match String::from_utf8(bytes) {
+        Ok(s) => (s, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

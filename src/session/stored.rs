@@ -104,10 +104,7 @@ impl Page {
             self.dropped += self.end - self.cursor;
             self.cursor = self.end;
         }
-        let (data, lossy) = match String::from_utf8(self.data) {
-            Ok(s) => (s, false),
-            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
-        };
+        let (data, lossy) = super::output::lossy_text(self.data);
         ReadResult {
             data,
             cursor: self.cursor,
