@@ -186,24 +186,14 @@ impl Shared {
     }
 }
 
-/// Bytes stored for one session the writer is tracking.
-#[derive(Debug)]
-struct Active {
-    log: Log,
-    /// Bytes of its record (in sled, or its final record file).
-    record: u64,
-    /// Its record is a sled key (a final record is a file instead).
-    in_sled: bool,
-    blobs: u64,
-}
-
 /// The thread's own state.
 pub(super) struct Thread {
     pub shared: Arc<Shared>,
     pub interval: Duration,
     /// Opens sled again after it reported an I/O error (sled refuses every later write).
     pub reopen: Box<dyn Fn() -> Result<Trees, StoreError> + Send>,
-    active: HashMap<SessionId, Active>,
+    /// The transcript segments of the sessions being written to.
+    active: HashMap<SessionId, Log>,
 }
 
 /// First and longest pause before retrying a failed batch.
@@ -403,31 +393,13 @@ impl Thread {
         self.shared.trees()
     }
 
-    /// The tracked sizes of a session, read from disk when not tracked yet.
-    fn active(&mut self, trees: &Trees, id: SessionId) -> Result<&mut Active, StoreError> {
+    /// The transcript segments of a session, read from disk when not tracked yet (for a new
+    /// session, one failed directory lookup).
+    fn log(&mut self, id: SessionId) -> Result<&mut Log, StoreError> {
         if !self.active.contains_key(&id) {
             let t = &self.shared.files;
-            let io = |e| io_error(t.root(), e);
-            let log = t.open_log(id).map_err(io)?;
-            let sled = trees.sessions.get(record::session_key(id))?;
-            let in_sled = sled.is_some();
-            let record = match sled {
-                Some(v) => v.len() as u64,
-                None => t.record_bytes(id).map_err(io)?,
-            };
-            let mut blobs = 0;
-            for kv in trees.blobs.scan_prefix(record::session_key(id)) {
-                blobs += kv?.1.len() as u64;
-            }
-            self.active.insert(
-                id,
-                Active {
-                    log,
-                    record,
-                    in_sled,
-                    blobs,
-                },
-            );
+            let log = t.open_log(id).map_err(|e| io_error(t.root(), e))?;
+            self.active.insert(id, log);
         }
         Ok(self.active.get_mut(&id).expect("inserted above"))
     }
@@ -444,50 +416,51 @@ impl Thread {
         let io = |e| io_error(t.root(), e);
         let mut events = 0;
         for (id, evs) in &p.events {
-            let a = self.active(&trees, *id)?;
-            let added = t.append(&mut a.log, evs).map_err(io)?;
-            let freed = t.trim(&mut a.log).map_err(io)?;
+            let log = self.log(*id)?;
+            let added = t.append(log, evs).map_err(io)?;
+            let freed = t.trim(log).map_err(io)?;
             add(&c.bytes, added, freed);
             events += evs.len() as u64;
         }
-        let mut sessions = sled::Batch::default();
-        let mut finals = Vec::new();
+        let mut records = Vec::with_capacity(p.records.len());
         let mut settled = Vec::new();
         for (id, rec) in &p.records {
-            let a = self.active(&trees, *id)?;
             let mut rec = rec.clone();
-            rec.live.transcript_bytes = a.log.bytes();
+            rec.live.transcript_bytes = self.log(*id)?.bytes();
             let value = codec::seal_json(&rec);
-            if a.record == 0 {
-                c.records.fetch_add(1, Ordering::Relaxed);
-            }
-            add(&c.bytes, value.len() as u64, a.record);
-            a.record = value.len() as u64;
-            let key = record::session_key(*id);
-            if rec.live.state.is_terminal() {
+            let terminal = rec.live.state.is_terminal();
+            if terminal {
                 // Final: a file written once, and one key fewer in sled.
                 t.stage_record(*id, &value).map_err(io)?;
-                finals.push(*id);
-                if a.in_sled {
-                    sessions.remove(&key);
-                    a.in_sled = false;
-                }
-            } else {
-                sessions.insert(&key, value);
-                a.in_sled = true;
             }
-            c.records_written.fetch_add(1, Ordering::Relaxed);
-            if rec.live.state.is_terminal()
-                || rec.live.state == crate::session::StateKind::Suspended
-            {
+            if terminal || rec.live.state == crate::session::StateKind::Suspended {
                 settled.push(*id);
             }
+            records.push((*id, terminal, value));
         }
-        if !p.events.is_empty() || !finals.is_empty() {
+        if !p.events.is_empty() || records.iter().any(|(_, terminal, _)| *terminal) {
             t.sync().map_err(io)?;
         }
-        for id in &finals {
-            t.commit_record(*id).map_err(io)?;
+        for (id, terminal, value) in records {
+            let key = record::session_key(id);
+            let old = if terminal {
+                let old_file = t.record_bytes(id).map_err(io)?;
+                t.commit_record(id).map_err(io)?;
+                trees
+                    .sessions
+                    .remove(key)?
+                    .map_or(old_file, |v| v.len() as u64)
+            } else {
+                trees
+                    .sessions
+                    .insert(key, value.as_slice())?
+                    .map_or(0, |v| v.len() as u64)
+            };
+            if old == 0 {
+                c.records.fetch_add(1, Ordering::Relaxed);
+            }
+            add(&c.bytes, value.len() as u64, old);
+            c.records_written.fetch_add(1, Ordering::Relaxed);
         }
         let mut blobs = sled::Batch::default();
         for (id, name, value) in &p.blobs {
@@ -496,8 +469,6 @@ impl Thread {
             let new = value
                 .as_ref()
                 .map_or(0, |v| codec::SEAL_OVERHEAD + v.len() as u64);
-            let a = self.active(&trees, *id)?;
-            a.blobs = (a.blobs + new).saturating_sub(old);
             add(&c.bytes, new, old);
             match value {
                 Some(v) => blobs.insert(key, codec::seal(v)),
@@ -505,7 +476,6 @@ impl Thread {
             }
         }
         trees.blobs.apply_batch(blobs)?;
-        trees.sessions.apply_batch(sessions)?;
         for id in &p.purges {
             self.purge(&trees, *id)?;
         }
