@@ -55,6 +55,9 @@ pub struct RuntimeConfig {
     /// Run a guardian process that SIGKILLs every session's process group if the server dies
     /// without ending them (SIGKILL, crash, OOM).
     pub guardian: bool,
+    /// Open-file descriptors kept free for connections and the store: `session_create` is
+    /// refused when fewer than this plus the session's own four would be free.
+    pub fd_reserve: u64,
 }
 
 /// Defaults and bounds for each session.
@@ -265,6 +268,7 @@ impl Default for RuntimeConfig {
             sweep_interval_ms: 1000,
             subreaper: true,
             guardian: true,
+            fd_reserve: 256,
         }
     }
 }

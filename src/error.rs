@@ -102,6 +102,19 @@ pub enum Error {
     /// The store failed to read or write a session's record.
     #[error("store: {0}")]
     Store(String),
+    /// Starting a session would leave fewer descriptors free than the server keeps for its
+    /// connections and its store.
+    #[error("open-file limit nearly reached: {in_use} of {limit} descriptors in use; a session needs {needed} and {reserved} are kept free for connections and the store (end sessions, or raise the limit: ulimit -n / LimitNOFILE)")]
+    OpenFileLimit {
+        /// Descriptors in use.
+        in_use: u64,
+        /// The soft `RLIMIT_NOFILE`.
+        limit: u64,
+        /// Descriptors a session needs.
+        needed: u64,
+        /// Descriptors kept free (`runtime.fd_reserve`).
+        reserved: u64,
+    },
     /// The runtime is shutting down and accepts no new work.
     #[error("the runtime is shutting down")]
     ShuttingDown,
@@ -113,6 +126,17 @@ impl Error {
         Error::InvalidArgument {
             field,
             reason: reason.into(),
+        }
+    }
+}
+
+impl From<crate::process::FdShortage> for Error {
+    fn from(s: crate::process::FdShortage) -> Self {
+        Error::OpenFileLimit {
+            in_use: s.open.in_use,
+            limit: s.open.limit,
+            needed: s.needed,
+            reserved: s.reserved,
         }
     }
 }

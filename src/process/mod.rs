@@ -1,15 +1,20 @@
 //! Child processes: spawning into their own process group with a parent-death signal and
-//! rlimits, delivering signals to a whole group, ending a group (TERM, grace, KILL, reap), and
-//! the [`guardian`] that kills every session's group if the server itself is killed.
+//! rlimits, delivering signals to a whole group, ending a group (TERM, grace, KILL, reap), the
+//! [`guardian`] that kills every session's group if the server itself is killed, and the
+//! open-file budget sessions and connections share (`fds.rs`).
 //!
 //! This is the only module that calls `kill`, `killpg`, `waitpid`/`waitid`, `prctl`, `fork` or
 //! `clone`.
 
+mod fds;
 pub mod guardian;
 mod signal;
 mod spawn;
 mod terminate;
 
+pub use fds::{
+    check_session_room, open_files, soft_limit, FdShortage, OpenFiles, RECOUNT_AFTER, SESSION_FDS,
+};
 pub use signal::Signal;
 pub use spawn::{spawn, Rlimits, SpawnSpec, Spawned};
 pub use terminate::{end_group, terminate, TerminateOutcome};

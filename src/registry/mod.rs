@@ -351,6 +351,9 @@ impl Handler<Create> for Registry {
                 return Box::pin(info_of(addr, existing.shared.id).into_actor(self));
             }
         }
+        if let Err(short) = crate::process::check_session_room(self.config.runtime.fd_reserve) {
+            return Box::pin(actix::fut::ready(Err(short.into())));
+        }
         if let Err(e) = self.make_room(ctx) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
