@@ -107,8 +107,27 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// Idle time after which a handshake-era protocol session expires (404 after), in ms.
     pub session_idle_timeout_ms: u64,
-    /// Connections served at once; more wait in the accept queue.
+    /// Connections held at once. Beyond it a new connection is admitted by closing the
+    /// connection that has been idle (no request in flight) the longest; when every one is
+    /// busy, the new one gets 503 with `Retry-After` and is closed.
     pub max_connections: usize,
+    /// Time a request's head (request line and headers) may take, in ms: from the accept for
+    /// a connection's first request, from the first byte of a later one. The connection is
+    /// closed after it.
+    pub header_timeout_ms: u64,
+    /// Time a keep-alive connection may sit idle (no request in flight, no byte of a next
+    /// one) before it is closed, in ms.
+    pub keepalive_timeout_ms: u64,
+    /// Time a request body may take before the floor rate applies, in ms: a body of `n` bytes
+    /// must be in within `body_timeout_ms` plus `n / body_min_rate` seconds, else 408.
+    pub body_timeout_ms: u64,
+    /// Floor rate of a request body, bytes per second (0: the whole body must be in within
+    /// `body_timeout_ms`).
+    pub body_min_rate: u64,
+    /// Open-file descriptors connections leave free for sessions being started and the
+    /// store: when fewer would be free, a new connection is admitted only by closing an idle
+    /// one (else 503).
+    pub fd_reserve: u64,
 }
 
 /// Settings of the embedded store, where session records and transcripts are snapshotted.
@@ -209,6 +228,11 @@ impl Default for HttpConfig {
             request_timeout_ms: 10 * 60 * 1000,
             session_idle_timeout_ms: 30 * 60 * 1000,
             max_connections: 4096,
+            header_timeout_ms: 10_000,
+            keepalive_timeout_ms: 60_000,
+            body_timeout_ms: 10_000,
+            body_min_rate: 1024,
+            fd_reserve: 64,
         }
     }
 }
@@ -396,6 +420,18 @@ impl Config {
             .any(|t| t.token.is_empty() || t.name.is_empty())
         {
             return bad("http.tokens entries need a non-empty name and token");
+        }
+        if self.http.max_connections == 0 {
+            return bad("http.max_connections must be at least 1");
+        }
+        if self.http.header_timeout_ms == 0
+            || self.http.keepalive_timeout_ms == 0
+            || self.http.body_timeout_ms == 0
+        {
+            return bad("http.header_timeout_ms, keepalive_timeout_ms and body_timeout_ms must be at least 1");
+        }
+        if self.http.fd_reserve > self.runtime.fd_reserve {
+            return bad("http.fd_reserve must not exceed runtime.fd_reserve (sessions would lock connections out)");
         }
         if self.runtime.sweep_interval_ms == 0 {
             return bad("runtime.sweep_interval_ms must be at least 1");

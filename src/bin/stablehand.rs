@@ -119,11 +119,9 @@ fn serve(
         let server = McpServer::new(runtime.handle());
         let transport = match http_addr {
             Some(addr) => {
-                let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
-                std_listener.set_nonblocking(true)?;
                 let listener = {
                     let _in_front = front.enter();
-                    tokio::net::TcpListener::from_std(std_listener)?
+                    http::bind(addr).with_context(|| format!("binding {addr}"))?
                 };
                 let local = listener.local_addr()?;
                 info!(address = %local, "serving MCP over Streamable HTTP at http://{local}/mcp");

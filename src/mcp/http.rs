@@ -2,12 +2,16 @@
 //! request reports progress or runs longer than a second).
 //!
 //! Checks, in order: path; `Host` when bound to loopback (DNS rebinding, 403); `Origin` (403);
-//! bearer token when configured (401); method; body size (413); JSON (400 with -32700). Then the
+//! bearer token when configured (401); method; body size (413) and pace (408); JSON (400 with
+//! -32700). Then the
 //! era decides: **legacy** (no or a handshake-era `MCP-Protocol-Version`) issues
 //! `Mcp-Session-Id` at `initialize`, wants it on every later request (400 without, 404 once
 //! expired), ends it on DELETE, answers GET with 405, and lets a call finish when its client
 //! disconnects; **modern** (2026-07-28) is POST only (GET/DELETE 405), validates `Mcp-Method`
 //! and `Mcp-Name` against the body (400, -32020) and cancels a call whose client disconnects.
+//!
+//! Which connections are held, their timers and what happens at the limits is the front
+//! door's (`door.rs`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -26,11 +30,12 @@ use hyper_util::rt::TokioIo;
 use parking_lot::RwLock;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Notifier;
 use super::dispatch::{classify, error_response, ConnState, Message, Origin};
+use super::door::{self, Admission, BodyError, Door, Ticket};
 use super::protocol::{self, code, Era, WireError};
 use super::McpServer;
 use crate::config::HttpConfig;
@@ -40,6 +45,10 @@ type Body = BoxBody<Bytes, Infallible>;
 
 /// How long a request may run before its response switches from JSON to an SSE stream.
 const SSE_AFTER: Duration = Duration::from_secs(1);
+
+/// Length of the listen queue asked for by [`bind`] (the kernel caps it at
+/// `net.core.somaxconn`): a burst of connections waits there instead of being dropped.
+pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// A handshake-era protocol session (`Mcp-Session-Id`).
 #[derive(Debug)]
@@ -52,6 +61,7 @@ struct LegacySession {
 struct State {
     server: McpServer,
     config: HttpConfig,
+    door: Arc<Door>,
     loopback: bool,
     sessions: RwLock<HashMap<String, Arc<LegacySession>>>,
     epoch: Instant,
@@ -63,33 +73,56 @@ impl State {
     }
 }
 
+/// Binds a listener on `addr` with a listen queue of [`LISTEN_BACKLOG`]. Call it inside the
+/// tokio runtime that will accept on it.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves MCP over Streamable HTTP on `listener` until the task is dropped.
+///
+/// Every connection is accepted; the front door (`door.rs`) decides whether it is served,
+/// makes room by closing the longest-idle connection, or is answered 503.
 pub async fn serve(
     server: McpServer,
     listener: TcpListener,
     config: HttpConfig,
 ) -> std::io::Result<()> {
     let loopback = listener.local_addr()?.ip().is_loopback();
-    let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let door = Door::new(&config, server.handle().config().runtime.fd_reserve);
     let state = Arc::new(State {
         server,
         config,
+        door: Arc::clone(&door),
         loopback,
         sessions: RwLock::default(),
         epoch: Instant::now(),
     });
     tokio::spawn(expire_sessions(Arc::downgrade(&state)));
+    let mut errors = door::AcceptErrors::default();
     let mut next = 0usize;
     loop {
-        let permit = Arc::clone(&limit)
-            .acquire_owned()
-            .await
-            .expect("never closed");
         let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
+            Ok(x) => {
+                errors.recovered();
+                x
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                errors.failed(e, &listener, &door).await;
+                continue;
+            }
+        };
+        let ticket = match door.admit() {
+            Admission::Admit(ticket) => ticket,
+            Admission::Refuse => {
+                door.refuse(stream);
                 continue;
             }
         };
@@ -100,7 +133,7 @@ pub async fn serve(
         // never cross threads. The socket moves to that thread's reactor.
         let arbiters = state.server.handle().arbiters().to_vec();
         if arbiters.is_empty() {
-            tokio::spawn(serve_conn(state, stream, peer, permit));
+            tokio::spawn(serve_conn(state, stream, peer, ticket));
         } else {
             let arbiter = &arbiters[next % arbiters.len()];
             next = next.wrapping_add(1);
@@ -108,7 +141,7 @@ pub async fn serve(
                 Ok(std_stream) => {
                     arbiter.spawn(async move {
                         match TcpStream::from_std(std_stream) {
-                            Ok(stream) => serve_conn(state, stream, peer, permit).await,
+                            Ok(stream) => serve_conn(state, stream, peer, ticket).await,
                             Err(e) => tracing::warn!(%peer, error = %e, "cannot adopt connection"),
                         }
                     });
@@ -119,21 +152,38 @@ pub async fn serve(
     }
 }
 
-/// Serves one HTTP/1.1 connection with keep-alive.
-async fn serve_conn(
-    state: Arc<State>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
+/// Serves one HTTP/1.1 connection with keep-alive, under the front door's timers, until it
+/// ends or the door closes it to make room (at once when idle; after its request when busy).
+async fn serve_conn(state: Arc<State>, stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
+    let io = state.door.watch(stream, &ticket);
+    let ticket = Arc::new(ticket);
+    let slot = Arc::clone(ticket.slot());
     let service = hyper::service::service_fn(move |req| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
+        let busy = ticket.busy();
+        async move {
+            let resp = handle(state, req, peer).await;
+            Ok::<_, Infallible>(resp.map(|body| door::Guarded::new(body, busy)))
+        }
     });
+    // The door's timers replace hyper's header timeout (see door.rs).
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = conn.await {
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = slot.evict.notified() => {
+            if !slot.busy() {
+                tracing::debug!(%peer, "idle connection closed to make room");
+                return;
+            }
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -317,15 +367,14 @@ async fn post(
     if declared.is_some_and(|n| n > max) {
         return too_large(max);
     }
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return too_large(max)
-        }
-        Err(e) => {
+    let body = match door::read_body(req.into_body(), (&state.config).into()).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(max),
+        Err(BodyError::TooSlow {
+            received,
+            elapsed_ms,
+        }) => return too_slow(&state.config, received, elapsed_ms),
+        Err(BodyError::Read(e)) => {
             return rpc_status(
                 StatusCode::BAD_REQUEST,
                 code::PARSE_ERROR,
@@ -814,6 +863,21 @@ fn too_large(max: usize) -> Response<Body> {
         code::INVALID_REQUEST,
         format!("request body exceeds {max} bytes"),
     )
+}
+
+/// 408 for a body slower than the floor; the connection is closed after it.
+fn too_slow(config: &HttpConfig, received: usize, elapsed_ms: u64) -> Response<Body> {
+    let mut resp = rpc_status(
+        StatusCode::REQUEST_TIMEOUT,
+        code::INVALID_REQUEST,
+        format!(
+            "request body too slow: {received} bytes in {elapsed_ms} ms; a body must arrive within {} ms plus one second per {} bytes",
+            config.body_timeout_ms, config.body_min_rate
+        ),
+    );
+    resp.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    resp
 }
 
 trait WithAllow {

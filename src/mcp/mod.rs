@@ -8,10 +8,12 @@
 //!
 //! Files: `protocol.rs` eras, versions, codes, result decoration; `dispatch.rs` the envelope;
 //! `methods.rs` the JSON-RPC methods; `tools/` one file per tool; `resources.rs` resources;
-//! `context.rs` the per-request context; `stdio.rs` and `http.rs` the transports.
+//! `context.rs` the per-request context; `stdio.rs` and `http.rs` the transports; `door.rs` the
+//! HTTP front door (connection table, timers, admission at the limits, accept errors).
 
 mod context;
 mod dispatch;
+mod door;
 pub mod http;
 mod methods;
 pub mod protocol;
