@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod debug_kind;
 mod ending;
+mod front_door;
 mod guardian;
 mod load;
 mod mcp_http;

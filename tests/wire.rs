@@ -149,7 +149,29 @@ impl HttpServer {
     }
 
     pub fn start_with_args(config: Option<&str>, args: &[&str]) -> Self {
+        Self::start_with_nofile(config, args, None)
+    }
+
+    /// Like [`HttpServer::start_with_args`]; with `nofile`, the server's RLIMIT_NOFILE (soft
+    /// and hard: the server raises its soft limit to the hard one) is set to it.
+    pub fn start_with_nofile(config: Option<&str>, args: &[&str], nofile: Option<u64>) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stablehand"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.args(["serve", "--http", "127.0.0.1:0"]).args(args);
         let dir = tempfile::tempdir().unwrap();
         if let Some(text) = config {
