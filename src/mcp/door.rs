@@ -10,8 +10,9 @@
 //!   connection is closed without a response. A request in flight has no timer here: its body
 //!   has a floor rate ([`read_body`], 408 below it) and its call the request timeout.
 //! - **Admission** ([`Door::admit`]): at `max_connections`, or when fewer than `http.fd_reserve`
-//!   descriptors would be free, a new connection is admitted by closing the connection that has
-//!   been idle longest; when every connection is busy with a request, the new one is answered
+//!   descriptors would be free, a new connection is admitted by closing an idle one — the
+//!   longest-idle of those that never finished a request, else the longest-idle keep-alive one —;
+//!   when every connection is busy with a request, the new one is answered
 //!   503 with `Retry-After: 1` and closed. Once fewer than `runtime.fd_reserve` + 4 descriptors
 //!   would be free (a new session would be refused), idle connections are recycled the same way
 //!   instead of added, so idle connections never crowd out sessions; busy ones are still let in.
@@ -104,8 +105,9 @@ struct Table {
     conns: HashMap<u64, Arc<Slot>>,
     /// Connections told to close that have not closed yet.
     evicting: usize,
-    /// The oldest idle connections of the last scan as (idle since, id), newest first.
-    victims: Vec<(u64, u64)>,
+    /// The next connections to close, from the last scan, as (served a request, idle since,
+    /// id), the last to be closed first.
+    victims: Vec<(bool, u64, u64)>,
     empty_scan_at: Option<Instant>,
     pressure: Option<Pressure>,
 }
@@ -273,15 +275,17 @@ impl Door {
 }
 
 impl Table {
-    /// The longest-idle connection not yet told to close, if any. Scans the table for a batch
-    /// of the oldest idle ones when the last batch is used up, so a flood costs a scan per
-    /// batch rather than per connection.
+    /// The idle connection to close first, if any: the longest-idle of those that never
+    /// finished a request (a client that sent only part of a head, or nothing), else the
+    /// longest-idle keep-alive one. A client that was served is thus closed only when no
+    /// connection that never spoke is left. Scans the table for a batch of victims when the
+    /// last batch is used up, so a flood costs a scan per batch rather than per connection.
     fn take_victim(&mut self, now: Instant) -> Option<Arc<Slot>> {
         loop {
             if self.victims.is_empty() && !self.rescan(now) {
                 return None;
             }
-            let (since, id) = self.victims.pop()?;
+            let (_, since, id) = self.victims.pop()?;
             let Some(slot) = self.conns.get(&id) else {
                 continue;
             };
@@ -303,11 +307,14 @@ impl Table {
         {
             return false;
         }
-        let mut idle: Vec<(u64, u64)> = self
+        let mut idle: Vec<(bool, u64, u64)> = self
             .conns
             .values()
             .filter(|s| !s.evicting.load(Ordering::Relaxed) && !s.busy())
-            .map(|s| (s.idle_since_ms.load(Ordering::Relaxed), s.id))
+            .map(|s| {
+                let served = s.requests.load(Ordering::Relaxed) > 0;
+                (served, s.idle_since_ms.load(Ordering::Relaxed), s.id)
+            })
             .collect();
         if idle.is_empty() {
             self.empty_scan_at = Some(now);
@@ -779,6 +786,18 @@ mod tests {
         drop(_c);
         drop(busy_b);
         assert!(!b.slot().busy());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_finished_a_request_goes_before_a_served_one() {
+        let door = door(2);
+        let served = admitted(door.admit());
+        drop(served.busy());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let silent = admitted(door.admit());
+        let _new = admitted(door.admit());
+        assert!(silent.slot().evicting.load(Ordering::Relaxed));
+        assert!(!served.slot().evicting.load(Ordering::Relaxed));
     }
 
     #[tokio::test]
