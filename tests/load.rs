@@ -273,3 +273,31 @@ fn clients_can_hold_several_sessions_of_any_kind() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--create-args must be a JSON object"));
 }
+
+#[test]
+fn held_slow_connections_are_reported_and_the_clients_still_get_through() {
+    // The flood is three times max_connections: the server closes the longest-idle ones.
+    let server = HttpServer::start_with_config(Some(
+        "[http]\nmax_connections = 32\nheader_timeout_ms = 60000\n",
+    ));
+    let u = url(&server);
+    let r = report(&[
+        "--url",
+        &u,
+        "--hold",
+        "96",
+        "--hold-reopen",
+        "50ms",
+        "--clients",
+        "2",
+        "--count",
+        "200",
+        "--timeout",
+        "5s",
+    ]);
+    assert_all_ok(&r, 200);
+    let h = &r["hold"];
+    assert_eq!(h["connections"], 96, "{r}");
+    assert!(h["closed_by_server"].as_u64().unwrap() >= 96 - 32, "{r}");
+    assert!(h["open_max"].as_u64().unwrap() > 0, "{r}");
+}

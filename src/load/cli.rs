@@ -18,6 +18,7 @@ use super::{run, Limit, LoadOptions, Progress, Protocol, Scenario, Target};
   stablehand load --url http://127.0.0.1:8765/mcp --scenario exec --clients 64 --duration 30s
   stablehand load --url http://127.0.0.1:8765/mcp --tool session_list --args '{}' --count 10000 --json
   stablehand load --clients 4 --count 1000 --stdio -- stablehand serve --in-memory
+  stablehand load --url http://127.0.0.1:8765/mcp --hold 10000 --duration 20s
 
 Over stdio every client starts its own server process (the command after --).")]
 pub struct LoadArgs {
@@ -75,6 +76,18 @@ pub struct LoadArgs {
     /// Allow a URL whose host is not loopback.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Open a new connection for every operation (HTTP), so its latency includes the connect:
+    /// what a new client sees.
+    #[arg(long, conflicts_with = "stdio")]
+    pub reconnect: bool,
+    /// Hold this many slow connections open during the run (each sends part of a request
+    /// line, then nothing; one the server closes is opened again after --hold-reopen), to
+    /// measure the clients' latency under a flood of idle connections. HTTP only.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub hold: usize,
+    /// How long a held connection the server closed waits before it is opened again.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub hold_reopen: Duration,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -183,6 +196,9 @@ impl LoadArgs {
             timeout: self.timeout,
             sessions_per_client: self.sessions_per_client,
             create_args,
+            reconnect: self.reconnect,
+            hold: self.hold,
+            hold_reopen: self.hold_reopen,
         })
     }
 }
@@ -191,6 +207,16 @@ impl LoadArgs {
 /// report on stdout.
 pub fn main(args: &LoadArgs) -> anyhow::Result<()> {
     let opts = args.options()?;
+    if opts.hold > 0 {
+        // Every held connection is a descriptor of this process.
+        let limit =
+            crate::process::raise_open_files_limit().context("raising the open-file limit")?;
+        anyhow::ensure!(
+            opts.hold as u64 + opts.clients as u64 + 64 <= limit,
+            "--hold {} needs more descriptors than the open-file limit of {limit} allows",
+            opts.hold
+        );
+    }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

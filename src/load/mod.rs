@@ -4,11 +4,14 @@
 //! (stdio), run one scenario back to back until a duration or a count is reached; every
 //! request has a timeout, so a run always ends by itself. Latencies of successful operations
 //! go into one HDR histogram per client, merged at the end; failures are counted by kind.
+//! With `--hold N`, N slow connections (part of a request line, then nothing) are held open
+//! next to the clients for the whole run.
 //! Files: `cli.rs` the command line and progress line, `client.rs` the connection and
-//! handshake, `report.rs` the result.
+//! handshake, `report.rs` the result, `hold.rs` the flood of held connections.
 
 pub mod cli;
 pub mod client;
+pub mod hold;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -119,6 +122,12 @@ pub struct LoadOptions {
     pub sessions_per_client: usize,
     /// Arguments of `session_create` (default `{}`: a shell).
     pub create_args: Value,
+    /// Open a new connection for every operation (HTTP; its connect time counts).
+    pub reconnect: bool,
+    /// Slow connections held open during the run (HTTP only; 0: none).
+    pub hold: usize,
+    /// How long a held connection the server closed waits before it is opened again.
+    pub hold_reopen: Duration,
 }
 
 /// Live counters, for a progress display.
@@ -155,6 +164,16 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
             "--protocol raw speaks plain JSON-RPC: only the noop scenario (ping) works with it"
         );
     }
+    // The flood first, so the clients connect into it.
+    let mut flood = match (&opts.target, opts.hold) {
+        (_, 0) => None,
+        (Target::Http { url }, n) => {
+            let target = client::HttpTarget::parse(url).map_err(anyhow::Error::msg)?;
+            let ready_within = Duration::from_secs(30);
+            Some(hold::Flood::start(&target.authority, n, opts.hold_reopen, ready_within).await)
+        }
+        (Target::Stdio { .. }, _) => anyhow::bail!("--hold needs an HTTP target"),
+    };
     // Connect every client (and create its session) before the clock starts.
     let mut clients = Vec::with_capacity(opts.clients);
     let connects: Vec<_> = (0..opts.clients)
@@ -188,6 +207,9 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
     // The measured phase starts at the end of the warm-up.
     tokio::time::sleep_until(warmup_end.into()).await;
     progress.measuring.store(true, Ordering::Relaxed);
+    if let Some(f) = &mut flood {
+        f.start_sampling();
+    }
     let started = Instant::now();
     let mut hist = histogram();
     let mut ok = 0;
@@ -202,6 +224,10 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
         }
     }
     let duration = started.elapsed().as_secs_f64().max(1e-9);
+    let hold = match flood {
+        Some(f) => Some(f.finish().await),
+        None => None,
+    };
     let (latency, percentiles) = report::summarize(&hist);
     let failed: u64 = errors.values().map(|(n, _)| n).sum();
     Ok(Report {
@@ -235,6 +261,7 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
             .map(|(k, (_, e))| (k.clone(), e.clone()))
             .collect(),
         errors: errors.into_iter().map(|(k, (n, _))| (k, n)).collect(),
+        hold,
     })
 }
 
@@ -329,6 +356,9 @@ async fn drive(
             .get(turn % sessions.len().max(1))
             .map(String::as_str);
         turn += 1;
+        if opts.reconnect {
+            client.reset();
+        }
         let t0 = Instant::now();
         let outcome = tokio::time::timeout(opts.timeout, operate(&mut client, opts, session)).await;
         let elapsed = t0.elapsed();

@@ -66,6 +66,9 @@ pub struct Report {
     pub percentiles: Vec<Percentile>,
     /// One example message per error kind.
     pub error_examples: BTreeMap<String, String>,
+    /// The flood of held connections (`--hold`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<super::hold::HoldReport>,
 }
 
 /// Percentiles listed in a report.
@@ -137,6 +140,13 @@ impl Report {
                 time(l.max),
                 time(l.min),
                 time(l.mean)
+            );
+        }
+        if let Some(h) = &self.hold {
+            let _ = writeln!(
+                out,
+                "  held        {} slow connections: open {}..{} (mean {:.0}) while measuring; {} closed by the server, {} connects failed",
+                h.connections, h.open_min, h.open_max, h.open_mean, h.closed_by_server, h.connect_failures
             );
         }
         if !self.errors.is_empty() {
