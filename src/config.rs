@@ -108,8 +108,9 @@ pub struct HttpConfig {
     /// Idle time after which a handshake-era protocol session expires (404 after), in ms.
     pub session_idle_timeout_ms: u64,
     /// Connections held at once. Beyond it a new connection is admitted by closing the
-    /// connection that has been idle (no request in flight) the longest; when every one is
-    /// busy, the new one gets 503 with `Retry-After` and is closed.
+    /// connection that has been idle (no request in flight) the longest, a served one counting
+    /// as idle for `header_timeout_ms` less; when every one is busy, the new one gets 503 with
+    /// `Retry-After` and is closed.
     pub max_connections: usize,
     /// Time a request's head (request line and headers) may take, in ms: from the accept for
     /// a connection's first request, from the first byte of a later one. The connection is

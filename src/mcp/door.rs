@@ -10,16 +10,17 @@
 //!   connection is closed without a response. A request in flight has no timer here: its body
 //!   has a floor rate ([`read_body`], 408 below it) and its call the request timeout.
 //! - **Admission** ([`Door::admit`]): at `max_connections`, or when fewer than `http.fd_reserve`
-//!   descriptors would be free, a new connection is admitted by closing an idle one — the
-//!   longest-idle of those that never finished a request, else the longest-idle keep-alive one —;
-//!   when every connection is busy with a request, the new one is answered
+//!   descriptors would be free, a new connection is admitted by closing the longest-idle one,
+//!   where a connection that was served counts as idle for one header timeout less than it is
+//!   (so a flood that never speaks goes before clients served recently); when every connection
+//!   is busy with a request, the new one is answered
 //!   503 with `Retry-After: 1` and closed. Once fewer than `runtime.fd_reserve` + 4 descriptors
 //!   would be free (a new session would be refused), idle connections are recycled the same way
 //!   instead of added, so idle connections never crowd out sessions; busy ones are still let in.
 //! - **Accept errors** ([`AcceptErrors`]): out of descriptors (EMFILE, ENFILE), the loop
-//!   closes idle connections, uses a reserve descriptor to take one waiting connection off the
-//!   listen queue and close it at once (so clients are not left hanging), and backs off (5 to
-//!   200 ms); it logs once per episode.
+//!   closes idle connections, spends a reserve descriptor to take the waiting connections off
+//!   the listen queue and close each at once (so clients are told rather than left waiting), and
+//!   backs off (5 to 200 ms); it logs once per episode.
 //!
 //! Why hand-written: hyper 1.12's `header_read_timeout` starts its timer whenever the connection
 //! waits for a head — at the start and again after every response — so it is also the keep-alive
@@ -63,7 +64,8 @@ const RESCAN_AFTER: Duration = Duration::from_millis(10);
 const EVICT_ON_EMFILE: usize = 8;
 /// Waiting connections closed per accept error for lack of descriptors.
 const DRAIN_ON_EMFILE: usize = 64;
-/// Back-off of the accept loop while out of descriptors.
+/// Back-off of the accept loop after an accept error: the first pause, doubled up to
+/// `BACKOFF_MAX` while the errors last.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_millis(200);
 
@@ -105,11 +107,26 @@ struct Table {
     conns: HashMap<u64, Arc<Slot>>,
     /// Connections told to close that have not closed yet.
     evicting: usize,
-    /// The next connections to close, from the last scan, as (served a request, idle since,
-    /// id), the last to be closed first.
-    victims: Vec<(bool, u64, u64)>,
+    /// The next connections to close, from the last scan, ordered so that `pop` gives the
+    /// first to close (see [`Table::take_victim`]).
+    victims: Vec<Victim>,
+    /// A connection was admitted since the last scan (it is idle and never served, so it goes
+    /// before any served one in the batch).
+    admitted_since_scan: bool,
     empty_scan_at: Option<Instant>,
     pressure: Option<Pressure>,
+}
+
+/// A connection found idle by a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Victim {
+    /// Ordering key, smallest first: when it became idle, ms since the door's epoch, plus one
+    /// header timeout for a connection that has served a request.
+    rank: u64,
+    /// When it became idle (a change means it has been busy since the scan).
+    since: u64,
+    id: u64,
+    served: bool,
 }
 
 /// An episode of admissions that had to make room, logged at its start and its end.
@@ -161,6 +178,10 @@ impl Door {
         })
     }
 
+    fn header_ms(&self) -> u64 {
+        self.header_timeout.as_millis() as u64
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -176,7 +197,7 @@ impl Door {
         let at_max = held >= self.max_connections;
         let must = at_max || free < self.fd_hard;
         if must || free < self.fd_soft {
-            match t.take_victim(now) {
+            match t.take_victim(now, self.header_ms()) {
                 Some(victim) => {
                     victim.evicting.store(true, Ordering::Relaxed);
                     victim.evict.notify_one();
@@ -207,6 +228,8 @@ impl Door {
             evict: Notify::new(),
         });
         t.conns.insert(slot.id, Arc::clone(&slot));
+        t.admitted_since_scan = true;
+        t.empty_scan_at = None;
         Admission::Admit(Ticket {
             door: Arc::clone(self),
             slot,
@@ -219,7 +242,7 @@ impl Door {
         let mut t = self.table.lock();
         let mut done = 0;
         while done < n {
-            let Some(victim) = t.take_victim(now) else {
+            let Some(victim) = t.take_victim(now, self.header_ms()) else {
                 break;
             };
             victim.evicting.store(true, Ordering::Relaxed);
@@ -275,17 +298,28 @@ impl Door {
 }
 
 impl Table {
-    /// The idle connection to close first, if any: the longest-idle of those that never
-    /// finished a request (a client that sent only part of a head, or nothing), else the
-    /// longest-idle keep-alive one. A client that was served is thus closed only when no
-    /// connection that never spoke is left. Scans the table for a batch of victims when the
-    /// last batch is used up, so a flood costs a scan per batch rather than per connection.
-    fn take_victim(&mut self, now: Instant) -> Option<Arc<Slot>> {
+    /// The idle connection to close first, if any: the longest idle, where a connection that
+    /// never finished a request (a client that sent part of a head, or nothing) counts as idle
+    /// for one header timeout longer than it is. So a flood of connections that never speak
+    /// goes before clients that were served within the last header timeout, however fast the
+    /// flood's connections are reopened; a client paused for longer ranks with the flood.
+    /// Scans the table for a batch of victims when the last batch is used up, so a flood costs
+    /// a scan per batch rather than per connection.
+    fn take_victim(&mut self, now: Instant, header_ms: u64) -> Option<Arc<Slot>> {
         loop {
-            if self.victims.is_empty() && !self.rescan(now) {
+            if self.victims.is_empty() && !self.rescan(now, header_ms) {
                 return None;
             }
-            let (_, since, id) = self.victims.pop()?;
+            let &Victim {
+                since, id, served, ..
+            } = self.victims.last()?;
+            if served && self.admitted_since_scan {
+                // A served one, and a connection that never spoke was admitted since the
+                // scan: it may rank first.
+                self.victims.clear();
+                continue;
+            }
+            self.victims.pop();
             let Some(slot) = self.conns.get(&id) else {
                 continue;
             };
@@ -300,20 +334,27 @@ impl Table {
         }
     }
 
-    fn rescan(&mut self, now: Instant) -> bool {
+    fn rescan(&mut self, now: Instant, header_ms: u64) -> bool {
         if self
             .empty_scan_at
             .is_some_and(|at| now.duration_since(at) < RESCAN_AFTER)
         {
             return false;
         }
-        let mut idle: Vec<(bool, u64, u64)> = self
+        self.admitted_since_scan = false;
+        let mut idle: Vec<Victim> = self
             .conns
             .values()
             .filter(|s| !s.evicting.load(Ordering::Relaxed) && !s.busy())
             .map(|s| {
+                let since = s.idle_since_ms.load(Ordering::Relaxed);
                 let served = s.requests.load(Ordering::Relaxed) > 0;
-                (served, s.idle_since_ms.load(Ordering::Relaxed), s.id)
+                Victim {
+                    rank: if served { since + header_ms } else { since },
+                    since,
+                    id: s.id,
+                    served,
+                }
             })
             .collect();
         if idle.is_empty() {
@@ -751,9 +792,14 @@ mod tests {
     use super::*;
 
     fn door(max: usize) -> Arc<Door> {
+        door_with(max, 10_000)
+    }
+
+    fn door_with(max: usize, header_timeout_ms: u64) -> Arc<Door> {
         let config = HttpConfig {
             max_connections: max,
             fd_reserve: 0,
+            header_timeout_ms,
             ..HttpConfig::default()
         };
         Door::new(&config, 0)
@@ -798,6 +844,41 @@ mod tests {
         let _new = admitted(door.admit());
         assert!(silent.slot().evicting.load(Ordering::Relaxed));
         assert!(!served.slot().evicting.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_served_connection_paused_longer_than_the_header_timeout_ranks_with_the_silent() {
+        let door = door_with(2, 5);
+        let served = admitted(door.admit());
+        drop(served.busy());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let silent = admitted(door.admit());
+        let _new = admitted(door.admit());
+        assert!(served.slot().evicting.load(Ordering::Relaxed));
+        assert!(!silent.slot().evicting.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_connection_admitted_after_the_scan_goes_before_a_served_one_of_the_batch() {
+        // 32 served connections: the scan's batch holds the two longest idle.
+        let door = door(32);
+        let served: Vec<Ticket> = (0..32).map(|_| admitted(door.admit())).collect();
+        for t in &served {
+            drop(t.busy());
+        }
+        let silent = admitted(door.admit());
+        assert_eq!(
+            served
+                .iter()
+                .filter(|t| t.slot().evicting.load(Ordering::Relaxed))
+                .count(),
+            1
+        );
+        let _new = admitted(door.admit());
+        assert!(
+            silent.slot().evicting.load(Ordering::Relaxed),
+            "the silent one, not the batch's second"
+        );
     }
 
     #[tokio::test]
