@@ -3,6 +3,7 @@
 # For each server binary given as NAME=PATH (default: this tree's release build as "new"), on a
 # fresh `serve --http --in-memory` with the default configuration (max_connections 4096):
 #   idle        one client's `ping`, no flood (the baseline)
+#   idle-create-end  its session_create + session_end, no flood (the baseline)
 #   ping        the same client's `ping` while `stablehand load --hold N` holds N slow connections
 #               (each sends part of a request line, then nothing; one the server closes is opened
 #               again after FLOOD_REOPEN); the client connects into the flood and keeps its
@@ -52,6 +53,7 @@ run() { # NAME BIN SCENARIO RUN
     args=(--url "http://127.0.0.1:$port/mcp" --clients 1 --duration "${SECS}s" --timeout 5s --json)
     case $scenario in
         idle) args+=(--scenario noop) ;;
+        idle-create-end) args+=(--scenario create-end) ;;
         ping) args+=(--scenario noop --hold "$HOLD" --hold-reopen "$REOPEN") ;;
         ping-new) args+=(--scenario noop --reconnect --hold "$HOLD" --hold-reopen "$REOPEN") ;;
         create-end) args+=(--scenario create-end --hold "$HOLD" --hold-reopen "$REOPEN") ;;
@@ -70,7 +72,7 @@ for s in "${servers[@]}"; do
     bin=${s#*=}
     [[ -x "$bin" ]] || die "$bin is not an executable"
     for ((n = 1; n <= RUNS; n++)); do
-        for scenario in idle ping ping-new create-end; do
+        for scenario in idle idle-create-end ping ping-new create-end; do
             run "$name" "$bin" "$scenario" "$n"
         done
     done
@@ -83,11 +85,11 @@ from pathlib import Path
 out, hold, secs, reopen, runs, servers = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6:]
 med = lambda xs: statistics.median(xs) if xs else None
 ms = lambda us: "-" if us is None else f"{us / 1000:.2f} ms"
-print(f"| server | scenario | runs ok | p50 | p99 | max | ops/s | errors | held open (mean) | closed by server |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print(f"| server | scenario | runs ok | p50 | p99 | p99.9 | max | ops/s | errors | held open (mean) | closed by server |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for s in servers:
     name = s.split("=", 1)[0]
-    for scenario in ("idle", "ping", "ping-new", "create-end"):
+    for scenario in ("idle", "idle-create-end", "ping", "ping-new", "create-end"):
         reports, failures = [], []
         for n in range(1, runs + 1):
             f = out / f"{name}-{scenario}-{n}.json"
@@ -101,7 +103,7 @@ for s in servers:
         held = med([r["hold"]["open_mean"] for r in reports if r.get("hold")])
         closed = med([r["hold"]["closed_by_server"] for r in reports if r.get("hold")])
         print(
-            f"| {name} | {scenario} | {len(reports)}/{runs} | {ms(lat('p50'))} | {ms(lat('p99'))} | {ms(lat('max'))} | "
+            f"| {name} | {scenario} | {len(reports)}/{runs} | {ms(lat('p50'))} | {ms(lat('p99'))} | {ms(lat('p999'))} | {ms(lat('max'))} | "
             + (f"{med([r['throughput_per_s'] for r in reports]):.0f}" if reports else "-")
             + f" | {errs} | {'-' if held is None else f'{held:.0f}'} | {'-' if closed is None else f'{closed:.0f}'} |"
         )
