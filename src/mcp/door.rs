@@ -12,9 +12,9 @@
 //! - **Admission** ([`Door::admit`]): at `max_connections`, or when fewer than `http.fd_reserve`
 //!   descriptors would be free, a new connection is admitted by closing the longest-idle one,
 //!   where a connection that was served counts as idle for one header timeout less than it is
-//!   (so a flood that never speaks goes before clients served recently); when every connection
-//!   is busy with a request, the new one is answered
-//!   503 with `Retry-After: 1` and closed. Once fewer than `runtime.fd_reserve` + 4 descriptors
+//!   (so a flood that never speaks goes before clients served recently); one that starts a
+//!   request before it could close is kept after all. When every connection is busy with a
+//!   request, the new one is answered 503 with `Retry-After: 1` and closed. Once fewer than `runtime.fd_reserve` + 4 descriptors
 //!   would be free (a new session would be refused), idle connections are recycled the same way
 //!   instead of added, so idle connections never crowd out sessions; busy ones are still let in.
 //! - **Accept errors** ([`AcceptErrors`]): out of descriptors (EMFILE, ENFILE), the loop
@@ -123,8 +123,10 @@ struct Victim {
     /// Ordering key, smallest first: when it became idle, ms since the door's epoch, plus one
     /// header timeout for a connection that has served a request.
     rank: u64,
-    /// When it became idle (a change means it has been busy since the scan).
+    /// When it became idle, and how many requests it had begun: a change in either means it
+    /// has been busy since the scan.
     since: u64,
+    requests: u64,
     id: u64,
     served: bool,
 }
@@ -311,7 +313,11 @@ impl Table {
                 return None;
             }
             let &Victim {
-                since, id, served, ..
+                since,
+                requests,
+                id,
+                served,
+                ..
             } = self.victims.last()?;
             if served && self.admitted_since_scan {
                 // A served one, and a connection that never spoke was admitted since the
@@ -327,6 +333,7 @@ impl Table {
             if slot.evicting.load(Ordering::Relaxed)
                 || slot.busy()
                 || slot.idle_since_ms.load(Ordering::Relaxed) != since
+                || slot.requests.load(Ordering::Relaxed) != requests
             {
                 continue;
             }
@@ -348,10 +355,12 @@ impl Table {
             .filter(|s| !s.evicting.load(Ordering::Relaxed) && !s.busy())
             .map(|s| {
                 let since = s.idle_since_ms.load(Ordering::Relaxed);
-                let served = s.requests.load(Ordering::Relaxed) > 0;
+                let requests = s.requests.load(Ordering::Relaxed);
+                let served = requests > 0;
                 Victim {
                     rank: if served { since + header_ms } else { since },
                     since,
+                    requests,
                     id: s.id,
                     served,
                 }
@@ -404,6 +413,15 @@ impl Ticket {
     /// The connection's slot.
     pub(super) fn slot(&self) -> &Arc<Slot> {
         &self.slot
+    }
+
+    /// Takes back the door's request to close this connection (it turned busy before it
+    /// could close: a client after all).
+    pub(super) fn spare(&self) {
+        let mut t = self.door.table.lock();
+        if self.slot.evicting.swap(false, Ordering::Relaxed) {
+            t.evicting -= 1;
+        }
     }
 
     /// Marks a request in flight until the returned guard is dropped.
@@ -878,6 +896,24 @@ mod tests {
         assert!(
             silent.slot().evicting.load(Ordering::Relaxed),
             "the silent one, not the batch's second"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_spared_after_all_counts_as_held_again() {
+        let door = door(1);
+        let a = admitted(door.admit());
+        let _b = admitted(door.admit());
+        assert!(a.slot().evicting.load(Ordering::Relaxed));
+        assert_eq!(door.table.lock().evicting, 1);
+        a.spare();
+        assert!(!a.slot().evicting.load(Ordering::Relaxed));
+        assert_eq!(door.table.lock().evicting, 0);
+        drop(a);
+        assert_eq!(
+            door.table.lock().evicting,
+            0,
+            "a spared connection is not counted twice"
         );
     }
 

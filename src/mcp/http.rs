@@ -153,11 +153,16 @@ pub async fn serve(
 }
 
 /// Serves one HTTP/1.1 connection with keep-alive, under the front door's timers, until it
-/// ends or the door closes it to make room (at once when idle; after its request when busy).
+/// ends or the door closes it to make room. A connection told to go while idle closes at once
+/// (bytes it sent that this thread has not read yet are read first); one that has started a
+/// request since it was chosen has shown itself a client and is kept (the door is over its
+/// limit by one until the next admission makes room).
 async fn serve_conn(state: Arc<State>, stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
+    let raw_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let io = state.door.watch(stream, &ticket);
     let ticket = Arc::new(ticket);
     let slot = Arc::clone(ticket.slot());
+    let kept = Arc::clone(&ticket);
     let service = hyper::service::service_fn(move |req| {
         let state = Arc::clone(&state);
         let busy = ticket.busy();
@@ -172,15 +177,33 @@ async fn serve_conn(state: Arc<State>, stream: TcpStream, peer: SocketAddr, tick
         .header_read_timeout(None)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = slot.evict.notified() => {
-            if !slot.busy() {
-                tracing::debug!(%peer, "idle connection closed to make room");
-                return;
+    let result = 'serve: loop {
+        tokio::select! {
+            // The connection first: bytes that arrived before the door's word are read, and a
+            // head they complete makes the connection busy.
+            biased;
+            r = conn.as_mut() => break r,
+            () = slot.evict.notified() => {
+                // FIONREAD (`pipe_unread`) counts a socket's received, unread bytes too.
+                // SAFETY: `conn` owns the stream and is alive for this whole scope.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw_fd) };
+                if !slot.busy() && crate::process::pipe_unread(fd) > 0 {
+                    // Bytes this thread has not read yet (it was starved, or the connection is
+                    // new): let the reactor see them and hyper read them, once.
+                    tokio::task::yield_now().await;
+                    tokio::select! {
+                        biased;
+                        r = conn.as_mut() => break 'serve r,
+                        () = std::future::ready(()) => {}
+                    }
+                }
+                if !slot.busy() {
+                    tracing::debug!(%peer, "idle connection closed to make room");
+                    return;
+                }
+                // It has started a request since it was chosen: a client after all.
+                kept.spare();
             }
-            conn.as_mut().graceful_shutdown();
-            conn.await
         }
     };
     if let Err(e) = result {
