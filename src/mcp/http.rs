@@ -3,8 +3,7 @@
 //!
 //! Checks, in order: path; `Host` when bound to loopback (DNS rebinding, 403); `Origin` (403);
 //! bearer token when configured (401); method; body size (413) and pace (408); JSON (400 with
-//! -32700). Then the
-//! era decides: **legacy** (no or a handshake-era `MCP-Protocol-Version`) issues
+//! -32700). Then the era decides: **legacy** (no or a handshake-era `MCP-Protocol-Version`) issues
 //! `Mcp-Session-Id` at `initialize`, wants it on every later request (400 without, 404 once
 //! expired), ends it on DELETE, answers GET with 405, and lets a call finish when its client
 //! disconnects; **modern** (2026-07-28) is POST only (GET/DELETE 405), validates `Mcp-Method`
