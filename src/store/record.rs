@@ -199,7 +199,8 @@ impl Dir {
 const EVENT_HEADER: usize = 17;
 
 impl Event {
-    /// The sealed value: `[t_ms u64 LE][dir u8][offset u64 LE][data]` in the envelope.
+    /// The schema-1 sled value of an event (`[t_ms u64 LE][dir u8][offset u64 LE][data]` in
+    /// the envelope), kept to read and test stores written before segment files.
     pub fn encode(&self) -> Vec<u8> {
         let mut payload = Vec::with_capacity(EVENT_HEADER + self.data.len());
         payload.extend_from_slice(&self.t_ms.to_le_bytes());
@@ -209,7 +210,7 @@ impl Event {
         codec::seal(&payload)
     }
 
-    /// Decodes a sealed value stored under sequence number `seq`.
+    /// Decodes a schema-1 sled value stored under sequence number `seq`.
     pub fn decode(seq: u64, value: &[u8]) -> Result<Event, DecodeError> {
         let p = codec::open(value)?;
         if p.len() < EVENT_HEADER {
@@ -235,8 +236,8 @@ pub fn session_key(id: SessionId) -> [u8; 16] {
     *id.0.as_bytes()
 }
 
-/// Key of a transcript event: the session id, then the sequence number big-endian, so one
-/// session's events are contiguous and in order.
+/// Key of a transcript event in a schema-1 store: the session id, then the sequence number
+/// big-endian, so one session's events are contiguous and in order.
 pub fn event_key(id: SessionId, seq: u64) -> [u8; 24] {
     let mut k = [0; 24];
     k[..16].copy_from_slice(&session_key(id));
