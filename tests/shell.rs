@@ -177,6 +177,31 @@ fn interrupt_stops_the_command_and_the_shell_survives() {
     });
 }
 
+/// An interrupt sent the moment a command starts lands, often, while bash has forked the
+/// command's process but not yet exec'd it, when bash's own handler swallows it; the session
+/// must still interrupt the command. Interrupting at once, many times, makes that window likely
+/// on a busy machine (before the fix about one interrupt in eight was lost under load).
+#[test]
+fn an_interrupt_at_the_moment_a_command_starts_still_stops_it() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        for round in 0..40 {
+            let r = exec_with(&h, id, "sleep 100; echo not-reached", 1).await;
+            assert!(r.timed_out, "round {round}");
+            let sig = h
+                .signal(id, stablehand::process::Signal::Int)
+                .await
+                .unwrap();
+            assert!(sig.delivered, "round {round}");
+            until_state(&h, id, StateKind::Ready).await;
+        }
+        let r = exec(&h, id, "echo $((6*7))").await;
+        assert_eq!(r.stdout, "42\n");
+        rt
+    });
+}
+
 #[test]
 fn exit_in_a_command_ends_the_session_with_its_code() {
     with_runtime(config(), |rt| async move {

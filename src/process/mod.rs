@@ -163,3 +163,70 @@ pub fn group_alive(pgid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
     unsafe { libc::killpg(pgid as libc::pid_t, 0) == 0 }
 }
+
+/// `pid` and its descendants that are in process group `pgid`, from
+/// `/proc/PID/task/TID/children` (the session's own tree: no scan of every process).
+pub fn group_tree(pid: u32, pgid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if group_of(p) != Some(pgid) || found.len() >= 4096 {
+            continue;
+        }
+        found.push(p);
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    found
+}
+
+/// True when `pid` is alive (not a zombie) with `sig` at its default, terminating action and
+/// neither blocked, ignored, caught nor pending. A process in that state that was sent `sig`
+/// earlier never received it: it caught the signal with a handler it had then, and has since
+/// exec'd a program with the default action (bash's children between fork and exec do this).
+pub fn missed_signal(pid: u32, sig: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (sig.number() - 1);
+    let mut masks = 0;
+    for line in status.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "State" if value.starts_with('Z') || value.starts_with('X') => return false,
+            "SigPnd" | "ShdPnd" | "SigBlk" | "SigIgn" | "SigCgt" => {
+                let Ok(mask) = u64::from_str_radix(value, 16) else {
+                    return false;
+                };
+                masks += 1;
+                if mask & bit != 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    masks == 5
+}
+
+/// Sends `sig` to one process. Returns `false` when it no longer exists.
+pub fn signal_pid(pid: u32, sig: Signal) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill has no memory-safety preconditions; pid > 1 never names a group.
+    pid > 1 && unsafe { libc::kill(pid, sig.number()) } == 0
+}
