@@ -188,24 +188,59 @@ fn a_long_modern_exec_streams_progress_over_sse() {
     assert_eq!(last["result"]["structuredContent"]["stdout"], "done\n");
 }
 
-/// Sends a request on a fresh connection and closes it after `after` without reading.
+/// When a test client walks away from a request it sent.
+enum HangUp<'a> {
+    /// Once the response has switched to an event stream (its headers say so).
+    AfterSwitch,
+    /// As soon as `ready()` holds. The request accepts JSON only, so its response cannot
+    /// have switched to an event stream by then, however slow the machine.
+    Before(&'a dyn Fn() -> bool),
+}
+
+/// Sends a request on a fresh connection and closes it at `when`, reading no response body.
 fn post_and_hang_up(
     s: &HttpServer,
     msg: &serde_json::Value,
     headers: &[(&str, &str)],
-    after: std::time::Duration,
+    when: HangUp<'_>,
 ) {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(&s.addr).unwrap();
     let body = msg.to_string();
-    let mut req = format!("POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n", s.addr, body.len());
+    let accept = match when {
+        HangUp::AfterSwitch => "application/json, text/event-stream",
+        HangUp::Before(_) => "application/json",
+    };
+    let mut req = format!("POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: {accept}\r\nContent-Length: {}\r\n", s.addr, body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     req.push_str(&body);
     stream.write_all(req.as_bytes()).unwrap();
-    std::thread::sleep(after);
+    match when {
+        HangUp::AfterSwitch => {
+            stream.set_read_timeout(Some(crate::wire::WAIT)).unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).expect("response headers");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            assert!(head.contains("text/event-stream"), "{head}");
+        }
+        HangUp::Before(ready) => {
+            let start = std::time::Instant::now();
+            while !ready() {
+                assert!(
+                    start.elapsed() < crate::wire::WAIT,
+                    "never ready to hang up"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
     drop(stream);
 }
 
@@ -240,26 +275,6 @@ fn a_modern_client_that_disconnects_cancels_its_exec_and_the_session_stays_usabl
         ("Mcp-Method", "tools/call"),
         ("Mcp-Name", "session_exec"),
     ];
-    for (n, wait) in [300u64, 1500].into_iter().enumerate() {
-        let msg = {
-            let mut m = msg.clone();
-            m["id"] = json!(10 + n);
-            m
-        };
-        post_and_hang_up(&s, &msg, &headers, std::time::Duration::from_millis(wait));
-        let state = || {
-            s.modern(
-                3,
-                "tools/call",
-                json!({"name": "session_state", "arguments": {"session_id": id}}),
-            )
-            .1["result"]["structuredContent"]
-                .clone()
-        };
-        wait_for_state(&s, &state, "Ready");
-    }
-    // Both execs (hang-up before and after the switch to SSE) were interrupted: two
-    // interrupted execs plus two signals are all the operations there were.
     let state = || {
         s.modern(
             3,
@@ -269,6 +284,21 @@ fn a_modern_client_that_disconnects_cancels_its_exec_and_the_session_stays_usabl
         .1["result"]["structuredContent"]
             .clone()
     };
+    let busy = || state()["state"] == "Busy";
+    for (n, when) in [HangUp::Before(&busy), HangUp::AfterSwitch]
+        .into_iter()
+        .enumerate()
+    {
+        let msg = {
+            let mut m = msg.clone();
+            m["id"] = json!(10 + n);
+            m
+        };
+        post_and_hang_up(&s, &msg, &headers, when);
+        wait_for_state(&s, &state, "Ready");
+    }
+    // Both execs (hang-up before and after the switch to SSE) were interrupted: two
+    // interrupted execs plus two signals are all the operations there were.
     let st = wait_for_state(&s, &state, "Ready");
     assert_eq!(st["metrics"]["ops"].as_u64(), Some(4), "{st}");
     let (_, r) = s.modern(
@@ -293,16 +323,9 @@ fn a_legacy_client_that_disconnects_lets_its_exec_complete() {
         .as_str()
         .unwrap()
         .to_owned();
-    let msg = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 0.8; echo finished"}}});
-    post_and_hang_up(
-        &s,
-        &msg,
-        &[
-            ("Mcp-Session-Id", &sid),
-            ("MCP-Protocol-Version", "2025-11-25"),
-        ],
-        std::time::Duration::from_millis(200),
-    );
+    let gate = crate::util::Gate::new();
+    let input = format!("{}; echo finished", gate.wait());
+    let msg = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": input}}});
     let state = || {
         s.legacy(
             &sid,
@@ -313,6 +336,18 @@ fn a_legacy_client_that_disconnects_lets_its_exec_complete() {
         .1["result"]["structuredContent"]
             .clone()
     };
+    let busy = || state()["state"] == "Busy";
+    post_and_hang_up(
+        &s,
+        &msg,
+        &[
+            ("Mcp-Session-Id", &sid),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        HangUp::Before(&busy),
+    );
+    // The command goes on only after its client has gone.
+    gate.open_blocking();
     wait_for_state(&s, &state, "Ready");
     let (_, page) = s.legacy(
         &sid,

@@ -233,15 +233,23 @@ fn a_timed_out_exec_keeps_running_its_output_is_readable_and_interrupt_leaves_th
         let h = rt.handle();
         let id = repl(&h).await;
         exec(&h, id, "state = 'kept'").await;
-        let code = "import time\nprint('early', flush=True)\ntime.sleep(1)\nprint('late', flush=True)\ntime.sleep(100)\nprint('not reached')";
-        let r = exec_with(&h, id, code, 500).await;
+        // The gate holds the code between "early" and "late" until the exec has timed out.
+        let gate = Gate::new();
+        let code = format!(
+            "import time\nprint('early', flush=True)\nopen({:?}).readline()\nprint('late', flush=True)\ntime.sleep(100)\nprint('not reached')",
+            gate.path().display().to_string()
+        );
+        let r = exec_with(&h, id, &code, 500).await;
         assert!(r.timed_out);
         assert_eq!(r.stdout, "early\n");
         assert_eq!(r.exit_code, None);
         assert_eq!(r.error, None);
         assert_eq!(h.state(id).await.unwrap().state, StateKind::Busy);
+        gate.open().await;
         let rest = read_until(&h, id, Stream::Stdout, r.cursor, "late\n").await;
         assert_eq!(rest, "late\n");
+        // Interrupt the sleep, not whatever runs on the way to it.
+        until_sleeping(h.state(id).await.unwrap().pid.expect("a pid")).await;
         let sig = bounded(LIMIT, h.signal(id, Signal::Int)).await.unwrap();
         assert!(sig.delivered);
         let err = read_until(&h, id, Stream::Stderr, r.stderr_cursor, "KeyboardInterrupt").await;
@@ -269,10 +277,16 @@ fn an_interrupt_during_an_exec_is_a_keyboard_interrupt_error_and_one_while_idle_
                 .delivered
         );
         assert_eq!(exec(&h, id, "1 + 1").await.value.as_deref(), Some("2"));
-        for code in ["import time\ntime.sleep(30)", "while True:\n    pass"] {
-            let run = exec_with(&h, id, code, 15_000);
+        for (n, body) in ["import time\ntime.sleep(30)", "while True:\n    pass"]
+            .into_iter()
+            .enumerate()
+        {
+            // The interrupt goes when the code has started, as its first line shows.
+            let mark = format!("started-{n}\n");
+            let code = format!("print({:?}, end='', flush=True)\n{body}", mark);
+            let run = exec_with(&h, id, &code, 15_000);
             let interrupt = async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                read_until(&h, id, Stream::Stdout, 0, &mark).await;
                 h.signal(id, Signal::Int).await.unwrap()
             };
             let (r, sig) = tokio::join!(run, interrupt);

@@ -107,11 +107,14 @@ fn a_timed_out_exec_keeps_running_and_the_rest_is_readable_by_cursor() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = shell(&h).await;
-        let r = exec_with(&h, id, "echo early; sleep 2; echo late", 300).await;
+        let gate = Gate::new();
+        let cmd = format!("echo early; {}; echo late", gate.wait());
+        let r = exec_with(&h, id, &cmd, 2000).await;
         assert!(r.timed_out);
         assert_eq!(r.stdout, "early\n");
         assert_eq!(r.exit_code, None);
         assert_eq!(h.state(id).await.unwrap().state, StateKind::Busy);
+        gate.open().await;
         // Long-poll from the returned cursor until the rest arrives.
         let mut rest = String::new();
         let mut cursor = r.cursor;

@@ -156,3 +156,84 @@ pub async fn read_next(h: &Handle, id: SessionId) -> stablehand::session::messag
     };
     bounded(LIMIT, h.read(id, req)).await.expect("read")
 }
+
+/// A named pipe a command can wait on (`read _ < PATH`) until the test opens it: the event a
+/// test controls, where a fixed `sleep` in the command would only guess how long is enough.
+pub struct Gate {
+    dir: tempfile::TempDir,
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = std::ffi::CString::new(dir.path().join("gate").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads one NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+        Self { dir }
+    }
+
+    /// Shell text that blocks until [`Gate::open`].
+    pub fn wait(&self) -> String {
+        format!("read _ < '{}'", self.path().display())
+    }
+
+    /// The pipe's path, for code in another language to open.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("gate")
+    }
+
+    /// Lets the waiting command go on, once it is waiting (fails the test after `LIMIT`).
+    pub async fn open(&self) {
+        let start = Instant::now();
+        while !self.try_open() {
+            assert!(start.elapsed() < LIMIT, "nobody waited at the gate");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// [`Gate::open`] for tests outside an async runtime.
+    pub fn open_blocking(&self) {
+        let start = Instant::now();
+        while !self.try_open() {
+            assert!(start.elapsed() < LIMIT, "nobody waited at the gate");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Opens the gate if someone waits at it (a non-blocking open of a FIFO fails with
+    /// ENXIO while it has no reader).
+    fn try_open(&self) -> bool {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(self.path())
+        {
+            Ok(mut f) => {
+                f.write_all(b"go\n").expect("write the gate");
+                true
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => false,
+            Err(e) => panic!("open the gate: {e}"),
+        }
+    }
+}
+
+/// Waits until the main thread of `pid` is blocked in `clock_nanosleep` (a `sleep` or
+/// Python's `time.sleep`), as `/proc/PID/syscall` shows.
+pub async fn until_sleeping(pid: u32) {
+    let start = Instant::now();
+    let want = libc::SYS_clock_nanosleep.to_string();
+    loop {
+        let now = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if now.split_whitespace().next() == Some(want.as_str()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "{pid} never slept; it is in {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
