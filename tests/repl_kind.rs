@@ -277,16 +277,21 @@ fn an_interrupt_during_an_exec_is_a_keyboard_interrupt_error_and_one_while_idle_
                 .delivered
         );
         assert_eq!(exec(&h, id, "1 + 1").await.value.as_deref(), Some("2"));
+        let pid = h.state(id).await.unwrap().pid.expect("a pid");
+        // The interrupt goes once the code is inside its sleep or its loop (a loop shows it by
+        // its first line; the two statements run in one frame, as a last expression would not).
         for (n, body) in ["import time\ntime.sleep(30)", "while True:\n    pass"]
             .into_iter()
             .enumerate()
         {
-            // The interrupt goes when the code has started, as its first line shows.
             let mark = format!("started-{n}\n");
             let code = format!("print({:?}, end='', flush=True)\n{body}", mark);
             let run = exec_with(&h, id, &code, 15_000);
             let interrupt = async {
                 read_until(&h, id, Stream::Stdout, 0, &mark).await;
+                if n == 0 {
+                    until_sleeping(pid).await;
+                }
                 h.signal(id, Signal::Int).await.unwrap()
             };
             let (r, sig) = tokio::join!(run, interrupt);

@@ -165,8 +165,18 @@ pub fn group_alive(pgid: u32) -> bool {
 }
 
 /// `pid` and its descendants that are in process group `pgid`, from
-/// `/proc/PID/task/TID/children` (the session's own tree: no scan of every process).
+/// `/proc/PID/task/TID/children` (the session's own tree: no scan of every process). Kernels
+/// built without those files (`CONFIG_PROC_CHILDREN`, as some VM kernels are) get every
+/// process of the group from a scan of `/proc` instead. Reads `/proc` only, but a scan is
+/// proportional to the machine's processes: call it off an arbiter.
 pub fn group_tree(pid: u32, pgid: u32) -> Vec<u32> {
+    if !std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists() {
+        return if group_of(pid).is_some() {
+            group_scan(pgid)
+        } else {
+            Vec::new()
+        };
+    }
     let mut found = Vec::new();
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
@@ -188,6 +198,55 @@ pub fn group_tree(pid: u32, pgid: u32) -> Vec<u32> {
         }
     }
     found
+}
+
+/// Every process in group `pgid` (`pgid` > 1), from `/proc/N/stat`.
+fn group_scan(pgid: u32) -> Vec<u32> {
+    proc_scan(|_, _, pgrp| pgid > 1 && pgrp == pgid)
+}
+
+/// The processes (pid) whose `/proc/N/stat` (pid, ppid, pgrp) passes `keep`, at most 4096.
+fn proc_scan(keep: impl Fn(u32, u32, u32) -> bool) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // After the command name: state ppid pgrp ...
+            let mut fields = stat
+                .rsplit_once(')')
+                .map_or("", |(_, r)| r)
+                .split_whitespace();
+            let ppid = fields.nth(1).and_then(|f| f.parse().ok());
+            let pgrp = fields.next().and_then(|f| f.parse().ok());
+            matches!((ppid, pgrp), (Some(pp), Some(pg)) if keep(p, pp, pg))
+        })
+        .take(4096)
+        .collect()
+}
+
+/// The children of `pid` that are in its process group (`pid` leads it): the processes a
+/// session's shell forked for its commands. Like [`group_tree`], may scan `/proc`.
+pub fn group_children(pid: u32) -> Vec<u32> {
+    if !std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists() {
+        return proc_scan(|_, ppid, pgrp| ppid == pid && pgrp == pid);
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|t| {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|&c| group_of(c) == Some(pid))
+        .collect()
 }
 
 /// True when `pid` is alive (not a zombie) with `sig` at its default, terminating action and
@@ -229,4 +288,44 @@ pub fn signal_pid(pid: u32, sig: Signal) -> bool {
     };
     // SAFETY: kill has no memory-safety preconditions; pid > 1 never names a group.
     pid > 1 && unsafe { libc::kill(pid, sig.number()) } == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// The walk of `children` files and the scan of /proc find the same group.
+    #[test]
+    fn group_tree_and_group_scan_find_a_shell_and_its_children() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30; :"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = std::time::Instant::now();
+        let found = loop {
+            let found = group_scan(pid);
+            if found.len() == 3 {
+                break found;
+            }
+            assert!(start.elapsed().as_secs() < 20, "{found:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert!(found.contains(&pid));
+        let mut tree = group_tree(pid, pid);
+        tree.sort_unstable();
+        let mut want = found;
+        want.sort_unstable();
+        assert_eq!(tree, want);
+        assert!(group_scan(1).is_empty(), "group 1 is never ours");
+        let mut children = group_children(pid);
+        children.sort_unstable();
+        let mut others: Vec<u32> = want.iter().copied().filter(|&p| p != pid).collect();
+        others.sort_unstable();
+        assert_eq!(children, others, "the two sleeps");
+        signal_group(pid, Signal::Kill);
+        child.wait().unwrap();
+    }
 }

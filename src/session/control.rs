@@ -158,29 +158,48 @@ impl Handler<SendInput> for Session {
         }
         // Input for the command must not reach the shell's own buffered read of its line.
         Box::pin(
-            self.line_consumed()
+            self.line_taken()
                 .into_actor(self)
                 .map(move |(), act, ctx| act.send_now(msg, ctx)),
         )
     }
 }
 
+/// The longest wait for the running exec's line to be taken, which only a machine under
+/// heavy load reaches; what waits then goes ahead anyway.
+const LINE_WAIT: Duration = Duration::from_secs(5);
+
 impl Session {
-    /// Resolves once the shell has read everything written to its stdin (or after 5 s, which
-    /// only a machine under heavy load reaches),
-    /// so input or an interrupt meant for the running command cannot overtake its line.
-    fn line_consumed(&self) -> impl std::future::Future<Output = ()> + 'static {
+    /// Resolves once the child has taken the running exec's line, so input or an interrupt
+    /// meant for the command cannot overtake it (or at once when no exec runs).
+    ///
+    /// A kind that reports when a line starts (the shell's `PS0`) is waited for: bash reads
+    /// a line whole and parses it, and an interrupt that lands in between throws away what
+    /// was parsed but leaves the rest of the line buffered, which then runs untracked.
+    /// Other kinds are waited for until their stdin pipe is empty; their drivers handle an
+    /// interrupt that arrives before the code starts.
+    fn line_taken(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        if self.driver.reports_start() {
+            let Some(running) = self.running.as_mut().filter(|r| !r.line_started) else {
+                return Box::pin(std::future::ready(()));
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            running.start_waiters.push(tx);
+            return Box::pin(async move {
+                // Err: the exec ended first; Elapsed: see LINE_WAIT.
+                let _ = tokio::time::timeout(LINE_WAIT, rx).await;
+            });
+        }
         let stdin = self.child.as_ref().and_then(|c| c.stdin.clone());
-        async move {
+        Box::pin(async move {
             use std::os::fd::AsFd;
             let Some(stdin) = stdin else { return };
-            for _ in 0..5000 {
-                if process::pipe_unread(stdin.as_fd()) == 0 {
-                    return;
-                }
+            let deadline = tokio::time::Instant::now() + LINE_WAIT;
+            while process::pipe_unread(stdin.as_fd()) > 0 && tokio::time::Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-        }
+        })
     }
 
     fn send_now(&mut self, msg: SendInput, ctx: &mut Context<Self>) -> Result<SendResult> {
@@ -256,9 +275,9 @@ impl Handler<SendSignal> for Session {
         self.metrics.ops += 1;
         self.shared.touch();
         self.persist(When::Lazy);
-        // An interrupt that reaches a shell before it has read the running exec's line would
-        // only redraw the prompt and leave the line to run later. Wait (briefly) until the
-        // line has left the pipe; a line read but not yet started is handled by the driver.
+        // An interrupt that reaches a shell before it has taken the running exec's line
+        // would only redraw the prompt, or cut the line, and leave (the rest of) it to run
+        // later: wait until the line has been taken.
         let wait_for_line = msg.signal == Signal::Int
             && matches!(self.spec.kind, Kind::Shell | Kind::Repl)
             && self.running.is_some();
@@ -267,22 +286,25 @@ impl Handler<SendSignal> for Session {
             return Box::pin(actix::fut::ready(Ok(SignalResult { delivered })));
         }
         let seq = self.running.as_ref().map(|r| r.seq());
-        Box::pin(
-            self.line_consumed()
-                .into_actor(self)
-                .map(move |(), act, ctx| {
-                    let delivered = process::signal_group(pid, msg.signal);
-                    if let (true, Some(seq)) = (delivered, seq) {
-                        // Read after the kill: a process forked a moment later (the parent
-                        // shell was forking the command's process) missed it too.
-                        act.redeliver_missed(process::group_tree(pid, pid), seq, 0, ctx);
-                        if msg.until_exec_ends {
-                            act.keep_interrupting(pid, seq, REINTERRUPTS, ctx);
+        Box::pin(self.line_taken().into_actor(self).map(move |(), act, ctx| {
+            let delivered = process::signal_group(pid, msg.signal);
+            if let (true, Some(seq)) = (delivered, seq) {
+                // Read after the kill: a process forked a moment before it (the parent
+                // shell was forking the command's process) may have missed it.
+                let tree = tokio::task::spawn_blocking(move || process::group_tree(pid, pid));
+                ctx.spawn(
+                    actix::fut::wrap_future(tree).map(move |tree, act: &mut Self, ctx| {
+                        if let Ok(tree) = tree {
+                            act.redeliver_missed(pid, tree, seq, 0, ctx);
                         }
-                    }
-                    Ok(SignalResult { delivered })
-                }),
-        )
+                    }),
+                );
+                if msg.until_exec_ends {
+                    act.keep_interrupting(pid, seq, REINTERRUPTS, ctx);
+                }
+            }
+            Ok(SignalResult { delivered })
+        }))
     }
 }
 
@@ -295,17 +317,22 @@ const REINTERRUPT_AFTER: Duration = Duration::from_millis(500);
 const MISSED_CHECKS_MS: [u64; 5] = [20, 100, 300, 1000, 3000];
 
 impl Session {
-    /// Sends SIGINT again to each process of `tree` (the session's processes just after the
-    /// interrupt was sent) that provably never received it, while exec `seq` still runs.
+    /// Sends SIGINT again, while exec `seq` still runs, to each process that provably never
+    /// received it: of `tree` (the session's processes just after the interrupt was sent)
+    /// and of the children `shell` has forked since.
     ///
     /// bash forks a command's process with bash's own SIGINT handler in place and resets it
     /// just before exec; an interrupt that lands in between is swallowed, and the command then
     /// runs to its end although the interrupt was delivered (measured: 66 of 500 interrupts of
-    /// `sleep 100` under load). A process that is alive with SIGINT at its default action, not
-    /// blocked and not pending, cannot have received it; only such processes get it again, so a
-    /// program that caught the interrupt to clean up is not interrupted twice.
+    /// `sleep 100` under load). An interrupt that reaches bash while it runs its line, before
+    /// it forks, is held until the child exits, and the child never sees it. A process that is
+    /// alive with SIGINT at its default action, not blocked and not pending, cannot have
+    /// received it; only such processes get it again, so a program that caught the interrupt
+    /// to clean up is not interrupted twice (and a background job, which ignores SIGINT, not
+    /// at all). The checks read /proc, off the arbiter.
     fn redeliver_missed(
         &mut self,
+        shell: u32,
         tree: Vec<u32>,
         seq: u64,
         check: usize,
@@ -319,14 +346,29 @@ impl Session {
             if act.running.as_ref().map(|r| r.seq()) != Some(seq) {
                 return;
             }
-            let (missed, rest): (Vec<u32>, Vec<u32>) = tree
-                .into_iter()
-                .partition(|&p| process::missed_signal(p, Signal::Int));
-            for pid in missed {
-                tracing::debug!(session = %act.shared.id, pid, "a process missed the interrupt; sending it again");
-                process::signal_pid(pid, Signal::Int);
-            }
-            act.redeliver_missed(rest, seq, check + 1, ctx);
+            // The scan runs off the arbiter; the check and the signals back on it, where the
+            // exec cannot end in between.
+            let scan = tokio::task::spawn_blocking(move || process::group_children(shell));
+            ctx.spawn(
+                actix::fut::wrap_future(scan).map(move |children, act: &mut Self, ctx| {
+                    if act.running.as_ref().map(|r| r.seq()) != Some(seq) {
+                        return;
+                    }
+                    let mut candidates = children.unwrap_or_default();
+                    candidates.retain(|p| !tree.contains(p));
+                    candidates.extend_from_slice(&tree);
+                    for pid in candidates {
+                        // In the group still: a pid that died may have been reused.
+                        if process::group_of(pid) == Some(shell)
+                            && process::missed_signal(pid, Signal::Int)
+                        {
+                            tracing::debug!(session = %act.shared.id, pid, "a process missed the interrupt; sending it again");
+                            process::signal_pid(pid, Signal::Int);
+                        }
+                    }
+                    act.redeliver_missed(shell, tree, seq, check + 1, ctx);
+                }),
+            );
         });
     }
 

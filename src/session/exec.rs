@@ -35,6 +35,12 @@ pub(super) struct Running {
     pub(super) payload: Option<serde_json::Value>,
     /// Where the result goes; `None` once the caller's deadline passed.
     tx: Option<Reply>,
+    /// The kind reported that the exec's line has started ([`Marker::Started`]).
+    ///
+    /// [`Marker::Started`]: super::kind::Marker::Started
+    pub(super) line_started: bool,
+    /// Callers waiting for the line to start; dropped (which wakes them too) with the exec.
+    pub(super) start_waiters: Vec<oneshot::Sender<()>>,
 }
 
 /// An exec waiting behind the running one.
@@ -168,6 +174,8 @@ impl Session {
             status: None,
             payload: None,
             tx: Some(tx),
+            line_started: false,
+            start_waiters: Vec::new(),
         });
         if let Err(e) = self.write(bytes, ctx) {
             let r = self.running.take().expect("just set");

@@ -157,6 +157,14 @@ impl Session {
                 }
                 self.complete_running(Some(exit_code), None, ctx);
             }
+            Marker::Started => {
+                if let Some(r) = &mut self.running {
+                    r.line_started = true;
+                    for waiter in r.start_waiters.drain(..) {
+                        let _ = waiter.send(());
+                    }
+                }
+            }
             Marker::Result(payload) => {
                 if let Some(cwd) = payload.get("cwd").and_then(serde_json::Value::as_str) {
                     self.cwd = Some(cwd.to_owned());

@@ -177,6 +177,9 @@ pub(crate) enum Marker {
         /// `$?` at that prompt (130 after SIGINT).
         exit_code: i32,
     },
+    /// The shell has read and parsed the running exec's whole line and is about to run it
+    /// (its `PS0`). An interrupt sent before this could cut the line in two.
+    Started,
 }
 
 /// How an exec of this kind knows it is over.
@@ -210,6 +213,11 @@ pub(crate) trait Driver {
 
     /// Releases held-back bytes (the stream ended or the exec was abandoned).
     fn flush(&mut self, stream: Stream, out: &mut dyn FnMut(&[u8]));
+
+    /// True if the kind reports [`Marker::Started`] for every exec.
+    fn reports_start(&self) -> bool {
+        false
+    }
 
     /// Last bytes seen before Ready, for start-up failure messages.
     fn startup_noise(&self) -> String {
