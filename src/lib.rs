@@ -28,6 +28,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub(crate) mod codec;
 pub mod config;
 pub mod error;
 pub mod ids;

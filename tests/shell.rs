@@ -328,3 +328,30 @@ fn input_sent_right_behind_an_interactive_exec_reaches_the_command_not_the_shell
         rt
     });
 }
+
+#[test]
+fn a_new_session_reports_its_start_directory_before_any_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_owned();
+    with_runtime(config(), move |rt| async move {
+        let h = rt.handle();
+        for kind in [
+            stablehand::session::Kind::Shell,
+            stablehand::session::Kind::Process,
+        ] {
+            let req = stablehand::session::messages::CreateRequest {
+                kind: Some(kind),
+                command: (kind == stablehand::session::Kind::Process).then(|| vec!["cat".into()]),
+                cwd: Some(path.clone().into()),
+                ..Default::default()
+            };
+            let id = bounded(LIMIT, h.create(req)).await.unwrap().session_id;
+            assert_eq!(
+                h.state(id).await.unwrap().cwd.as_deref(),
+                Some(path.as_str()),
+                "{kind:?}"
+            );
+        }
+        rt
+    });
+}

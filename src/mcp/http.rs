@@ -300,7 +300,7 @@ fn check(state: &State, req: &Request<Incoming>) -> Result<Option<Owner>, Box<Re
         return Ok(None);
     }
     let presented = header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     match state
         .config
@@ -369,14 +369,7 @@ async fn post(
 ) -> Response<Body> {
     let headers = req.headers().clone();
     if let Some(accept) = header(&headers, "accept") {
-        if ![
-            "application/json",
-            "text/event-stream",
-            "*/*",
-            "application/*",
-        ]
-        .iter()
-        .any(|t| accept.contains(t))
+        if !accepts(accept, "application/json", true) && !accepts(accept, "text/event-stream", true)
         {
             return status(
                 StatusCode::NOT_ACCEPTABLE,
@@ -601,25 +594,9 @@ fn check_modern_headers(
 fn decode_header_value(v: &str) -> String {
     v.strip_prefix("=?base64?")
         .and_then(|rest| rest.strip_suffix("?="))
-        .and_then(base64_decode)
+        .and_then(crate::codec::base64_decode)
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_else(|| v.to_owned())
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 /// One message: notifications get 202; requests a JSON response, or SSE if they take long or
@@ -665,7 +642,8 @@ async fn one(
             }
         }
     });
-    let sse_ok = header(headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    // Only a client that names the event stream gets one (`*/*` alone keeps plain JSON).
+    let sse_ok = header(headers, "accept").is_some_and(|a| accepts(a, "text/event-stream", false));
     // Fast path: the response is ready before any notification and within a second.
     let first = tokio::select! {
         biased;
@@ -691,10 +669,7 @@ async fn one(
                 }
                 Ok(Some(body)) => {
                     pending.push(body);
-                    let events: String = pending
-                        .iter()
-                        .map(|m| format!("event: message\ndata: {m}\n\n"))
-                        .collect();
+                    let events: String = pending.iter().map(|m| sse_event(m)).collect();
                     Response::builder()
                         .status(StatusCode::OK)
                         .header("content-type", "text/event-stream")
@@ -728,7 +703,7 @@ fn sse(
         if let Some(g) = guard {
             g.disarm();
         }
-        let event = |data: &str| Bytes::from(format!("event: message\ndata: {data}\n\n"));
+        let event = |data: &str| Bytes::from(sse_event(data));
         if let Some(n) = first {
             if tx.send(event(&n)).await.is_err() && cancel_on_close {
                 cancel.cancel();
@@ -809,6 +784,47 @@ async fn batch_response(
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// True if the `Accept` header value lets the client take `media` (`type/subtype`, lower
+/// case): a media range naming it, or `type/*`, or (with `wildcard`) `*/*`, with a non-zero
+/// `q`. Parameters other than `q` are ignored.
+fn accepts(accept: &str, media: &str, wildcard: bool) -> bool {
+    let main_type = media.split('/').next().unwrap_or(media);
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let matches = name == media
+            || name.strip_suffix("/*") == Some(main_type)
+            || (wildcard && name == "*/*");
+        matches && quality > 0.0
+    })
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value (the scheme is case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
+}
+
+/// One server-sent event carrying `data`, one `data:` line per line of it.
+fn sse_event(data: &str) -> String {
+    let mut event = String::with_capacity(data.len() + 24);
+    event.push_str("event: message\n");
+    for line in data.split('\n') {
+        event.push_str("data: ");
+        event.push_str(line.strip_suffix('\r').unwrap_or(line));
+        event.push('\n');
+    }
+    event.push('\n');
+    event
 }
 
 /// Loopback names (any port) and the configured extra hosts.
@@ -917,6 +933,49 @@ impl WithAllow for Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_is_parsed_as_media_ranges() {
+        assert!(accepts(
+            "application/json, text/event-stream",
+            "application/json",
+            true
+        ));
+        assert!(accepts("text/event-stream", "text/event-stream", false));
+        assert!(accepts(
+            "Application/JSON;charset=utf-8",
+            "application/json",
+            true
+        ));
+        assert!(accepts("application/*", "application/json", true));
+        assert!(accepts("*/*", "application/json", true));
+        assert!(
+            !accepts("*/*", "text/event-stream", false),
+            "only when named"
+        );
+        assert!(!accepts("application/jsonx", "application/json", true));
+        assert!(!accepts("text/html", "application/json", true));
+        assert!(!accepts("application/json;q=0", "application/json", true));
+        assert!(accepts("application/json; q=0.5", "application/json", true));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn an_sse_event_has_one_data_line_per_line() {
+        assert_eq!(sse_event("{}"), "event: message\ndata: {}\n\n");
+        assert_eq!(
+            sse_event("a\nb\r\nc"),
+            "event: message\ndata: a\ndata: b\ndata: c\n\n"
+        );
+    }
 
     #[test]
     fn hosts_and_origins_accept_loopback_only_by_default() {

@@ -223,14 +223,18 @@ pub fn capabilities() -> Value {
 }
 
 /// What the server tells agents about itself.
-pub const INSTRUCTIONS: &str = "stablehand keeps long-lived sessions: persistent bash shells (cd, \
-exported variables and shell state persist between calls) and arbitrary processes. Create one with \
-session_create; it returns a session_id (an opaque uuid) that you pass to every other tool. A session \
-lives until you call session_end, until it has been idle for its idle timeout (30 minutes by default; \
-it is then Suspended), or until the server evicts it for room; ended sessions are forgotten after the \
-retention period (24 hours by default). Run commands with session_exec (stdout, stderr, exit code and \
-cwd come back separately); a command that outlives timeout_ms keeps running and session_read pages the \
-rest of its output; session_signal INT interrupts it.";
+pub const INSTRUCTIONS: &str = "stablehand keeps long-lived sessions of five kinds: shell (a persistent \
+bash: cd, exported variables and functions persist between calls), repl (a Python interpreter whose \
+variables persist; exec returns the value of the last expression), debug (a program under a Debug \
+Adapter Protocol debugger, debugpy by default: breakpoints, stepping, evaluation), agent (an agent \
+CLI that speaks JSON lines; exec sends one message and returns the turn) and process (any program, \
+stdin in, output by cursor). Create one with session_create; it returns a session_id (an opaque \
+uuid) that you pass to every other tool. A session lives until you call session_end, until it has \
+been idle for its idle timeout (30 minutes by default; it is then Suspended, and session_resume \
+brings it back), or until the server evicts it for room; ended sessions are forgotten after the \
+retention period (24 hours by default). Run commands with session_exec (stdout, stderr, exit code \
+and cwd come back separately); a command that outlives timeout_ms keeps running and session_read \
+pages the rest of its output; session_signal INT interrupts it.";
 
 /// Log levels in increasing severity.
 pub const LOG_LEVELS: [&str; 8] = [

@@ -49,16 +49,19 @@ impl std::fmt::Display for ExitStatus {
     }
 }
 
+/// `pgid` as a session's process group: above 1, since 0 means the caller's own group to
+/// killpg and waitpid, and 1 is init's.
+fn session_group(pgid: u32) -> Option<libc::pid_t> {
+    libc::pid_t::try_from(pgid).ok().filter(|&g| g > 1)
+}
+
 /// Sends `sig` to every process in the process group `pgid`.
 ///
-/// Returns `false` when the group no longer exists.
+/// Returns `false` when the group no longer exists (or `pgid` is not a session's group).
 pub fn signal_group(pgid: u32, sig: Signal) -> bool {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+    let Some(pgid) = session_group(pgid) else {
         return false;
     };
-    if pgid <= 1 {
-        return false;
-    }
     // SAFETY: killpg has no memory-safety preconditions; a stale group yields ESRCH.
     unsafe { libc::killpg(pgid, sig.number()) == 0 }
 }
@@ -78,11 +81,14 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// Reaps, without blocking, every exited member of process group `pgid` that is a child of
 /// this process. Call it only after the group's leader has been reaped.
 pub fn reap_group(pgid: u32) -> usize {
+    let Some(pgid) = session_group(pgid) else {
+        return 0;
+    };
     let mut reaped = 0;
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes only to `status`.
-        let pid = unsafe { libc::waitpid(-(pgid as libc::pid_t), &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-pgid, &mut status, libc::WNOHANG) };
         if pid <= 0 {
             return reaped;
         }
@@ -160,8 +166,11 @@ pub fn group_of(pid: u32) -> Option<u32> {
 
 /// True while any process (zombies included) is still in group `pgid`.
 pub fn group_alive(pgid: u32) -> bool {
+    let Some(pgid) = session_group(pgid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks for existence and permission.
-    unsafe { libc::killpg(pgid as libc::pid_t, 0) == 0 }
+    unsafe { libc::killpg(pgid, 0) == 0 }
 }
 
 /// `pid` and its descendants that are in process group `pgid`, from
@@ -320,6 +329,11 @@ mod tests {
         want.sort_unstable();
         assert_eq!(tree, want);
         assert!(group_scan(1).is_empty(), "group 1 is never ours");
+        for not_ours in [0, 1] {
+            assert!(!signal_group(not_ours, Signal::Int));
+            assert!(!group_alive(not_ours), "0 would be the caller's own group");
+            assert_eq!(reap_group(not_ours), 0);
+        }
         let mut children = group_children(pid);
         children.sort_unstable();
         let mut others: Vec<u32> = want.iter().copied().filter(|&p| p != pid).collect();

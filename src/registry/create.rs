@@ -54,6 +54,8 @@ pub(crate) fn resolve(
             .map_err(|e| Error::invalid("cwd", format!("server cwd is unusable: {e}")))?,
     };
     check_cwd(&cwd)?;
+    // Absolute (lexically), so the session's state shows where it runs from its start.
+    let cwd = std::path::absolute(&cwd).unwrap_or(cwd);
     if let KindOptions::Debug(d) = &options {
         let root = cwd
             .canonicalize()

@@ -146,6 +146,11 @@ impl Session {
         } = boot;
         let cap = config.output_cap_bytes;
         let ends = resumed.as_ref().map_or([0, 0], |r| r.output_end);
+        // Until a kind reports another (the shell after each exec), the start directory.
+        let cwd = resumed
+            .as_ref()
+            .and_then(|r| r.cwd.clone())
+            .unwrap_or_else(|| spec.cwd.display().to_string());
         Self {
             driver: driver_for(spec.kind, &spec.options),
             debug: debug::Debugger::new(&spec.options, &spec.cwd, resumed.as_ref()),
@@ -165,7 +170,7 @@ impl Session {
             queue: VecDeque::new(),
             next_seq: 0,
             changed: Arc::new(Notify::new()),
-            cwd: resumed.as_ref().and_then(|r| r.cwd.clone()),
+            cwd: Some(cwd),
             exit: None,
             stderr_tail: None,
             metrics: resumed

@@ -128,7 +128,7 @@ impl Session {
         let blob = report
             .get("blob")
             .and_then(Value::as_str)
-            .and_then(repl::base64_decode)
+            .and_then(crate::codec::base64_decode)
             .ok_or_else(|| Error::Io("the namespace snapshot returned no blob".into()))?;
         let names = |k: &str| -> Vec<String> {
             report

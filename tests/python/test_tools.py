@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import anyio
+import jsonschema
 import pytest
 from support import EXPECTED_VERSION, TOOL_NAMES, call_error, call_ok, end_quietly, new_shell, protocol_error
 
@@ -29,6 +30,44 @@ async def test_connect_and_list_tools(connect, mode):
         exec_props = tools["session_exec"].input_schema["properties"]
         assert {"session_id", "input", "timeout_ms", "interactive"} <= set(exec_props)
         assert "input" in tools["session_exec"].input_schema.get("required", [])
+
+
+# The formats JSON Schema 2020-12 defines; validators warn about any other (the TypeScript
+# SDK's Ajv prints a line per field).
+STANDARD_FORMATS = {
+    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname",
+    "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template",
+    "json-pointer", "relative-json-pointer", "regex",
+}
+
+
+def _formats(node):
+    """Every `format` keyword value in a schema, however deep."""
+    if isinstance(node, dict):
+        if isinstance(node.get("format"), str):
+            yield node["format"]
+        for value in node.values():
+            yield from _formats(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _formats(value)
+
+
+async def test_every_schema_is_standard_json_schema_2020_12(connect):
+    async with connect() as client:
+        listed = await client.list_tools()
+    assert listed.tools
+    for tool in listed.tools:
+        for which, schema in (("input", tool.input_schema), ("output", tool.output_schema)):
+            assert schema is not None, (tool.name, which)
+            # Raises SchemaError naming the offending keyword.
+            jsonschema.Draft202012Validator.check_schema(schema)
+            unknown = set(_formats(schema)) - STANDARD_FORMATS
+            assert not unknown, f"{tool.name} {which} schema uses non-standard formats {unknown}"
+    # Unsigned integers say so in standard terms.
+    exec_props = {t.name: t for t in listed.tools}["session_exec"].input_schema["properties"]
+    timeout = exec_props["timeout_ms"]
+    assert timeout.get("minimum") == 0, timeout
 
 
 async def test_shell_exec_separates_streams_and_keeps_cwd(connect):

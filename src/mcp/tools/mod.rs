@@ -150,18 +150,72 @@ where
     }
 }
 
-/// The JSON Schema of `T`, with a `type: object` root as clients require.
+/// The JSON Schema of `T`, with a `type: object` root as clients require, in standard JSON
+/// Schema 2020-12 only (see [`standard_formats`]).
 fn schema<T: JsonSchema>() -> Value {
     let mut value = serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialize");
     if let Some(obj) = value.as_object_mut() {
         obj.entry("type").or_insert_with(|| json!("object"));
     }
+    standard_formats(&mut value);
     value
+}
+
+/// The `format`s JSON Schema 2020-12 defines.
+const FORMATS: [&str; 19] = [
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+/// Drops the formats schemars writes that JSON Schema does not define (`uint64`, `int32`,
+/// `double`, …): validators warn about each (the TypeScript SDK's Ajv prints one line per
+/// field and tool). Unsigned integers keep their meaning as `minimum: 0`.
+fn standard_formats(value: &mut Value) {
+    match value {
+        Value::Object(obj) => {
+            let unknown = obj
+                .get("format")
+                .and_then(Value::as_str)
+                .filter(|f| !FORMATS.contains(f))
+                .map(str::to_owned);
+            if let Some(format) = unknown {
+                obj.remove("format");
+                if format.starts_with("uint") {
+                    obj.entry("minimum").or_insert_with(|| json!(0));
+                }
+            }
+            obj.values_mut().for_each(standard_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(standard_formats),
+        _ => {}
+    }
 }
 
 /// Parses a session id argument; a malformed id is simply an unknown session.
 fn session_id(raw: &str) -> Result<SessionId, Error> {
     raw.parse()
+}
+
+/// A pid for a tool's text: the number, or `-` when there is no process.
+fn pid_text(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "-".to_owned(), |p| p.to_string())
 }
 
 /// Every tool, in listing order.

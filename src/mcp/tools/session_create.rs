@@ -33,8 +33,12 @@ pub(super) fn def() -> ToolDef {
         },
         |r: &SessionInfo| {
             format!(
-                "session {} ({}) is {}, pid {:?}",
-                r.session_id, r.kind, r.state, r.pid
+                "session {} ({}) is {}, pid {}, cwd {}",
+                r.session_id,
+                r.kind,
+                r.state,
+                super::pid_text(r.pid),
+                r.cwd.as_deref().unwrap_or("-")
             )
         },
         |args: CreateRequest, ctx| async move {

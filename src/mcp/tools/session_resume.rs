@@ -43,7 +43,7 @@ pub(super) fn def() -> ToolDef {
                 r.session_id,
                 r.kind,
                 r.state_detail,
-                r.pid.map_or("-".into(), |p| p.to_string()),
+                super::pid_text(r.pid),
                 r.cwd.as_deref().unwrap_or("-")
             )
         },

@@ -392,7 +392,7 @@ pub(crate) fn snapshot_input(limit: u64) -> String {
 pub(crate) fn restore_input(blob: &[u8], budget_ms: u64, session: &str) -> String {
     let req = json!({
         "op": "restore",
-        "data": base64_encode(blob),
+        "data": crate::codec::base64_encode(blob),
         "budget_ms": budget_ms,
         "session": session,
     });
@@ -438,55 +438,6 @@ fn parse_error(v: &Value) -> Option<ExecError> {
 
 fn new_token() -> Token {
     token::new_token(PREFIX)
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (what Python's `base64.b64encode` writes).
-pub(crate) fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard base64 (padding optional); `None` on any other character.
-pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in text {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -597,7 +548,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&line[1..line.len() - 1]).unwrap();
         assert_eq!(v["op"], "restore");
         assert_eq!(
-            base64_decode(v["data"].as_str().unwrap()).unwrap(),
+            crate::codec::base64_decode(v["data"].as_str().unwrap()).unwrap(),
             b"\x80\x04blob"
         );
         assert!(v.get("session").is_none());
@@ -617,18 +568,5 @@ mod tests {
         d.finish(Some(&p), &mut r);
         assert_eq!(r.result, Some(p));
         assert!(r.value.is_none());
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        for n in 0..40u8 {
-            let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
-            let text = base64_encode(&data);
-            assert_eq!(text.len() % 4, 0);
-            assert_eq!(base64_decode(&text).unwrap(), data);
-        }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert!(base64_decode("a b").is_none());
     }
 }
