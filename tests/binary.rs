@@ -49,6 +49,12 @@ fn serve_starts_stdio_and_exits_cleanly_on_sigterm_with_stdin_open() {
         rest.iter().any(|l| l.contains("signal received")),
         "{rest:?}"
     );
+    // The server reaps its guardian itself rather than leaving a zombie for PID 1.
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("guardian stopped and reaped")),
+        "{rest:?}"
+    );
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert_eq!(stdout, "", "stdout stays clean for the stdio transport");

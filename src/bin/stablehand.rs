@@ -148,6 +148,10 @@ fn serve(
         anyhow::Ok(())
     })?;
     front.shutdown_timeout(Duration::from_secs(1));
+    // Reaped here: a guardian left to exit on its own would be a zombie until PID 1 reaps it.
+    if stablehand::process::guardian::stop(Duration::from_secs(2)) {
+        info!("guardian stopped and reaped");
+    }
     Ok(())
 }
 

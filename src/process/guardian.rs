@@ -171,6 +171,37 @@ pub fn pid() -> Option<u32> {
     GUARDIAN.get().map(|g| g.pid as u32)
 }
 
+/// Stops the guardian and reaps it, waiting up to `limit`: for a server that is about to exit
+/// after ending its sessions, so the guardian does not linger as a zombie of PID 1. Groups
+/// still watched get SIGKILL, as if the server had died. Afterwards the process has no
+/// guardian for good: call it at exit only, never from a runtime that others may follow.
+/// Returns true if the guardian was reaped (false when none ran or it did not exit in time).
+pub fn stop(limit: std::time::Duration) -> bool {
+    let Some(g) = GUARDIAN.get() else {
+        return false;
+    };
+    if g.dead.swap(true, Ordering::Relaxed) {
+        return false;
+    }
+    // SAFETY: shutdown acts on the socket the descriptor names; every copy of the server's
+    // end (children between fork and exec hold one) sees it, so the guardian reads EOF.
+    unsafe { libc::shutdown(g.sock.as_raw_fd(), libc::SHUT_RDWR) };
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to `status`; it reaps only the guardian.
+        let rc = unsafe { libc::waitpid(g.pid, &mut status, libc::WNOHANG) };
+        if rc == g.pid || (rc < 0 && errno() != libc::EINTR) {
+            return rc == g.pid;
+        }
+        if std::time::Instant::now() >= deadline {
+            warn!(pid = g.pid, "the guardian did not exit in time");
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Asks the guardian to SIGKILL process group `pgid` should the server die. Does nothing when
 /// no guardian runs. Never blocks: if the guardian is not keeping up, the request is dropped
 /// with a warning (the child's own announcement before exec usually got there first).
