@@ -90,11 +90,35 @@ pub async fn until_state(h: &Handle, id: SessionId, want: StateKind) {
         }
         assert!(
             start.elapsed() < LIMIT,
-            "session never became {want:?}; it is {}",
-            info.state_detail
+            "session never became {want:?}; it is {}; its processes: {}",
+            info.state_detail,
+            info.pid.map(describe_group).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Each process of group `pgid` with its name, state, parent and signal masks, for failures.
+pub fn describe_group(pgid: u32) -> String {
+    let (live, zombies) = group_members(pgid);
+    let mut text = format!("zombies {zombies:?}");
+    for pid in live {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let fields: Vec<&str> = status
+            .lines()
+            .filter(|l| {
+                [
+                    "Name", "State", "PPid", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt",
+                ]
+                .iter()
+                .any(|k| l.starts_with(&format!("{k}:")))
+            })
+            .collect();
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        let call = syscall.split_whitespace().next().unwrap_or("?");
+        text.push_str(&format!("; {pid}: {} syscall {call}", fields.join(" ")));
+    }
+    text
 }
 
 /// Pids of live (non-zombie) processes in process group `pgid`, and of zombies, from /proc.

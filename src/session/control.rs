@@ -314,7 +314,8 @@ const REINTERRUPTS: u32 = 3;
 const REINTERRUPT_AFTER: Duration = Duration::from_millis(500);
 
 /// When to look for processes that missed an interrupt, after it was sent.
-const MISSED_CHECKS_MS: [u64; 5] = [20, 100, 300, 1000, 3000];
+/// The late ones are for a machine so loaded that bash forks the command seconds later.
+const MISSED_CHECKS_MS: [u64; 7] = [20, 100, 300, 1000, 3000, 10_000, 30_000];
 
 impl Session {
     /// Sends SIGINT again, while exec `seq` still runs, to each process that provably never
