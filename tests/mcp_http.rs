@@ -382,3 +382,38 @@ fn a_request_over_the_time_limit_gets_an_error_and_the_server_keeps_serving() {
     );
     assert_eq!(r["result"]["isError"], false);
 }
+
+#[test]
+fn sessions_of_a_server_started_with_interrupts_ignored_can_still_be_interrupted() {
+    let s = HttpServer::start_ignoring_interrupts();
+    let id = s.modern_shell();
+    let call = |id_: u64, name: &str, args: serde_json::Value| {
+        s.modern(id_, "tools/call", json!({"name": name, "arguments": args}))
+            .1
+    };
+    let r = call(
+        2,
+        "session_exec",
+        json!({"session_id": id, "input": "sleep 100; echo not-reached", "timeout_ms": 200}),
+    );
+    assert_eq!(r["result"]["structuredContent"]["timed_out"], true, "{r}");
+    let r = call(
+        3,
+        "session_signal",
+        json!({"session_id": id, "signal": "INT"}),
+    );
+    assert_eq!(r["result"]["structuredContent"]["delivered"], true, "{r}");
+    let state = || {
+        call(4, "session_state", json!({"session_id": id}))["result"]["structuredContent"].clone()
+    };
+    wait_for_state(&s, &state, "Ready");
+    let r = call(
+        5,
+        "session_exec",
+        json!({"session_id": id, "input": "trap -p; echo ok"}),
+    );
+    assert_eq!(
+        r["result"]["structuredContent"]["stdout"], "ok\n",
+        "no signal is ignored: {r}"
+    );
+}

@@ -155,7 +155,29 @@ impl HttpServer {
     /// Like [`HttpServer::start_with_args`]; with `nofile`, the server's RLIMIT_NOFILE (soft
     /// and hard: the server raises its soft limit to the hard one) is set to it.
     pub fn start_with_nofile(config: Option<&str>, args: &[&str], nofile: Option<u64>) -> Self {
+        Self::start_cmd(config, args, nofile, false)
+    }
+
+    /// A server started as `nohup stablehand serve &` from a script starts: with SIGHUP,
+    /// SIGINT and SIGQUIT ignored.
+    pub fn start_ignoring_interrupts() -> Self {
+        Self::start_cmd(None, &["--in-memory"], None, true)
+    }
+
+    fn start_cmd(config: Option<&str>, args: &[&str], nofile: Option<u64>, ignore: bool) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stablehand"));
+        if ignore {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: signal(2) is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+                        libc::signal(sig, libc::SIG_IGN);
+                    }
+                    Ok(())
+                });
+            }
+        }
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt as _;
             // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.

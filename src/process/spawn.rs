@@ -406,17 +406,18 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: each call below is async-signal-safe and touches only memory prepared by the
     // parent or on this stack.
     unsafe {
-        // Handlers of the server would run on its memory: every caught signal goes back to its
-        // default, as do SIGPIPE (ignored by the Rust runtime) and SIGXFSZ (ignored by the
-        // runtime, so that a file-size limit is an error of the store); the mask is emptied.
+        // Every signal goes back to its default action and the mask is emptied. Caught ones
+        // would run the server's handlers on its memory; ignored ones would be inherited by
+        // the session: a server started as `nohup stablehand serve &` from a script ignores
+        // SIGHUP, SIGINT and SIGQUIT, and bash keeps signals ignored at its start ignored for
+        // good, so no interrupt would ever reach a session's command. SIGPIPE and SIGXFSZ
+        // are ignored by the server itself.
         for sig in 1..libc::SIGRTMAX() + 1 {
             let mut old = MaybeUninit::<libc::sigaction>::zeroed();
             if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) != 0 {
                 continue;
             }
-            let handler = (*old.as_ptr()).sa_sigaction;
-            let reset = sig == libc::SIGPIPE || sig == libc::SIGXFSZ;
-            if reset || (handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
+            if (*old.as_ptr()).sa_sigaction != libc::SIG_DFL {
                 let mut dfl = MaybeUninit::<libc::sigaction>::zeroed();
                 (*dfl.as_mut_ptr()).sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(sig, dfl.as_ptr(), std::ptr::null_mut());
