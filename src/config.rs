@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::kind::Kind;
 use crate::process::Rlimits;
-use crate::session::Kind;
 
 /// The default configuration as a documented TOML file (what `stablehand default-config`
 /// prints). A test checks that it parses to [`Config::default`].

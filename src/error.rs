@@ -1,7 +1,7 @@
 //! The runtime's error type: every failure a caller can see, each naming what was wrong.
 
-use crate::session::state::Refused;
-use crate::session::Kind;
+use crate::model::kind::Kind;
+use crate::model::state::Refused;
 
 /// An error from the session runtime. Every variant renders as a message that names the
 /// problem; none of them means the runtime or another session was harmed.
@@ -127,6 +127,12 @@ impl Error {
             field,
             reason: reason.into(),
         }
+    }
+}
+
+impl From<crate::model::ids::NotAnId> for Error {
+    fn from(e: crate::model::ids::NotAnId) -> Self {
+        Error::NotFound { id: e.0 }
     }
 }
 

@@ -31,15 +31,17 @@
 pub(crate) mod codec;
 pub mod config;
 pub mod error;
-pub mod ids;
 pub mod load;
 pub mod mcp;
+pub mod model;
 pub mod process;
 pub mod registry;
 pub mod runtime;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+
+pub use model::ids;
 
 pub use config::Config;
 pub use error::{Error, Result};

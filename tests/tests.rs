@@ -10,6 +10,7 @@ mod debug_kind;
 mod ending;
 mod front_door;
 mod guardian;
+mod invariants;
 mod load;
 mod mcp_http;
 mod mcp_stdio;

@@ -16,6 +16,7 @@ mod dispatch;
 mod door;
 pub mod http;
 mod methods;
+mod params;
 pub mod protocol;
 mod resources;
 pub mod stdio;

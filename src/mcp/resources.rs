@@ -9,7 +9,7 @@ use jsonrpsee::Extensions;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::methods::{ctx, finish, invalid_params, page_offset, parse, rpc_error};
+use super::params::{ctx, finish, invalid_params, page_offset, parse, rpc_error};
 use super::protocol::{Cache, WireError};
 use crate::registry::ListRequest;
 use crate::session::messages::Read;

@@ -8,46 +8,16 @@
 
 mod fds;
 pub mod guardian;
-mod signal;
 mod spawn;
 mod terminate;
 
+pub use crate::model::exit::ExitStatus;
+pub use crate::model::signal::Signal;
 pub use fds::{
     check_session_room, open_files, soft_limit, FdShortage, OpenFiles, RECOUNT_AFTER, SESSION_FDS,
 };
-pub use signal::Signal;
 pub use spawn::{spawn, Rlimits, SpawnSpec, Spawned};
 pub use terminate::{end_group, terminate, TerminateOutcome};
-
-/// Exit of a child process: its code, or the signal that killed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ExitStatus {
-    /// Exit code, when the process exited normally.
-    pub code: Option<i32>,
-    /// Signal number, when a signal killed the process.
-    pub signal: Option<i32>,
-}
-
-impl ExitStatus {
-    /// Builds the value from the standard library's status.
-    pub fn from_std(status: std::process::ExitStatus) -> Self {
-        use std::os::unix::process::ExitStatusExt;
-        Self {
-            code: status.code(),
-            signal: status.signal(),
-        }
-    }
-}
-
-impl std::fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.code, self.signal) {
-            (Some(c), _) => write!(f, "exit code {c}"),
-            (None, Some(s)) => write!(f, "signal {}", Signal::name_of(s)),
-            (None, None) => f.write_str("unknown status"),
-        }
-    }
-}
 
 /// `pgid` as a session's process group: above 1, since 0 means the caller's own group to
 /// killpg and waitpid, and 1 is init's.

@@ -47,15 +47,7 @@ pub struct Create {
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-/// Reports from sessions to the registry.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub enum SessionEvent {
-    /// The session reached Ended, Failed or Suspended.
-    Settled(SessionId),
-    /// The session's actor stopped while the session was live (it is now Failed).
-    Vanished(SessionId),
-}
+pub use crate::session::messages::SessionEvent;
 
 /// The registry actor.
 pub struct Registry {

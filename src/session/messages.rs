@@ -14,6 +14,8 @@ use crate::ids::SessionId;
 use crate::process::Signal;
 use crate::Result;
 
+pub use crate::model::metrics::{Metrics, Timings};
+
 /// Arguments for creating a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -301,39 +303,14 @@ pub struct SessionInfo {
     pub last_stop: Option<LastStop>,
 }
 
-/// Operation durations of a session.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-pub struct Timings {
-    /// Duration of the last completed operation, ms.
-    pub last_op_ms: u64,
-    /// Sum of all operation durations, ms.
-    pub total_op_ms: u64,
-}
-
-/// Counters of a session.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-pub struct Metrics {
-    /// Operations performed (exec, send, signal).
-    pub ops: u64,
-    /// Bytes written to the child's stdin.
-    pub bytes_in: u64,
-    /// Bytes read from the child's stdout and stderr.
-    pub bytes_out: u64,
-    /// Operations that failed.
-    pub errors: u64,
-    /// Agent: messages received.
-    #[serde(default)]
-    pub messages: u64,
-    /// Agent: input tokens used.
-    #[serde(default)]
-    pub input_tokens: u64,
-    /// Agent: output tokens used.
-    #[serde(default)]
-    pub output_tokens: u64,
+/// Reports from a session to its supervisor (the registry).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub enum SessionEvent {
+    /// The session reached Ended, Failed or Suspended.
+    Settled(SessionId),
+    /// The session's actor stopped while the session was live (it is now Failed).
+    Vanished(SessionId),
 }
 
 /// Fault injection for supervision tests: makes the actor panic.

@@ -19,7 +19,7 @@ pub mod output;
 mod persist;
 pub(crate) mod shared;
 pub mod snapshot;
-pub mod state;
+pub use crate::model::state;
 pub(crate) mod stored;
 
 use std::collections::VecDeque;
@@ -39,12 +39,12 @@ pub use state::{State, StateKind};
 pub(crate) use self::control::page_size;
 use self::exec::{Queued, Running};
 use self::kind::{driver_for, Driver};
+use self::messages::SessionEvent;
 use self::messages::{Metrics, Timings};
 use self::output::OutputLog;
 pub(crate) use self::persist::Persist;
 use crate::config::SessionConfig;
 use crate::process::{self, ExitStatus, Rlimits, Signal, SpawnSpec};
-use crate::registry::SessionEvent;
 use crate::store::{LiveRecord, When};
 use crate::{Error, Result};
 

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError};
 use crate::ids::SessionId;
+use crate::model::kind::{Kind, KindOptions};
+use crate::model::metrics::{LastStop, Metrics, Timings};
+use crate::model::state::StateKind;
 use crate::process::{ExitStatus, Rlimits};
-use crate::session::messages::{Metrics, Timings};
-use crate::session::{Kind, StateKind};
 
 /// One session's stored record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ pub struct SpecRecord {
     pub created_at_ms: u64,
     /// Kind-specific options.
     #[serde(default)]
-    pub options: crate::session::kind::KindOptions,
+    pub options: KindOptions,
 }
 
 /// The changing part of a record.
@@ -93,7 +94,7 @@ pub struct DebugRecord {
     /// Breakpoints, set again when the session resumes.
     pub breakpoints: Vec<StoredBreakpoint>,
     /// The last stop.
-    pub last_stop: Option<crate::session::messages::LastStop>,
+    pub last_stop: Option<LastStop>,
     /// The program's exit code, once it ended.
     pub program_exit: Option<i32>,
 }

@@ -433,7 +433,7 @@ impl Thread {
                 // Final: a file written once, and one key fewer in sled.
                 t.stage_record(*id, &value).map_err(io)?;
             }
-            if terminal || rec.live.state == crate::session::StateKind::Suspended {
+            if terminal || rec.live.state == crate::model::state::StateKind::Suspended {
                 settled.push(*id);
             }
             records.push((*id, terminal, value));

@@ -210,7 +210,7 @@ fn standard_formats(value: &mut Value) {
 
 /// Parses a session id argument; a malformed id is simply an unknown session.
 fn session_id(raw: &str) -> Result<SessionId, Error> {
-    raw.parse()
+    raw.parse().map_err(Error::from)
 }
 
 /// A pid for a tool's text: the number, or `-` when there is no process.

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+pub use crate::model::metrics::LastStop;
+
 /// Set the breakpoints of one source file, replacing the ones it had.
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
@@ -223,19 +225,6 @@ pub struct EvaluateResult {
     pub kind: Option<String>,
     /// True when the value was cut.
     pub truncated: bool,
-}
-
-/// The last stop of a debug session, as `session_state` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct LastStop {
-    /// Source file (relative to the session's cwd when inside it).
-    pub file: Option<String>,
-    /// Line.
-    pub line: Option<u32>,
-    /// Times the session has stopped at this file and line.
-    pub hit_count: u64,
-    /// Why it stopped.
-    pub reason: String,
 }
 
 impl From<&Stop> for LastStop {

@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::ExitStatus;
+use super::exit::ExitStatus;
 
 /// The name of a state, without its data: what filters, the index and errors use.
 #[derive(

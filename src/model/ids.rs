@@ -43,12 +43,24 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// Text that is not a session id; the runtime reports it as an unknown session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAnId(pub String);
+
+impl fmt::Display for NotAnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a session id", self.0)
+    }
+}
+
+impl std::error::Error for NotAnId {}
+
 impl FromStr for SessionId {
-    type Err = crate::Error;
+    type Err = NotAnId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Uuid::parse_str(s.trim())
             .map(SessionId)
-            .map_err(|_| crate::Error::NotFound { id: s.to_owned() })
+            .map_err(|_| NotAnId(s.to_owned()))
     }
 }
 
