@@ -7,8 +7,8 @@
 //! what their medium requires (sessions, headers, SSE).
 //!
 //! Files: `protocol.rs` eras, versions, codes, result decoration; `dispatch.rs` the envelope;
-//! `methods.rs` the JSON-RPC methods; `tools/` one file per tool; `resources.rs` resources;
-//! `context.rs` the per-request context; `stdio.rs` and `http.rs` the transports; `door.rs` the
+//! `methods.rs` the JSON-RPC methods; `params.rs` what they share; `tools/` one file per tool; `resources.rs` resources;
+//! `context.rs` the per-request context; `stdio.rs` and `http/` the transports; `door.rs` the
 //! HTTP front door (connection table, timers, admission at the limits, accept errors).
 
 mod context;

@@ -10,7 +10,9 @@
 //! and `Mcp-Name` against the body (400, -32020) and cancels a call whose client disconnects.
 //!
 //! Which connections are held, their timers and what happens at the limits is the front
-//! door's (`door.rs`).
+//! door's (`door.rs`). Here: `mod.rs` the accept loop, connections, POST and one message;
+//! `guard.rs` the checks before any message is read; `legacy.rs` and `modern.rs` the two eras'
+//! rules; `response.rs` JSON and event-stream responses.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,6 +33,16 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+mod guard;
+mod legacy;
+mod modern;
+mod response;
+
+use guard::*;
+use legacy::*;
+use modern::*;
+use response::*;
 
 use super::context::Notifier;
 use super::dispatch::{classify, error_response, ConnState, Message, Origin};
@@ -210,47 +222,6 @@ async fn serve_conn(state: Arc<State>, stream: TcpStream, peer: SocketAddr, tick
     }
 }
 
-/// Drops legacy protocol sessions idle for longer than the configured time, ending the
-/// stablehand sessions only they could reach.
-async fn expire_sessions(state: std::sync::Weak<State>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        let Some(state) = state.upgrade() else { return };
-        let idle = state.config.session_idle_timeout_ms;
-        let now = state.now_ms();
-        let expired: Vec<Arc<LegacySession>> = {
-            let mut sessions = state.sessions.write();
-            let ids: Vec<String> = sessions
-                .iter()
-                .filter(|(_, s)| now.saturating_sub(s.last_seen.load(Ordering::Relaxed)) > idle)
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.iter().filter_map(|id| sessions.remove(id)).collect()
-        };
-        for s in expired {
-            tracing::info!(owner = %s.owner, "protocol session expired");
-            end_owned(&state, &s.owner).await;
-        }
-    }
-}
-
-/// Ends every session of a principal that belonged only to a protocol session.
-async fn end_owned(state: &State, owner: &Owner) {
-    if !state.config.tokens.is_empty() {
-        return; // sessions belong to the token's principal, which outlives the protocol session
-    }
-    let handle = state.server.handle().with_owner(owner.clone());
-    if let Ok(list) = handle.list(&crate::registry::ListRequest {
-        limit: Some(crate::registry::MAX_LIMIT),
-        ..Default::default()
-    }) {
-        for s in list.sessions.iter().filter(|s| s.state.is_live()) {
-            let _ = handle.end(s.session_id, Default::default()).await;
-        }
-    }
-}
-
 async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     match check(&state, &req) {
         Err(resp) => *resp,
@@ -265,100 +236,6 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
             tracing::debug!(%peer, %method, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "http request");
             resp
         }
-    }
-}
-
-/// Path, Host, Origin and bearer checks. Returns the token principal, if any.
-fn check(state: &State, req: &Request<Incoming>) -> Result<Option<Owner>, Box<Response<Body>>> {
-    if req.uri().path() != state.config.path {
-        return Err(Box::new(status(
-            StatusCode::NOT_FOUND,
-            &format!("not found; the MCP endpoint is {}", state.config.path),
-        )));
-    }
-    let headers = req.headers();
-    if state.loopback {
-        let host = header(headers, "host").unwrap_or("");
-        if !host_allowed(host, &state.config.allowed_hosts) {
-            return Err(Box::new(rpc_status(
-                StatusCode::FORBIDDEN,
-                code::INVALID_REQUEST,
-                format!("Host {host:?} is not allowed (DNS-rebinding protection)"),
-            )));
-        }
-    }
-    if let Some(origin) = header(headers, "origin") {
-        if !origin_allowed(origin, &state.config.allowed_origins) {
-            return Err(Box::new(rpc_status(
-                StatusCode::FORBIDDEN,
-                code::INVALID_REQUEST,
-                format!("Origin {origin:?} is not allowed"),
-            )));
-        }
-    }
-    if state.config.tokens.is_empty() {
-        return Ok(None);
-    }
-    let presented = header(headers, "authorization")
-        .and_then(bearer_token)
-        .unwrap_or("");
-    match state
-        .config
-        .tokens
-        .iter()
-        .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
-    {
-        Some(t) => Ok(Some(Owner::new(&t.name))),
-        None => {
-            let mut resp = rpc_status(
-                StatusCode::UNAUTHORIZED,
-                code::INVALID_REQUEST,
-                "a valid bearer token is required".into(),
-            );
-            resp.headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            Err(Box::new(resp))
-        }
-    }
-}
-
-async fn get_or_delete(
-    state: &State,
-    req: &Request<Incoming>,
-    token_owner: Option<Owner>,
-) -> Response<Body> {
-    let version = header(req.headers(), "mcp-protocol-version");
-    if version.is_some_and(|v| protocol::known_legacy(v).is_none()) || req.method() == Method::GET {
-        // Modern: POST only. Legacy GET: this server has no standalone SSE stream.
-        return status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "only POST is supported here",
-        )
-        .with_allow();
-    }
-    let Some(sid) = header(req.headers(), "mcp-session-id") else {
-        return rpc_status(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            "DELETE needs an Mcp-Session-Id header".into(),
-        );
-    };
-    let removed = state.sessions.write().remove(sid);
-    match removed {
-        Some(s) => {
-            if token_owner.is_none() {
-                end_owned(state, &s.owner).await;
-            }
-            Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .body(empty())
-                .expect("valid response")
-        }
-        None => rpc_status(
-            StatusCode::NOT_FOUND,
-            code::INVALID_REQUEST,
-            format!("unknown or expired Mcp-Session-Id {sid:?}"),
-        ),
     }
 }
 
@@ -414,189 +291,6 @@ async fn post(
         }
         _ => legacy(state, &headers, value, token_owner).await,
     }
-}
-
-async fn legacy(
-    state: &Arc<State>,
-    headers: &HeaderMap,
-    value: Value,
-    token_owner: Option<Owner>,
-) -> Response<Body> {
-    let is_initialize = value.get("method").and_then(Value::as_str) == Some("initialize");
-    if is_initialize {
-        return initialize(state, value, token_owner).await;
-    }
-    let Some(sid) = header(headers, "mcp-session-id") else {
-        return rpc_status(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            "missing Mcp-Session-Id header: send initialize first and echo the id it returns"
-                .into(),
-        );
-    };
-    let Some(session) = state.sessions.read().get(sid).cloned() else {
-        return rpc_status(
-            StatusCode::NOT_FOUND,
-            code::INVALID_REQUEST,
-            format!("unknown or expired Mcp-Session-Id {sid:?}; initialize again"),
-        );
-    };
-    session.last_seen.store(state.now_ms(), Ordering::Relaxed);
-    let era = session.conn.legacy_era();
-    let origin = |notify| Origin {
-        owner: session.owner.clone(),
-        conn: Some(Arc::clone(&session.conn)),
-        era: era.clone(),
-        notify,
-        cancel: CancellationToken::new(),
-    };
-    match value {
-        Value::Array(batch) if era.allows_batches() && !batch.is_empty() => {
-            batch_response(state, batch, origin).await
-        }
-        Value::Array(_) => rpc_status(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            format!(
-                "JSON-RPC batches are not supported in protocol version {}",
-                era.version()
-            ),
-        ),
-        single => one(state, headers, single, origin, false).await,
-    }
-}
-
-async fn initialize(
-    state: &Arc<State>,
-    value: Value,
-    token_owner: Option<Owner>,
-) -> Response<Body> {
-    let sid = uuid::Uuid::new_v4().simple().to_string();
-    let owner = token_owner.unwrap_or_else(|| Owner::new(format!("http-session:{sid}")));
-    let session = Arc::new(LegacySession {
-        conn: Arc::new(ConnState::default()),
-        owner,
-        last_seen: AtomicU64::new(state.now_ms()),
-    });
-    let origin = Origin {
-        owner: session.owner.clone(),
-        conn: Some(Arc::clone(&session.conn)),
-        era: Era::Legacy(protocol::NEWEST_LEGACY),
-        notify: Notifier::none(),
-        cancel: CancellationToken::new(),
-    };
-    let (id, method, params) = match classify(value) {
-        Ok(Message::Request { id, method, params }) => (id, method, params),
-        Ok(_) => return status(StatusCode::ACCEPTED, ""),
-        Err((e, id)) => return json_response(StatusCode::BAD_REQUEST, error_response(&id, &e)),
-    };
-    let response = state
-        .server
-        .request(id, method, params, origin)
-        .await
-        .unwrap_or_default();
-    let mut resp = json_response(StatusCode::OK, response);
-    if session.conn.version().is_some() {
-        state.sessions.write().insert(sid.clone(), session);
-        resp.headers_mut().insert(
-            "mcp-session-id",
-            HeaderValue::from_str(&sid).expect("hex is a valid header"),
-        );
-    }
-    resp
-}
-
-async fn modern(
-    state: &Arc<State>,
-    headers: &HeaderMap,
-    value: Value,
-    version: &str,
-    token_owner: Option<Owner>,
-) -> Response<Body> {
-    let Some(version) = protocol::known_modern(version) else {
-        let err = protocol::unsupported_version(version);
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            error_response(value.get("id").unwrap_or(&Value::Null), &err),
-        );
-    };
-    if value.is_array() {
-        return rpc_status(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            format!("JSON-RPC batches are not supported in protocol version {version}"),
-        );
-    }
-    if let Err(e) = check_modern_headers(headers, &value, version) {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            error_response(value.get("id").unwrap_or(&Value::Null), &e),
-        );
-    }
-    let origin = |notify| Origin {
-        owner: token_owner.clone().unwrap_or_default(),
-        conn: None,
-        era: Era::Modern(version),
-        notify,
-        cancel: CancellationToken::new(),
-    };
-    one(state, headers, value, origin, true).await
-}
-
-/// `Mcp-Method` must equal the body's method; `Mcp-Name` the tool name or resource uri; the
-/// version header the body's `_meta` version.
-fn check_modern_headers(
-    headers: &HeaderMap,
-    value: &Value,
-    version: &str,
-) -> Result<(), WireError> {
-    let mismatch = |m: String| WireError::new(code::HEADER_MISMATCH, m);
-    let method = value.get("method").and_then(Value::as_str).unwrap_or("");
-    match header(headers, "mcp-method") {
-        None if !method.is_empty() => return Err(mismatch("missing Mcp-Method header".into())),
-        Some(h) if h != method => {
-            return Err(mismatch(format!(
-                "Mcp-Method header {h:?} does not match the body's method {method:?}"
-            )))
-        }
-        _ => {}
-    }
-    let params = value.get("params");
-    let named = match method {
-        "tools/call" | "prompts/get" => params.and_then(|p| p.get("name")),
-        "resources/read" => params.and_then(|p| p.get("uri")),
-        _ => None,
-    };
-    if let Some(expected) = named.and_then(Value::as_str) {
-        match header(headers, "mcp-name").map(decode_header_value) {
-            None => return Err(mismatch("missing Mcp-Name header".into())),
-            Some(h) if h != expected => {
-                return Err(mismatch(format!(
-                    "Mcp-Name header {h:?} does not match the body's {expected:?}"
-                )))
-            }
-            _ => {}
-        }
-    }
-    let body_version = params
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get(protocol::META_VERSION))
-        .and_then(Value::as_str);
-    if let Some(bv) = body_version.filter(|bv| *bv != version) {
-        return Err(mismatch(format!(
-            "MCP-Protocol-Version header {version:?} does not match _meta version {bv:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// Decodes `=?base64?…?=` header values (used for non-ASCII names).
-fn decode_header_value(v: &str) -> String {
-    v.strip_prefix("=?base64?")
-        .and_then(|rest| rest.strip_suffix("?="))
-        .and_then(crate::codec::base64_decode)
-        .and_then(|b| String::from_utf8(b).ok())
-        .unwrap_or_else(|| v.to_owned())
 }
 
 /// One message: notifications get 202; requests a JSON response, or SSE if they take long or
@@ -689,65 +383,6 @@ async fn one(
     }
 }
 
-/// Streams notifications, keep-alives and finally the response as server-sent events.
-fn sse(
-    call: tokio::task::JoinHandle<Option<String>>,
-    mut notes: mpsc::UnboundedReceiver<String>,
-    first: Option<String>,
-    cancel: CancellationToken,
-    guard: Option<tokio_util::sync::DropGuard>,
-) -> Response<Body> {
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(async move {
-        let cancel_on_close = guard.is_some();
-        if let Some(g) = guard {
-            g.disarm();
-        }
-        let event = |data: &str| Bytes::from(sse_event(data));
-        if let Some(n) = first {
-            if tx.send(event(&n)).await.is_err() && cancel_on_close {
-                cancel.cancel();
-            }
-        }
-        let mut call = call;
-        let mut keepalive = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                r = &mut call => {
-                    while let Ok(n) = notes.try_recv() {
-                        let _ = tx.send(event(&n)).await;
-                    }
-                    if let Ok(Some(body)) = r {
-                        let _ = tx.send(event(&body)).await;
-                    }
-                    return;
-                }
-                Some(n) = notes.recv() => {
-                    if tx.send(event(&n)).await.is_err() && cancel_on_close {
-                        cancel.cancel();
-                    }
-                }
-                _ = keepalive.tick() => {
-                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() && cancel_on_close {
-                        cancel.cancel();
-                    }
-                }
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-store")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .expect("valid response")
-}
-
 /// A legacy batch: every request answered, in one JSON array.
 async fn batch_response(
     state: &Arc<State>,
@@ -780,154 +415,6 @@ async fn batch_response(
         return status(StatusCode::ACCEPTED, "");
     }
     json_response(StatusCode::OK, format!("[{}]", parts.join(",")))
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// True if the `Accept` header value lets the client take `media` (`type/subtype`, lower
-/// case): a media range naming it, or `type/*`, or (with `wildcard`) `*/*`, with a non-zero
-/// `q`. Parameters other than `q` are ignored.
-fn accepts(accept: &str, media: &str, wildcard: bool) -> bool {
-    let main_type = media.split('/').next().unwrap_or(media);
-    accept.split(',').any(|range| {
-        let mut parts = range.split(';');
-        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let quality = parts
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
-            .and_then(|(_, v)| v.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let matches = name == media
-            || name.strip_suffix("/*") == Some(main_type)
-            || (wildcard && name == "*/*");
-        matches && quality > 0.0
-    })
-}
-
-/// The token of an `Authorization: Bearer TOKEN` value (the scheme is case-insensitive).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim_start().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_matches(' '))
-}
-
-/// One server-sent event carrying `data`, one `data:` line per line of it.
-fn sse_event(data: &str) -> String {
-    let mut event = String::with_capacity(data.len() + 24);
-    event.push_str("event: message\n");
-    for line in data.split('\n') {
-        event.push_str("data: ");
-        event.push_str(line.strip_suffix('\r').unwrap_or(line));
-        event.push('\n');
-    }
-    event.push('\n');
-    event
-}
-
-/// Loopback names (any port) and the configured extra hosts.
-fn host_allowed(host: &str, extra: &[String]) -> bool {
-    let name = strip_port(host);
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1")
-        || extra.iter().any(|h| h == host || h == name)
-}
-
-fn strip_port(hostport: &str) -> &str {
-    if hostport.starts_with('[') {
-        return hostport
-            .split_once(']')
-            .map_or(hostport, |(h, _)| &hostport[..h.len() + 1]);
-    }
-    hostport.rsplit_once(':').map_or(hostport, |(h, p)| {
-        if p.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            hostport
-        }
-    })
-}
-
-fn origin_allowed(origin: &str, extra: &[String]) -> bool {
-    if extra.iter().any(|o| o == origin) {
-        return true;
-    }
-    let Some(rest) = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-    else {
-        return false;
-    };
-    matches!(strip_port(rest), "localhost" | "127.0.0.1" | "[::1]")
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn empty() -> Body {
-    BodyExt::boxed(Full::new(Bytes::new()))
-}
-
-fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(BodyExt::boxed(Full::new(Bytes::from(body))))
-        .expect("valid response")
-}
-
-fn status(status: StatusCode, text: &str) -> Response<Body> {
-    let mut b = Response::builder().status(status);
-    if !text.is_empty() {
-        b = b.header("content-type", "text/plain; charset=utf-8");
-    }
-    b.body(BodyExt::boxed(Full::new(Bytes::from(text.to_owned()))))
-        .expect("valid response")
-}
-
-/// A transport-level refusal with a JSON-RPC error body.
-fn rpc_status(status: StatusCode, code: i32, message: String) -> Response<Body> {
-    json_response(
-        status,
-        error_response(&Value::Null, &WireError::new(code, message)),
-    )
-}
-
-fn too_large(max: usize) -> Response<Body> {
-    rpc_status(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        code::INVALID_REQUEST,
-        format!("request body exceeds {max} bytes"),
-    )
-}
-
-/// 408 for a body slower than the floor; the connection is closed after it.
-fn too_slow(config: &HttpConfig, received: usize, elapsed_ms: u64) -> Response<Body> {
-    let mut resp = rpc_status(
-        StatusCode::REQUEST_TIMEOUT,
-        code::INVALID_REQUEST,
-        format!(
-            "request body too slow: {received} bytes in {elapsed_ms} ms; a body must arrive within {} ms plus one second per {} bytes",
-            config.body_timeout_ms, config.body_min_rate
-        ),
-    );
-    resp.headers_mut()
-        .insert("connection", HeaderValue::from_static("close"));
-    resp
-}
-
-trait WithAllow {
-    fn with_allow(self) -> Self;
-}
-
-impl WithAllow for Response<Body> {
-    fn with_allow(mut self) -> Self {
-        self.headers_mut()
-            .insert("allow", HeaderValue::from_static("POST, DELETE"));
-        self
-    }
 }
 
 #[cfg(test)]

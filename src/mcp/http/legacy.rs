@@ -1,0 +1,175 @@
+//! The handshake era over HTTP: `initialize` issues an `Mcp-Session-Id`, later requests
+//! must carry it, DELETE ends it, idle ones expire and take their sessions along.
+
+use super::*;
+
+/// Drops legacy protocol sessions idle for longer than the configured time, ending the
+/// stablehand sessions only they could reach.
+pub(super) async fn expire_sessions(state: std::sync::Weak<State>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let idle = state.config.session_idle_timeout_ms;
+        let now = state.now_ms();
+        let expired: Vec<Arc<LegacySession>> = {
+            let mut sessions = state.sessions.write();
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| now.saturating_sub(s.last_seen.load(Ordering::Relaxed)) > idle)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for s in expired {
+            tracing::info!(owner = %s.owner, "protocol session expired");
+            end_owned(&state, &s.owner).await;
+        }
+    }
+}
+
+/// Ends every session of a principal that belonged only to a protocol session.
+pub(super) async fn end_owned(state: &State, owner: &Owner) {
+    if !state.config.tokens.is_empty() {
+        return; // sessions belong to the token's principal, which outlives the protocol session
+    }
+    let handle = state.server.handle().with_owner(owner.clone());
+    if let Ok(list) = handle.list(&crate::registry::ListRequest {
+        limit: Some(crate::registry::MAX_LIMIT),
+        ..Default::default()
+    }) {
+        for s in list.sessions.iter().filter(|s| s.state.is_live()) {
+            let _ = handle.end(s.session_id, Default::default()).await;
+        }
+    }
+}
+
+pub(super) async fn get_or_delete(
+    state: &State,
+    req: &Request<Incoming>,
+    token_owner: Option<Owner>,
+) -> Response<Body> {
+    let version = header(req.headers(), "mcp-protocol-version");
+    if version.is_some_and(|v| protocol::known_legacy(v).is_none()) || req.method() == Method::GET {
+        // Modern: POST only. Legacy GET: this server has no standalone SSE stream.
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only POST is supported here",
+        )
+        .with_allow();
+    }
+    let Some(sid) = header(req.headers(), "mcp-session-id") else {
+        return rpc_status(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "DELETE needs an Mcp-Session-Id header".into(),
+        );
+    };
+    let removed = state.sessions.write().remove(sid);
+    match removed {
+        Some(s) => {
+            if token_owner.is_none() {
+                end_owned(state, &s.owner).await;
+            }
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(empty())
+                .expect("valid response")
+        }
+        None => rpc_status(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            format!("unknown or expired Mcp-Session-Id {sid:?}"),
+        ),
+    }
+}
+
+pub(super) async fn legacy(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    value: Value,
+    token_owner: Option<Owner>,
+) -> Response<Body> {
+    let is_initialize = value.get("method").and_then(Value::as_str) == Some("initialize");
+    if is_initialize {
+        return initialize(state, value, token_owner).await;
+    }
+    let Some(sid) = header(headers, "mcp-session-id") else {
+        return rpc_status(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "missing Mcp-Session-Id header: send initialize first and echo the id it returns"
+                .into(),
+        );
+    };
+    let Some(session) = state.sessions.read().get(sid).cloned() else {
+        return rpc_status(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            format!("unknown or expired Mcp-Session-Id {sid:?}; initialize again"),
+        );
+    };
+    session.last_seen.store(state.now_ms(), Ordering::Relaxed);
+    let era = session.conn.legacy_era();
+    let origin = |notify| Origin {
+        owner: session.owner.clone(),
+        conn: Some(Arc::clone(&session.conn)),
+        era: era.clone(),
+        notify,
+        cancel: CancellationToken::new(),
+    };
+    match value {
+        Value::Array(batch) if era.allows_batches() && !batch.is_empty() => {
+            batch_response(state, batch, origin).await
+        }
+        Value::Array(_) => rpc_status(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            format!(
+                "JSON-RPC batches are not supported in protocol version {}",
+                era.version()
+            ),
+        ),
+        single => one(state, headers, single, origin, false).await,
+    }
+}
+
+pub(super) async fn initialize(
+    state: &Arc<State>,
+    value: Value,
+    token_owner: Option<Owner>,
+) -> Response<Body> {
+    let sid = uuid::Uuid::new_v4().simple().to_string();
+    let owner = token_owner.unwrap_or_else(|| Owner::new(format!("http-session:{sid}")));
+    let session = Arc::new(LegacySession {
+        conn: Arc::new(ConnState::default()),
+        owner,
+        last_seen: AtomicU64::new(state.now_ms()),
+    });
+    let origin = Origin {
+        owner: session.owner.clone(),
+        conn: Some(Arc::clone(&session.conn)),
+        era: Era::Legacy(protocol::NEWEST_LEGACY),
+        notify: Notifier::none(),
+        cancel: CancellationToken::new(),
+    };
+    let (id, method, params) = match classify(value) {
+        Ok(Message::Request { id, method, params }) => (id, method, params),
+        Ok(_) => return status(StatusCode::ACCEPTED, ""),
+        Err((e, id)) => return json_response(StatusCode::BAD_REQUEST, error_response(&id, &e)),
+    };
+    let response = state
+        .server
+        .request(id, method, params, origin)
+        .await
+        .unwrap_or_default();
+    let mut resp = json_response(StatusCode::OK, response);
+    if session.conn.version().is_some() {
+        state.sessions.write().insert(sid.clone(), session);
+        resp.headers_mut().insert(
+            "mcp-session-id",
+            HeaderValue::from_str(&sid).expect("hex is a valid header"),
+        );
+    }
+    resp
+}
