@@ -19,7 +19,7 @@ use crate::session::messages::{
     SendSignal, SessionInfo, SetBreakpoints, SignalResult, Step,
 };
 use crate::session::snapshot::{NamespaceSnapshot, SnapshotNamespace};
-use crate::session::state::Refused;
+use crate::session::state::{Event, Refused};
 use crate::session::{stored, Session, StateKind};
 use crate::store::{Store, StoreStats};
 use crate::{Error, Result};
@@ -392,7 +392,10 @@ impl Handle {
             Ok(result) => Some(result),
             // The actor died while its session was live: a crash, reported as such.
             Err(_) if entry.shared.state().is_live() => {
-                entry.shared.set_state(StateKind::Failed);
+                let lost = Event::Fail("its actor stopped unexpectedly".into());
+                if let Ok(failed) = entry.shared.state().apply(&lost) {
+                    entry.shared.set_state(failed);
+                }
                 Some(Err(Error::ActorGone {
                     id: entry.shared.id.to_string(),
                 }))

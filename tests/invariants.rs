@@ -123,3 +123,19 @@ fn only_mcp_knows_json_rpc() {
     let found = offenders(&["jsonrpsee", "\"jsonrpc\""], &["src/mcp/", "src/load/"]);
     assert!(found.is_empty(), "{found:#?}");
 }
+
+#[test]
+fn every_state_change_comes_from_the_state_machine() {
+    // A state is set from the result of `State::apply` / `StateKind::apply`, never written
+    // as a literal: Session::transition for a session with an actor, the crash paths and the
+    // registry (a Suspended record ended without an actor) through `StateKind::apply`.
+    let found = offenders(
+        &[
+            "set_state(StateKind::",
+            ".state = StateKind::",
+            "state = State::",
+        ],
+        &["src/model/"],
+    );
+    assert!(found.is_empty(), "{found:#?}");
+}

@@ -175,6 +175,27 @@ pub struct Refused {
     pub needed: &'static str,
 }
 
+impl StateKind {
+    /// The state `event` leads to from a state of this kind, for a session known only by its
+    /// kind (one without an actor, or whose actor is gone). Use it for events whose outcome
+    /// does not depend on the state's data (`Fail`; `End` of a Suspended session).
+    pub fn apply(self, event: &Event) -> Result<StateKind, Refused> {
+        let state = match self {
+            StateKind::Starting => State::Starting,
+            StateKind::Ready => State::Ready,
+            StateKind::Busy => State::Busy,
+            StateKind::Paused => State::Paused,
+            StateKind::Ending => State::Ending { suspend: false },
+            StateKind::Ended => State::Ended { exit: None },
+            StateKind::Failed => State::Failed {
+                reason: String::new(),
+            },
+            StateKind::Suspended => State::Suspended,
+        };
+        state.apply(event).map(|next| next.kind())
+    }
+}
+
 impl State {
     /// The state's name without data.
     pub fn kind(&self) -> StateKind {

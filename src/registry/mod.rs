@@ -456,8 +456,13 @@ impl Handler<SessionEvent> for Registry {
                 ctx.spawn(
                     async move {
                         let record = store.off_thread(move |s| s.record(id)).await;
+                        let lost = crate::model::state::Event::Fail(String::new());
                         if let Ok(Some(mut record)) = record {
-                            record.live.state = StateKind::Failed;
+                            // A record that already settled keeps its state.
+                            let Ok(failed) = record.live.state.apply(&lost) else {
+                                return;
+                            };
+                            record.live.state = failed;
                             record.live.state_detail =
                                 "Failed (its actor stopped unexpectedly)".into();
                             record.live.settled_at_ms = Some(now);

@@ -385,9 +385,11 @@ impl Drop for Session {
     fn drop(&mut self) {
         // An actor that dies while its session is live (a panic in a handler) must not leave
         // its process behind or its record pretending to be healthy.
-        if self.state.kind().is_live() {
+        let lost = state::Event::Fail("its actor stopped unexpectedly".into());
+        if let Ok(next) = self.state.apply(&lost) {
             self.kill_now();
-            self.shared.set_state(StateKind::Failed);
+            self.state = next;
+            self.shared.set_state(self.state.kind());
             self.shared.set_pid(None);
             self.events.do_send(SessionEvent::Vanished(self.shared.id));
         }
