@@ -434,7 +434,7 @@ fn no_process(verb: &'static str, entry: &Entry) -> Error {
         verb,
         current: state.to_string(),
         needed: if state == StateKind::Suspended {
-            "live: resume it first with session_resume"
+            "live: resume it first"
         } else {
             "live"
         },

@@ -139,3 +139,40 @@ fn every_state_change_comes_from_the_state_machine() {
     );
     assert!(found.is_empty(), "{found:#?}");
 }
+
+#[test]
+fn only_mcp_names_the_tools() {
+    // The runtime speaks of its own operations (Handle::exec, Handle::resume, …); the tool
+    // names are the MCP layer's (the debug_* names are Handle's methods as well).
+    let tools = [
+        "session_create",
+        "session_exec",
+        "session_send",
+        "session_read",
+        "session_state",
+        "session_list",
+        "session_end",
+        "session_signal",
+        "session_resume",
+        "session_snapshot",
+    ];
+    let allowed = ["src/mcp/", "src/load/", "src/bin/"];
+    let word = |code: &str, name: &str| {
+        code.match_indices(name).any(|(at, _)| {
+            let next = code[at + name.len()..].chars().next();
+            !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    };
+    let found: Vec<String> = sources()
+        .into_iter()
+        .filter(|(p, _)| !allowed.iter().any(|a| p.starts_with(a)))
+        .flat_map(|(p, code)| {
+            tools
+                .iter()
+                .filter(|t| word(&code, t))
+                .map(|t| format!("{} names {t}", p.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(found.is_empty(), "{found:#?}");
+}

@@ -47,7 +47,7 @@ pub fn list(index: &Index, owner: &Owner, req: &ListRequest) -> Result<ListResul
         Some(c) => c.parse::<u64>().map_err(|_| {
             Error::invalid(
                 "cursor",
-                format!("{c:?} is not a cursor returned by session_list"),
+                format!("{c:?} is not a cursor a previous list returned"),
             )
         })?,
     };

@@ -140,7 +140,7 @@ impl Handler<SendInput> for Session {
         }
         if self.debug.is_some() {
             return self.refuse(Error::Unsupported {
-                op: "session_send (the adapter's stdin carries the debug protocol)",
+                op: "send (the adapter's stdin carries the debug protocol)",
                 kind: self.spec.kind,
             });
         }

@@ -77,7 +77,7 @@ impl Handler<Exec> for Session {
         let _span = tracing::debug_span!("exec", session = %self.shared.id).entered();
         if self.debug.is_some() {
             return self.refuse(Error::Unsupported {
-                op: "session_exec (use debug_continue, debug_step, debug_evaluate)",
+                op: "exec (a debug session runs with debug_continue, debug_step and debug_evaluate)",
                 kind: self.spec.kind,
             });
         }

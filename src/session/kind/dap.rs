@@ -83,7 +83,7 @@ impl Driver for DapDriver {
 
     fn begin_exec(&mut self, _input: &str, _interactive: bool) -> Result<Vec<u8>> {
         Err(Error::Unsupported {
-            op: "session_exec (use debug_continue, debug_step, debug_evaluate)",
+            op: "exec (a debug session runs with debug_continue, debug_step and debug_evaluate)",
             kind: super::Kind::Debug,
         })
     }
