@@ -176,3 +176,26 @@ fn only_mcp_names_the_tools() {
         .collect();
     assert!(found.is_empty(), "{found:#?}");
 }
+
+#[test]
+fn stored_forms_are_not_schemas() {
+    // The store's forms are the disk format; tool schemas are derived elsewhere, so a field
+    // renamed for a schema does not silently change what data dirs hold.
+    let found = offenders(
+        &["schemars", "JsonSchema"],
+        &[
+            "src/model/",
+            "src/session/",
+            "src/mcp/",
+            "src/registry/",
+            "src/runtime.rs",
+            "src/config.rs",
+            "src/lib.rs",
+            "src/bin/",
+            "src/load/",
+            "src/process/",
+            "src/error.rs",
+        ],
+    );
+    assert!(found.is_empty(), "{found:#?}");
+}

@@ -45,10 +45,7 @@ pub fn list(index: &Index, owner: &Owner, req: &ListRequest) -> Result<ListResul
     let before = match &req.cursor {
         None => u64::MAX,
         Some(c) => c.parse::<u64>().map_err(|_| {
-            Error::invalid(
-                "cursor",
-                format!("{c:?} is not a cursor a previous list returned"),
-            )
+            Error::invalid("cursor", format!("{c:?} is not a cursor returned by list"))
         })?,
     };
     let mut rows: Vec<_> = index

@@ -175,10 +175,10 @@ impl Session {
             stderr_tail: None,
             metrics: resumed
                 .as_ref()
-                .map_or_else(Metrics::default, |r| r.metrics),
+                .map_or_else(Metrics::default, |r| r.metrics.into()),
             timings: resumed
                 .as_ref()
-                .map_or_else(Timings::default, |r| r.timings),
+                .map_or_else(Timings::default, |r| r.timings.into()),
             events,
             ready: Some(ready),
             persist,

@@ -34,9 +34,12 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
         created_at: rfc3339(shared.created_at()),
         last_active_at: rfc3339(UNIX_EPOCH + Duration::from_millis(shared.last_active_ms())),
         arbiter: shared.arbiter(),
-        timings: live.timings,
-        metrics: live.metrics,
-        last_stop: live.debug.as_ref().and_then(|d| d.last_stop.clone()),
+        timings: live.timings.into(),
+        metrics: live.metrics.into(),
+        last_stop: live
+            .debug
+            .as_ref()
+            .and_then(|d| d.last_stop.clone().map(Into::into)),
     }
 }
 

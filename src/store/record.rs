@@ -70,9 +70,9 @@ pub struct LiveRecord {
     /// When the session reached Ended, Failed or Suspended, ms since the Unix epoch.
     pub settled_at_ms: Option<u64>,
     /// Durations.
-    pub timings: Timings,
+    pub timings: StoredTimings,
     /// Counters.
-    pub metrics: Metrics,
+    pub metrics: StoredMetrics,
     /// Cursors one past the last byte of stdout and stderr.
     pub output_end: [u64; 2],
     /// Sequence number the next transcript event will get.
@@ -94,7 +94,7 @@ pub struct DebugRecord {
     /// Breakpoints, set again when the session resumes.
     pub breakpoints: Vec<StoredBreakpoint>,
     /// The last stop.
-    pub last_stop: Option<LastStop>,
+    pub last_stop: Option<StoredStop>,
     /// The program's exit code, once it ended.
     pub program_exit: Option<i32>,
 }
@@ -279,5 +279,121 @@ mod tests {
         let a = SessionId::new();
         assert!(event_key(a, 1) < event_key(a, 256));
         assert_eq!(seq_of(&event_key(a, 300)), Some(300));
+    }
+}
+
+// The stored forms of what a session reports about itself. They mirror the model's types
+// field for field today, but they are the disk format: the model (and the tool schemas built
+// from it) may change without changing what old data dirs hold, and the other way round.
+
+/// Durations, as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTimings {
+    /// Duration of the last completed operation, ms.
+    pub last_op_ms: u64,
+    /// Sum of all operation durations, ms.
+    pub total_op_ms: u64,
+}
+
+impl From<Timings> for StoredTimings {
+    fn from(t: Timings) -> Self {
+        Self {
+            last_op_ms: t.last_op_ms,
+            total_op_ms: t.total_op_ms,
+        }
+    }
+}
+
+impl From<StoredTimings> for Timings {
+    fn from(t: StoredTimings) -> Self {
+        Self {
+            last_op_ms: t.last_op_ms,
+            total_op_ms: t.total_op_ms,
+        }
+    }
+}
+
+/// Counters, as stored (the agent's were added later: absent in older records).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMetrics {
+    /// Operations performed.
+    pub ops: u64,
+    /// Bytes written to the child's stdin.
+    pub bytes_in: u64,
+    /// Bytes read from the child's stdout and stderr.
+    pub bytes_out: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// Agent: messages received.
+    #[serde(default)]
+    pub messages: u64,
+    /// Agent: input tokens used.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Agent: output tokens used.
+    #[serde(default)]
+    pub output_tokens: u64,
+}
+
+impl From<Metrics> for StoredMetrics {
+    fn from(m: Metrics) -> Self {
+        Self {
+            ops: m.ops,
+            bytes_in: m.bytes_in,
+            bytes_out: m.bytes_out,
+            errors: m.errors,
+            messages: m.messages,
+            input_tokens: m.input_tokens,
+            output_tokens: m.output_tokens,
+        }
+    }
+}
+
+impl From<StoredMetrics> for Metrics {
+    fn from(m: StoredMetrics) -> Self {
+        Self {
+            ops: m.ops,
+            bytes_in: m.bytes_in,
+            bytes_out: m.bytes_out,
+            errors: m.errors,
+            messages: m.messages,
+            input_tokens: m.input_tokens,
+            output_tokens: m.output_tokens,
+        }
+    }
+}
+
+/// A debug session's last stop, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredStop {
+    /// Source file.
+    pub file: Option<String>,
+    /// Line.
+    pub line: Option<u32>,
+    /// Times the session has stopped at this file and line.
+    pub hit_count: u64,
+    /// Why it stopped.
+    pub reason: String,
+}
+
+impl From<LastStop> for StoredStop {
+    fn from(s: LastStop) -> Self {
+        Self {
+            file: s.file,
+            line: s.line,
+            hit_count: s.hit_count,
+            reason: s.reason,
+        }
+    }
+}
+
+impl From<StoredStop> for LastStop {
+    fn from(s: StoredStop) -> Self {
+        Self {
+            file: s.file,
+            line: s.line,
+            hit_count: s.hit_count,
+            reason: s.reason,
+        }
     }
 }

@@ -138,7 +138,7 @@ where
                             .expect("results serialize"),
                     },
                     Ok(None) => Outcome::Cancelled,
-                    Err(e) => Outcome::Failed(e.to_string()),
+                    Err(e) => Outcome::Failed(failure_text(&e)),
                 })
             })
         },
@@ -211,6 +211,24 @@ fn standard_formats(value: &mut Value) {
 /// Parses a session id argument; a malformed id is simply an unknown session.
 fn session_id(raw: &str) -> Result<SessionId, Error> {
     raw.parse().map_err(Error::from)
+}
+
+/// A runtime error as a tool's failure text. The runtime names its own operations (`exec`,
+/// `send`, `resume`, `list`: `Handle`'s methods); a client knows the tools that do them.
+fn failure_text(e: &Error) -> String {
+    let text = e.to_string();
+    match e {
+        Error::Unsupported { op, .. } => match op.split_once(' ').map_or(*op, |(verb, _)| verb) {
+            "exec" | "send" => format!("session_{text}"),
+            _ => text,
+        },
+        _ => text
+            .replace("resume it first", "resume it first with session_resume")
+            .replace(
+                "a cursor returned by list",
+                "a cursor returned by session_list",
+            ),
+    }
 }
 
 /// A pid for a tool's text: the number, or `-` when there is no process.

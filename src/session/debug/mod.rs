@@ -147,7 +147,7 @@ impl Debugger {
     pub(super) fn record(&self) -> DebugRecord {
         DebugRecord {
             breakpoints: self.breakpoints.values().flatten().cloned().collect(),
-            last_stop: self.last_stop(),
+            last_stop: self.last_stop().map(Into::into),
             program_exit: self.program_exit,
         }
     }
