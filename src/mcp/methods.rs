@@ -12,7 +12,7 @@ use super::dispatch::ConnState;
 use super::params::{ctx, finish, invalid_params, page_offset, parse, rpc_error};
 use super::protocol::{self, decorate, Cache};
 use super::tools::Outcome;
-use super::{resources, Shared};
+use super::{resources, ToolTable};
 
 /// Tools per page of `tools/list`.
 const TOOLS_PAGE: usize = 100;
@@ -20,13 +20,13 @@ const TOOLS_PAGE: usize = 100;
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
 /// Builds the method table.
-pub(super) fn module(shared: Shared) -> RpcModule<Shared> {
+pub(super) fn module(shared: ToolTable) -> RpcModule<ToolTable> {
     let mut m = RpcModule::new(shared);
-    let reg = |m: &mut RpcModule<Shared>,
+    let reg = |m: &mut RpcModule<ToolTable>,
                name: &'static str,
                f: fn(
         Params<'static>,
-        Arc<Shared>,
+        Arc<ToolTable>,
         Extensions,
     ) -> futures_util::future::BoxFuture<'static, RpcResult>| {
         m.register_async_method(name, f)
@@ -127,7 +127,7 @@ fn set_level(params: Params<'static>, ext: &Extensions) -> RpcResult {
     Ok(finish(ext, Map::new(), Cache::None))
 }
 
-fn tools_list(params: Params<'static>, shared: &Shared, ext: &Extensions) -> RpcResult {
+fn tools_list(params: Params<'static>, shared: &ToolTable, ext: &Extensions) -> RpcResult {
     let start = page_offset(&params, "tools/list")?;
     let end = (start + TOOLS_PAGE).min(shared.tools.len());
     let tools: Vec<Value> = shared
@@ -153,7 +153,7 @@ struct CallParams {
 
 async fn tools_call(
     params: Params<'static>,
-    shared: Arc<Shared>,
+    shared: Arc<ToolTable>,
     ext: Extensions,
 ) -> Result<CallResult, ErrorObjectOwned> {
     let p: CallParams = parse(&params, "tools/call")?;

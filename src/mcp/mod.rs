@@ -39,11 +39,11 @@ pub struct McpServer {
 
 struct Inner {
     handle: Handle,
-    module: RpcModule<Shared>,
+    module: RpcModule<ToolTable>,
 }
 
 /// What methods share: the tool table.
-pub(crate) struct Shared {
+pub(crate) struct ToolTable {
     tools: Vec<tools::ToolDef>,
     tool_index: HashMap<&'static str, usize>,
 }
@@ -59,7 +59,7 @@ impl McpServer {
     pub fn new(handle: Handle) -> Self {
         let tools = tools::all();
         let tool_index = tools.iter().enumerate().map(|(i, t)| (t.name, i)).collect();
-        let module = methods::module(Shared { tools, tool_index });
+        let module = methods::module(ToolTable { tools, tool_index });
         Self {
             inner: Arc::new(Inner { handle, module }),
         }

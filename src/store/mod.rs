@@ -157,7 +157,7 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    shared: Arc<writer::Shared>,
+    shared: Arc<writer::Exchange>,
     thread: Mutex<Option<JoinHandle<()>>>,
     opened: StoreStats,
     _lock: Option<lock::DirLock>,
@@ -223,7 +223,7 @@ impl Store {
         rx
     }
 
-    fn wake(&self, st: &mut writer::State, when: When) {
+    fn wake(&self, st: &mut writer::Queue, when: When) {
         match when {
             When::Lazy => return,
             When::Now => {}
@@ -407,7 +407,7 @@ impl Store {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct WriteHold {
-    shared: Arc<writer::Shared>,
+    shared: Arc<writer::Exchange>,
 }
 
 impl Drop for WriteHold {

@@ -116,7 +116,7 @@ impl Store {
             skipped = skipped.len(),
             "store opened"
         );
-        let shared = Arc::new(writer::Shared {
+        let shared = Arc::new(writer::Exchange {
             state: Mutex::default(),
             wake: Condvar::new(),
             counters: writer::Counters::default(),

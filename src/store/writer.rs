@@ -115,8 +115,9 @@ pub(super) struct Shrink {
     pub done: oneshot::Sender<Vec<SessionId>>,
 }
 
+/// What waits for the writer: changes, acknowledgements, shrink and tail requests.
 #[derive(Debug, Default)]
-pub(super) struct State {
+pub(super) struct Queue {
     pub pending: Changes,
     /// The batch being written now (readers look here too).
     pub in_flight: Option<Arc<Changes>>,
@@ -151,10 +152,11 @@ pub struct Counters {
     pub damaged: AtomicU64,
 }
 
-/// What the pushers, the readers and the thread share.
+/// What the pushers, the readers and the writer thread share: the queue, its wake-up, the
+/// counters, the sled trees and the session files.
 #[derive(Debug)]
-pub(super) struct Shared {
-    pub state: Mutex<State>,
+pub(super) struct Exchange {
+    pub state: Mutex<Queue>,
     pub wake: Condvar,
     pub counters: Counters,
     /// The sled trees; `None` while the writer reopens sled after an I/O error.
@@ -176,7 +178,7 @@ pub(super) struct Hold {
     pub parked: bool,
 }
 
-impl Shared {
+impl Exchange {
     /// The current trees, or an error while they are being reopened.
     pub(super) fn trees(&self) -> Result<Arc<Trees>, StoreError> {
         self.trees
@@ -188,7 +190,7 @@ impl Shared {
 
 /// The thread's own state.
 pub(super) struct Thread {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<Exchange>,
     pub interval: Duration,
     /// Opens sled again after it reported an I/O error (sled refuses every later write).
     pub reopen: Box<dyn Fn() -> Result<Trees, StoreError> + Send>,
@@ -202,7 +204,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Thread {
     pub(super) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<Exchange>,
         interval: Duration,
         reopen: Box<dyn Fn() -> Result<Trees, StoreError> + Send>,
     ) -> Self {

@@ -5,7 +5,7 @@ use super::*;
 
 /// Path, Host, Origin and bearer checks. Returns the token principal, if any.
 pub(super) fn check(
-    state: &State,
+    state: &HttpState,
     req: &Request<Incoming>,
 ) -> Result<Option<Owner>, Box<Response<Body>>> {
     if req.uri().path() != state.config.path {

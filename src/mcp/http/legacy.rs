@@ -5,7 +5,7 @@ use super::*;
 
 /// Drops legacy protocol sessions idle for longer than the configured time, ending the
 /// stablehand sessions only they could reach.
-pub(super) async fn expire_sessions(state: std::sync::Weak<State>) {
+pub(super) async fn expire_sessions(state: std::sync::Weak<HttpState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
@@ -29,7 +29,7 @@ pub(super) async fn expire_sessions(state: std::sync::Weak<State>) {
 }
 
 /// Ends every session of a principal that belonged only to a protocol session.
-pub(super) async fn end_owned(state: &State, owner: &Owner) {
+pub(super) async fn end_owned(state: &HttpState, owner: &Owner) {
     if !state.config.tokens.is_empty() {
         return; // sessions belong to the token's principal, which outlives the protocol session
     }
@@ -45,7 +45,7 @@ pub(super) async fn end_owned(state: &State, owner: &Owner) {
 }
 
 pub(super) async fn get_or_delete(
-    state: &State,
+    state: &HttpState,
     req: &Request<Incoming>,
     token_owner: Option<Owner>,
 ) -> Response<Body> {
@@ -85,7 +85,7 @@ pub(super) async fn get_or_delete(
 }
 
 pub(super) async fn legacy(
-    state: &Arc<State>,
+    state: &Arc<HttpState>,
     headers: &HeaderMap,
     value: Value,
     token_owner: Option<Owner>,
@@ -135,7 +135,7 @@ pub(super) async fn legacy(
 }
 
 pub(super) async fn initialize(
-    state: &Arc<State>,
+    state: &Arc<HttpState>,
     value: Value,
     token_owner: Option<Owner>,
 ) -> Response<Body> {

@@ -69,7 +69,8 @@ struct LegacySession {
     last_seen: AtomicU64,
 }
 
-struct State {
+/// What every connection of the HTTP transport shares.
+struct HttpState {
     server: McpServer,
     config: HttpConfig,
     door: Arc<Door>,
@@ -78,7 +79,7 @@ struct State {
     epoch: Instant,
 }
 
-impl State {
+impl HttpState {
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -108,7 +109,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let loopback = listener.local_addr()?.ip().is_loopback();
     let door = Door::new(&config, server.handle().config().runtime.fd_reserve);
-    let state = Arc::new(State {
+    let state = Arc::new(HttpState {
         server,
         config,
         door: Arc::clone(&door),
@@ -168,7 +169,7 @@ pub async fn serve(
 /// (bytes it sent that this thread has not read yet are read first); one that has started a
 /// request since it was chosen has shown itself a client and is kept (the door is over its
 /// limit by one until the next admission makes room).
-async fn serve_conn(state: Arc<State>, stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
+async fn serve_conn(state: Arc<HttpState>, stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
     let raw_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let io = state.door.watch(stream, &ticket);
     let ticket = Arc::new(ticket);
@@ -222,7 +223,7 @@ async fn serve_conn(state: Arc<State>, stream: TcpStream, peer: SocketAddr, tick
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handle(state: Arc<HttpState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     match check(&state, &req) {
         Err(resp) => *resp,
         Ok(owner) => {
@@ -240,7 +241,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
 }
 
 async fn post(
-    state: &Arc<State>,
+    state: &Arc<HttpState>,
     req: Request<Incoming>,
     token_owner: Option<Owner>,
 ) -> Response<Body> {
@@ -296,7 +297,7 @@ async fn post(
 /// One message: notifications get 202; requests a JSON response, or SSE if they take long or
 /// report progress. In the modern era a client that disconnects cancels its request.
 async fn one(
-    state: &Arc<State>,
+    state: &Arc<HttpState>,
     headers: &HeaderMap,
     value: Value,
     origin: impl FnOnce(Notifier) -> Origin,
@@ -385,7 +386,7 @@ async fn one(
 
 /// A legacy batch: every request answered, in one JSON array.
 async fn batch_response(
-    state: &Arc<State>,
+    state: &Arc<HttpState>,
     batch: Vec<Value>,
     origin: impl Fn(Notifier) -> Origin,
 ) -> Response<Body> {

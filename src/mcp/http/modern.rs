@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn modern(
-    state: &Arc<State>,
+    state: &Arc<HttpState>,
     headers: &HeaderMap,
     value: Value,
     version: &str,
