@@ -1,7 +1,7 @@
 //! The MCP front end: the only module that knows JSON-RPC.
 //!
-//! jsonrpsee's [`RpcModule`](jsonrpsee::RpcModule) is the method table for both transports.
-//! One envelope implementation ([`dispatch`]) parses messages, resolves the protocol era,
+//! jsonrpsee's [`RpcModule`] is the method table for both transports.
+//! One envelope implementation (`dispatch.rs`) parses messages, resolves the protocol era,
 //! validates what the era requires and calls the method with a per-request context in
 //! jsonrpsee's `Extensions`; the transports ([`stdio`], [`http`]) only move bytes and add
 //! what their medium requires (sessions, headers, SSE).

@@ -79,7 +79,7 @@ pub struct SpawnSpec {
 /// A running child and the parent ends of its pipes.
 #[derive(Debug)]
 pub struct Spawned {
-    /// The child; awaiting [`Child::wait`] reaps it.
+    /// The child; awaiting `Child::wait` reaps it.
     pub child: Child,
     /// Process id, which is also the id of its process group.
     pub pid: u32,

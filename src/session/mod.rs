@@ -3,14 +3,13 @@
 //! in a [`kind`] driver.
 //!
 //! Files: `mod.rs` the actor and its lifecycle; `io.rs` pipes in and out; `exec.rs` exec, its
-//! queue and results; `control.rs` send, read, signal, end, info; `state.rs` the state
-//! machine; `output.rs` the capped log; `shared.rs` the lock-free summary the registry indexes;
-//! `persist.rs` snapshots for the store; `stored.rs` answers for sessions without a process;
-//! `snapshot.rs` a REPL's namespace snapshot and restore; `debug/` the DAP client of debug
-//! sessions.
+//! queue and results; `control.rs` send, read, signal, end, info (the state machine is
+//! `model/state.rs`); `output.rs` the capped log; `shared.rs` the lock-free summary the
+//! registry indexes; `persist.rs` snapshots for the store; `stored.rs` answers for sessions
+//! without a process; `kind/` the drivers, each kind in one place (`kind/repl/` with its
+//! Python driver and namespace snapshots, `kind/debug/` with DAP framing and the client).
 
 mod control;
-pub mod debug;
 mod exec;
 mod io;
 pub mod kind;
@@ -18,7 +17,6 @@ pub mod messages;
 pub mod output;
 mod persist;
 pub(crate) mod shared;
-pub mod snapshot;
 pub use crate::model::state;
 pub(crate) mod stored;
 
@@ -32,7 +30,8 @@ use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, info, warn};
 
-pub use kind::{Kind, Stream};
+pub use kind::repl::snapshot;
+pub use kind::{debug, Kind, Stream};
 pub use shared::{SessionSummary, Shared};
 pub use state::{State, StateKind};
 

@@ -3,7 +3,7 @@
 //!
 //! Data directory: `store/` (sled: trees `sessions` id → [`Record`], `blobs` id ‖ name →
 //! bytes, `meta` schema version), `transcripts/<id>/*.seg` (each session's transcript,
-//! [`transcript`]), `stablehand.lock`. sled holds few keys, each rewritten in place, so its
+//! `transcript`), `stablehand.lock`. sled holds few keys, each rewritten in place, so its
 //! memory stays flat; transcripts, which grow with every call, live in files and are read
 //! through the page cache. Every stored value and every transcript frame carries a checksum:
 //! damage is reported and skipped, never decoded into garbage.

@@ -1,15 +1,15 @@
-//! Session kinds are drivers, not subclasses: a [`Driver`] turns an operation into bytes for
+//! Session kinds are drivers, not subclasses: a `Driver` turns an operation into bytes for
 //! the child and picks results out of the child's bytes. The session actor is the same for
 //! every kind.
 
 mod agent;
-mod dap;
+pub mod debug;
 mod process;
 pub(crate) mod repl;
 mod shell;
 mod token;
 
-pub(crate) use dap::frame as dap_frame;
+pub(crate) use debug::dap::frame as dap_frame;
 pub(crate) use process::ProcessDriver;
 pub(crate) use shell::ShellDriver;
 #[doc(hidden)]
@@ -113,6 +113,6 @@ pub(crate) fn driver_for(kind: Kind, options: &KindOptions) -> Box<dyn Driver> {
             ))
         }
         Kind::Repl => Box::new(repl::ReplDriver::default()),
-        Kind::Debug => Box::new(dap::DapDriver::default()),
+        Kind::Debug => Box::new(debug::dap::DapDriver::default()),
     }
 }

@@ -7,7 +7,7 @@
 # knows both streams are complete; the JSON carries the value, the error and the status.
 #
 # Requests: {"op": "hello"|"exec"|"snapshot"|"restore", "token": ..., ...}; see
-# src/session/kind/repl.rs for the whole protocol. Python 3.7 or newer.
+# src/session/kind/repl/mod.rs for the whole protocol. Python 3.7 or newer.
 
 import sys
 

@@ -2,7 +2,7 @@
 //!
 //! The session runs the configured interpreter (`commands.repl`, or the session's own
 //! `command`, e.g. a virtualenv's python) as `<argv> -u -c <driver>`, where the driver is
-//! `repl_driver.py`, shipped inside the crate. The driver keeps private copies of fds 0-2,
+//! `driver.py`, shipped inside the crate. The driver keeps private copies of fds 0-2,
 //! points fd 0 at /dev/null, and runs every exec in one fresh `__main__` module, so `import`,
 //! `def` and `class` persist between execs and pickle finds the code's classes by name.
 //!
@@ -54,13 +54,15 @@
 //! kept by name and re-imported; functions and classes defined in the session are saved
 //! once and referred to by name from other values, so instances keep their class identity.
 //! The working directory and `sys.path` are kept too. The blob goes to the store (see
-//! `session/snapshot.rs`), and a resumed session restores it before it reports Ready.
+//! `snapshot.rs` here), and a resumed session restores it before it reports Ready.
 //!
 //! Kind-specific operations travel as exec inputs that start with [`OP_PREFIX`] (see
 //! [`snapshot_input`], [`restore_input`]), so they queue behind a running exec like any
 //! other; their report is returned in `ExecResult::result`. A restore is accepted only before
 //! start-up: the session hands it to `begin_exec` before `startup`, which then sends it in
 //! place of `hello`.
+
+pub mod snapshot;
 
 use super::token::{self, find, partial_start};
 use serde::Serialize;
@@ -72,7 +74,7 @@ use crate::session::messages::{ExecError, ExecResult};
 use crate::{Error, Result};
 
 /// The Python program run by every `repl` session.
-pub(crate) const DRIVER_SOURCE: &str = include_str!("repl_driver.py");
+pub(crate) const DRIVER_SOURCE: &str = include_str!("driver.py");
 
 /// Exec inputs that start with this are kind operations, not code.
 pub(crate) const OP_PREFIX: &str = "\0stablehand:";

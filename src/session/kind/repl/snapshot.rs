@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use super::kind::repl;
-use super::messages::{End, EndMode, EndResult, Exec, ExecResult};
-use super::{elapsed_ms, Kind, Session, StateKind};
+use super as repl;
+use crate::session::messages::{End, EndMode, EndResult, Exec, ExecResult};
+use crate::session::{elapsed_ms, Kind, Session, StateKind};
 use crate::store::When;
 use crate::{Error, Result};
 
@@ -181,7 +181,7 @@ impl Session {
 
     /// Before a REPL is evicted or suspended at shutdown: saves its namespace (bounded by
     /// [`SNAPSHOT_ON_END_MS`]), then ends it. `None` when there is nothing to save first.
-    pub(super) fn snapshot_before_end(
+    pub(in crate::session) fn snapshot_before_end(
         &mut self,
         msg: End,
         ctx: &mut Context<Self>,
@@ -225,7 +225,7 @@ impl Session {
 
     /// When a resumed REPL starts: loads its namespace blob off the arbiter, hands it to the
     /// driver, then starts up. Returns false when there is nothing to restore (start up now).
-    pub(super) fn restore_namespace(&mut self, ctx: &mut Context<Self>) -> bool {
+    pub(in crate::session) fn restore_namespace(&mut self, ctx: &mut Context<Self>) -> bool {
         if self.spec.kind != Kind::Repl {
             return false;
         }

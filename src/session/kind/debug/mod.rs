@@ -1,8 +1,8 @@
 //! The `debug` kind inside the session actor: a Debug Adapter Protocol client.
 //!
 //! The adapter (debugpy by default) is the session's child; its stdout carries DAP messages,
-//! which the `dap` driver frames into [`Marker::Dap`](super::kind::Marker). Here they are
-//! dispatched: responses to the request waiting for them ([`link`]), events to the state
+//! which the `dap` driver frames into `Marker::Dap`. Here they are
+//! dispatched: responses to the request waiting for them (`link.rs`), events to the state
 //! machine. The program runs in state Busy and stops in Paused; every stop is looked up once
 //! (top frame and its locals, `stop.rs`) and published to whoever waits for it, and kept as the
 //! session's last stop. The program's output arrives as `output` events and goes to the
@@ -15,6 +15,7 @@
 //! `stop_on_entry` (the default) the session is reported ready once it is Paused at the first
 //! line; otherwise once the program runs.
 
+pub(crate) mod dap;
 mod link;
 pub mod messages;
 mod ops;
@@ -33,16 +34,16 @@ use tracing::{debug, warn};
 
 use self::link::Link;
 use self::messages::{LastStop, Stop};
-use super::kind::{DebugOptions, KindOptions};
-use super::state::Event;
-use super::{Session, StateKind, Stream};
+use super::{DebugOptions, KindOptions};
+use crate::model::state::Event;
 use crate::process::{self, ExitStatus};
+use crate::session::{Session, StateKind, Stream};
 use crate::store::{DebugRecord, LiveRecord, StoredBreakpoint, When};
 use crate::{Error, Result};
 
 /// Where the program is, as told to callers waiting for it to stop.
 #[derive(Debug, Clone)]
-pub(super) enum Phase {
+pub(in crate::session) enum Phase {
     /// Running (or starting).
     Running,
     /// Stopped here.
@@ -56,14 +57,14 @@ pub(super) enum Phase {
 /// The latest phase with a generation number: every stop or end bumps it, so a caller
 /// waits for a generation newer than the one it saw before acting.
 #[derive(Debug, Clone)]
-pub(super) struct Published {
+pub(in crate::session) struct Published {
     gen: u64,
     phase: Phase,
 }
 
 /// A debug session's protocol state.
 #[derive(Debug)]
-pub(super) struct Debugger {
+pub(in crate::session) struct Debugger {
     options: DebugOptions,
     /// The session's cwd, canonical: files must be inside it.
     root: PathBuf,
@@ -89,7 +90,7 @@ pub(super) struct Debugger {
 
 impl Debugger {
     /// The debugger of a `debug` session; a resumed one starts from its stored breakpoints.
-    pub(super) fn new(
+    pub(in crate::session) fn new(
         options: &KindOptions,
         cwd: &Path,
         resumed: Option<&LiveRecord>,
@@ -134,17 +135,17 @@ impl Debugger {
     }
 
     /// Connects the request side to the adapter's stdin.
-    pub(super) fn attach(&self, stdin: Rc<tokio::net::unix::pipe::Sender>) {
+    pub(in crate::session) fn attach(&self, stdin: Rc<tokio::net::unix::pipe::Sender>) {
         self.link.attach(stdin);
     }
 
     /// Lets go of the adapter's stdin.
-    pub(super) fn detach(&self) {
+    pub(in crate::session) fn detach(&self) {
         self.link.detach();
     }
 
     /// What the store keeps.
-    pub(super) fn record(&self) -> DebugRecord {
+    pub(in crate::session) fn record(&self) -> DebugRecord {
         DebugRecord {
             breakpoints: self.breakpoints.values().flatten().cloned().collect(),
             last_stop: self.last_stop().map(Into::into),
@@ -153,12 +154,12 @@ impl Debugger {
     }
 
     /// The program's own process group, if it has one apart from the session's.
-    pub(super) fn program_group(&self) -> Option<u32> {
+    pub(in crate::session) fn program_group(&self) -> Option<u32> {
         self.program_group
     }
 
     /// The last stop, as `session_state` shows it.
-    pub(super) fn last_stop(&self) -> Option<LastStop> {
+    pub(in crate::session) fn last_stop(&self) -> Option<LastStop> {
         self.last_stop.as_deref().map(LastStop::from)
     }
 
@@ -255,7 +256,7 @@ impl Session {
     }
 
     /// Runs the launch sequence; the session is Ready (then Paused or Busy) when it is done.
-    pub(super) fn start_debugger(&mut self, ctx: &mut Context<Self>) {
+    pub(in crate::session) fn start_debugger(&mut self, ctx: &mut Context<Self>) {
         let d = self.debug.as_ref().expect("debug session");
         let link = Rc::clone(&d.link);
         let initialized = Rc::clone(&d.initialized);
@@ -375,7 +376,7 @@ impl Session {
     }
 
     /// One message from the adapter.
-    pub(super) fn on_dap(&mut self, message: Value, ctx: Option<&mut Context<Self>>) {
+    pub(in crate::session) fn on_dap(&mut self, message: Value, ctx: Option<&mut Context<Self>>) {
         let Some(d) = &self.debug else { return };
         match message.get("type").and_then(Value::as_str) {
             Some("response") => d.link.deliver(message),
@@ -507,7 +508,7 @@ impl Session {
 
     /// The adapter exited: waiters learn it, and the session's exit status is the program's
     /// when the adapter reported it.
-    pub(super) fn debugger_exited(&mut self, status: ExitStatus) -> ExitStatus {
+    pub(in crate::session) fn debugger_exited(&mut self, status: ExitStatus) -> ExitStatus {
         let Some(d) = &self.debug else {
             return status;
         };

@@ -1,10 +1,10 @@
 //! The `debug` kind's wire: Debug Adapter Protocol messages framed with `Content-Length`
 //! headers on the adapter's stdout. Each complete message becomes a [`Marker::Dap`]; what the
-//! messages mean is the session's debugger (`session/debug/`). The adapter's own stderr is
+//! messages mean is the session's debugger (`mod.rs` here). The adapter's own stderr is
 //! not the program's: it goes to the server log, and its tail explains a failed start or an
 //! adapter that died (the program's output arrives as DAP `output` events).
 
-use super::{Completion, Driver, Marker, Stream};
+use super::super::{Completion, Driver, Kind, Marker, Stream};
 use crate::{Error, Result};
 
 /// Largest message accepted from an adapter.
@@ -84,7 +84,7 @@ impl Driver for DapDriver {
     fn begin_exec(&mut self, _input: &str, _interactive: bool) -> Result<Vec<u8>> {
         Err(Error::Unsupported {
             op: "exec (a debug session runs with debug_continue, debug_step and debug_evaluate)",
-            kind: super::Kind::Debug,
+            kind: Kind::Debug,
         })
     }
 
