@@ -411,6 +411,16 @@ impl Config {
         if self.commands.shell.is_empty() {
             return bad("commands.shell must name a program");
         }
+        if self.runtime.sweep_interval_ms == 0 {
+            return bad("runtime.sweep_interval_ms must be at least 1");
+        }
+        self.validate_http()?;
+        self.validate_store()
+    }
+
+    /// The `[http]` checks of [`Config::validate`].
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if !self.http.path.starts_with('/') {
             return bad("http.path must start with /");
         }
@@ -434,9 +444,12 @@ impl Config {
         if self.http.fd_reserve > self.runtime.fd_reserve {
             return bad("http.fd_reserve must not exceed runtime.fd_reserve (sessions would lock connections out)");
         }
-        if self.runtime.sweep_interval_ms == 0 {
-            return bad("runtime.sweep_interval_ms must be at least 1");
-        }
+        Ok(())
+    }
+
+    /// The `[store]` checks of [`Config::validate`].
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.store.flush_interval_ms == 0 {
             return bad("store.flush_interval_ms must be at least 1");
         }

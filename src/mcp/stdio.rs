@@ -41,44 +41,10 @@ where
     let mut reader = BufReader::new(input);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
-        if n == 0 {
-            break;
-        }
-        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
-            let err = WireError::new(
-                code::PARSE_ERROR,
-                format!("message longer than {MAX_LINE} bytes"),
-            );
-            let _ = tx.send(error_response(&Value::Null, &err));
-            skip_line(&mut reader).await?;
-            continue;
-        }
-        let text = line.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
-        let value: Value = match std::str::from_utf8(text) {
-            Err(e) => {
-                let err = WireError::new(
-                    code::PARSE_ERROR,
-                    format!("message is not valid UTF-8: {e}"),
-                );
-                let _ = tx.send(error_response(&Value::Null, &err));
-                continue;
-            }
-            Ok(s) => match serde_json::from_str(s) {
-                Ok(v) => v,
-                Err(e) => {
-                    let err = WireError::new(code::PARSE_ERROR, format!("invalid JSON: {e}"));
-                    let _ = tx.send(error_response(&Value::Null, &err));
-                    continue;
-                }
-            },
+        let value = match next_message(&mut reader, &mut line, &tx).await? {
+            Next::End => break,
+            Next::Skip => continue,
+            Next::Message(value) => value,
         };
         let ctx = Line {
             server: &server,
@@ -110,6 +76,54 @@ where
     let _ = permits.acquire_many(MAX_INFLIGHT as u32).await;
     drop(tx);
     writer.await.map_err(std::io::Error::other)?
+}
+
+/// What the next line of input holds.
+enum Next {
+    /// End of input.
+    End,
+    /// Nothing to serve: a blank line, or one already answered with a parse error.
+    Skip,
+    /// One message or batch.
+    Message(Value),
+}
+
+/// Reads the next line (at most [`MAX_LINE`] bytes) and parses it; a line that is too long,
+/// not UTF-8 or not JSON is answered with a parse error on `tx` here.
+async fn next_message<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    line: &mut Vec<u8>,
+    tx: &mpsc::UnboundedSender<String>,
+) -> std::io::Result<Next> {
+    line.clear();
+    let n = reader
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', line)
+        .await?;
+    if n == 0 {
+        return Ok(Next::End);
+    }
+    let parse_error = |message: String| {
+        let err = WireError::new(code::PARSE_ERROR, message);
+        let _ = tx.send(error_response(&Value::Null, &err));
+        Next::Skip
+    };
+    if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+        let skipped = parse_error(format!("message longer than {MAX_LINE} bytes"));
+        skip_line(reader).await?;
+        return Ok(skipped);
+    }
+    let text = line.trim_ascii();
+    if text.is_empty() {
+        return Ok(Next::Skip);
+    }
+    Ok(match std::str::from_utf8(text) {
+        Err(e) => parse_error(format!("message is not valid UTF-8: {e}")),
+        Ok(s) => match serde_json::from_str(s) {
+            Ok(v) => Next::Message(v),
+            Err(e) => parse_error(format!("invalid JSON: {e}")),
+        },
+    })
 }
 
 /// Everything one line's handling needs.

@@ -365,6 +365,10 @@ impl Table<'_> {
 
 /// The guardian's body: set itself up, then serve until the server is gone.
 ///
+/// Longer than 60 lines on purpose, like [`serve`]: code after `fork` in a multi-threaded
+/// process, async-signal-safe calls only, kept in one sequence so its safety is checked in
+/// one read.
+///
 /// # Safety
 /// Call only in the child of `fork`, with `fd` its end of the socket pair.
 unsafe fn guardian_main(fd: RawFd, server: libc::pid_t, table: &mut [u64]) -> ! {
@@ -469,6 +473,7 @@ unsafe fn close_from(first: RawFd) {
 }
 
 /// Reads records until the server is gone, then kills every watched group and exits.
+/// (One loop of async-signal-safe calls after `fork`; see [`guardian_main`] for its length.)
 ///
 /// # Safety
 /// Guardian only (see [`guardian_main`]).

@@ -399,6 +399,9 @@ fn fail(plan: &Plan, step: Step) -> ! {
 
 /// The child, between `clone` and `execve`, on the server's memory: async-signal-safe calls
 /// only, no allocation, no unwinding (it never returns).
+///
+/// Longer than 60 lines on purpose: one straight sequence whose safety argument (what may
+/// run between `clone` and `execve`) is easiest to check when it is read in one place.
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the parent's `Plan`, alive and unchanged while this thread runs
     // (CLONE_VFORK).

@@ -319,24 +319,7 @@ async fn one(
     let origin = origin(Notifier::new(ntx));
     let cancel = origin.cancel.clone();
     let guard = cancel_on_disconnect.then(|| cancel.clone().drop_guard());
-    let server = state.server.clone();
-    let limit = Duration::from_millis(state.config.request_timeout_ms);
-    let timeout_id = id.clone();
-    let mut call = crate::runtime::spawn_here(async move {
-        match tokio::time::timeout(limit, server.request(id, method, params, origin)).await {
-            Ok(r) => r,
-            Err(_) => {
-                let err = WireError::new(
-                    code::INTERNAL_ERROR,
-                    format!(
-                        "the request exceeded the server's time limit of {} ms",
-                        limit.as_millis()
-                    ),
-                );
-                Some(error_response(&timeout_id, &err))
-            }
-        }
-    });
+    let mut call = spawn_call(state, id, method, params, origin);
     // Only a client that names the event stream gets one (`*/*` alone keeps plain JSON).
     let sse_ok = header(headers, "accept").is_some_and(|a| accepts(a, "text/event-stream", false));
     // Fast path: the response is ready before any notification and within a second.
@@ -353,35 +336,39 @@ async fn one(
             if let Some(g) = guard {
                 g.disarm();
             }
-            // Notifications sent just before the call finished still go first.
-            let mut pending = Vec::new();
-            while let Ok(n) = nrx.try_recv() {
-                pending.push(n);
-            }
-            match joined {
-                Ok(Some(body)) if pending.is_empty() || !sse_ok => {
-                    json_response(StatusCode::OK, body)
-                }
-                Ok(Some(body)) => {
-                    pending.push(body);
-                    let events: String = pending.iter().map(|m| sse_event(m)).collect();
-                    Response::builder()
-                        .status(StatusCode::OK)
-                        .header("content-type", "text/event-stream")
-                        .header("cache-control", "no-store")
-                        .body(BodyExt::boxed(Full::new(Bytes::from(events))))
-                        .expect("valid response")
-                }
-                Ok(None) => status(StatusCode::ACCEPTED, ""),
-                Err(e) => rpc_status(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    code::INTERNAL_ERROR,
-                    format!("request failed: {e}"),
-                ),
-            }
+            finished(joined, &mut nrx, sse_ok)
         }
         None => sse(call, nrx, None, cancel, guard),
     }
+}
+
+/// Runs one request on this runtime under the server's request time limit (past it, the
+/// answer is an error naming the limit).
+fn spawn_call(
+    state: &Arc<HttpState>,
+    id: Value,
+    method: String,
+    params: Option<Value>,
+    origin: Origin,
+) -> tokio::task::JoinHandle<Option<String>> {
+    let server = state.server.clone();
+    let limit = Duration::from_millis(state.config.request_timeout_ms);
+    let timeout_id = id.clone();
+    crate::runtime::spawn_here(async move {
+        match tokio::time::timeout(limit, server.request(id, method, params, origin)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let err = WireError::new(
+                    code::INTERNAL_ERROR,
+                    format!(
+                        "the request exceeded the server's time limit of {} ms",
+                        limit.as_millis()
+                    ),
+                );
+                Some(error_response(&timeout_id, &err))
+            }
+        }
+    })
 }
 
 /// A legacy batch: every request answered, in one JSON array.

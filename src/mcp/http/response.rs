@@ -138,3 +138,37 @@ impl WithAllow for Response<Body> {
         self
     }
 }
+
+/// The response to a call that finished before its response had to switch to a stream: JSON,
+/// or (when notifications came first and the client takes a stream) the notifications and
+/// then the result as one event stream.
+pub(super) fn finished(
+    joined: Result<Option<String>, tokio::task::JoinError>,
+    notes: &mut mpsc::UnboundedReceiver<String>,
+    sse_ok: bool,
+) -> Response<Body> {
+    // Notifications sent just before the call finished still go first.
+    let mut pending = Vec::new();
+    while let Ok(n) = notes.try_recv() {
+        pending.push(n);
+    }
+    match joined {
+        Ok(Some(body)) if pending.is_empty() || !sse_ok => json_response(StatusCode::OK, body),
+        Ok(Some(body)) => {
+            pending.push(body);
+            let events: String = pending.iter().map(|m| sse_event(m)).collect();
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-store")
+                .body(BodyExt::boxed(Full::new(Bytes::from(events))))
+                .expect("valid response")
+        }
+        Ok(None) => status(StatusCode::ACCEPTED, ""),
+        Err(e) => rpc_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL_ERROR,
+            format!("request failed: {e}"),
+        ),
+    }
+}
