@@ -78,13 +78,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(
-    config_path: Option<PathBuf>,
-    http_addr: Option<SocketAddr>,
+/// The configuration `serve` runs with: the file's (or the defaults), then the flags.
+fn serve_config(
+    config_path: Option<&PathBuf>,
     data_dir: Option<PathBuf>,
     in_memory: bool,
-) -> anyhow::Result<()> {
-    let mut config = match &config_path {
+) -> anyhow::Result<Config> {
+    let mut config = match config_path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
@@ -93,6 +93,16 @@ fn serve(
         config.store.in_memory = false;
     }
     config.store.in_memory |= in_memory;
+    Ok(config)
+}
+
+fn serve(
+    config_path: Option<PathBuf>,
+    http_addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    in_memory: bool,
+) -> anyhow::Result<()> {
+    let config = serve_config(config_path.as_ref(), data_dir, in_memory)?;
     match stablehand::process::raise_open_files_limit() {
         Ok(n) => info!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
@@ -117,21 +127,7 @@ fn serve(
         let grace = config.session.end_grace_ms;
         let runtime = Runtime::start(config).context("starting the runtime")?;
         let server = McpServer::new(runtime.handle());
-        let transport = match http_addr {
-            Some(addr) => {
-                let listener = {
-                    let _in_front = front.enter();
-                    http::bind(addr).with_context(|| format!("binding {addr}"))?
-                };
-                let local = listener.local_addr()?;
-                info!(address = %local, "serving MCP over Streamable HTTP at http://{local}/mcp");
-                front.spawn(async move { http::serve(server, listener, http_config).await })
-            }
-            None => {
-                info!("serving MCP over stdio");
-                front.spawn(async move { stdio::serve(server, tokio::io::stdin(), tokio::io::stdout()).await })
-            }
-        };
+        let transport = start_transport(front, server, http_addr, http_config)?;
         tokio::select! {
             () = stop => info!("signal received: ending every session"),
             result = transport => match result {
@@ -153,6 +149,32 @@ fn serve(
         info!("guardian stopped and reaped");
     }
     Ok(())
+}
+
+/// Starts serving MCP on the front-end runtime: over HTTP at `http_addr`, else over stdio.
+fn start_transport(
+    front: &tokio::runtime::Runtime,
+    server: McpServer,
+    http_addr: Option<SocketAddr>,
+    http_config: stablehand::config::HttpConfig,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    Ok(match http_addr {
+        Some(addr) => {
+            let listener = {
+                let _in_front = front.enter();
+                http::bind(addr).with_context(|| format!("binding {addr}"))?
+            };
+            let local = listener.local_addr()?;
+            info!(address = %local, "serving MCP over Streamable HTTP at http://{local}/mcp");
+            front.spawn(async move { http::serve(server, listener, http_config).await })
+        }
+        None => {
+            info!("serving MCP over stdio");
+            front.spawn(async move {
+                stdio::serve(server, tokio::io::stdin(), tokio::io::stdout()).await
+            })
+        }
+    })
 }
 
 /// Installs SIGTERM and SIGINT handlers now; the returned future resolves on either.

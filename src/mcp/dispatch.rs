@@ -223,37 +223,9 @@ impl McpServer {
                 &protocol::unsupported_version(requested),
             ));
         }
-        let envelope = match envelope(params.as_ref()) {
-            Ok(e) => e,
+        let (era, log_level) = match request_era(&origin, &method, params.as_ref()) {
+            Ok(resolved) => resolved,
             Err(e) => return Some(error_response(&id, &e)),
-        };
-        let (era, log_level) = match (&origin.era, envelope) {
-            (Era::Modern(_), Envelope::Modern { version, log_level }) => {
-                let rank = log_level.as_deref().and_then(protocol::log_rank);
-                (Era::Modern(version), rank)
-            }
-            (Era::Modern(v), Envelope::None) if method != "server/discover" => {
-                let msg = format!(
-                    "protocol version {v} requires params._meta with {} and {}",
-                    protocol::META_VERSION,
-                    protocol::META_CAPABILITIES
-                );
-                return Some(error_response(
-                    &id,
-                    &WireError::new(code::INVALID_PARAMS, msg),
-                ));
-            }
-            (Era::Legacy(_), Envelope::Modern { .. }) if method != "server/discover" => {
-                let msg = "this connection negotiated a handshake-era protocol; _meta protocolVersion is not accepted here";
-                return Some(error_response(
-                    &id,
-                    &WireError::new(code::INVALID_REQUEST, msg),
-                ));
-            }
-            (era, _) => (
-                era.clone(),
-                origin.conn.as_ref().and_then(|c| c.log_level()),
-            ),
         };
         let progress_token = params
             .as_ref()
@@ -328,5 +300,38 @@ impl McpServer {
         };
         // The response is already one JSON string: taken as it is, not copied.
         String::from(Box::<str>::from(response.into_json()))
+    }
+}
+
+/// The era a request runs in and its log level: from its `_meta` envelope on a modern
+/// connection (which must carry one, except for `server/discover`), from the connection on a
+/// legacy one (which must not).
+fn request_era(
+    origin: &Origin,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(Era, Option<usize>), WireError> {
+    let envelope = envelope(params)?;
+    match (&origin.era, envelope) {
+        (Era::Modern(_), Envelope::Modern { version, log_level }) => {
+            let rank = log_level.as_deref().and_then(protocol::log_rank);
+            Ok((Era::Modern(version), rank))
+        }
+        (Era::Modern(v), Envelope::None) if method != "server/discover" => {
+            let msg = format!(
+                "protocol version {v} requires params._meta with {} and {}",
+                protocol::META_VERSION,
+                protocol::META_CAPABILITIES
+            );
+            Err(WireError::new(code::INVALID_PARAMS, msg))
+        }
+        (Era::Legacy(_), Envelope::Modern { .. }) if method != "server/discover" => {
+            let msg = "this connection negotiated a handshake-era protocol; _meta protocolVersion is not accepted here";
+            Err(WireError::new(code::INVALID_REQUEST, msg))
+        }
+        (era, _) => Ok((
+            era.clone(),
+            origin.conn.as_ref().and_then(|c| c.log_level()),
+        )),
     }
 }
