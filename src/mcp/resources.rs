@@ -9,6 +9,7 @@ use jsonrpsee::Extensions;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::context::CallCtx;
 use super::params::{ctx, finish, invalid_params, page_offset, parse, rpc_error};
 use super::protocol::{Cache, WireError};
 use crate::registry::ListRequest;
@@ -110,35 +111,33 @@ pub(super) async fn read(params: Params<'static>, ext: Extensions) -> RpcResult 
                 let text = serde_json::to_string(&info).expect("infos serialize");
                 json!([{ "uri": p.uri, "mimeType": "application/json", "text": text }])
             }
-            "transcript" => {
-                let mut out = Vec::new();
-                for stream in [Stream::Stdout, Stream::Stderr] {
-                    let page = c
-                        .handle
-                        .read(
-                            id,
-                            Read {
-                                stream,
-                                cursor: Some(0),
-                                max_bytes: Some(TRANSCRIPT_BYTES),
-                                wait_ms: None,
-                            },
-                        )
-                        .await
-                        .map_err(|_| not_found())?;
-                    let uri = if stream == Stream::Stdout {
-                        p.uri.clone()
-                    } else {
-                        format!("{}#stderr", p.uri)
-                    };
-                    out.push(json!({ "uri": uri, "mimeType": "text/plain", "text": page.data }));
-                }
-                Value::Array(out)
-            }
+            "transcript" => transcript(c, id, &p.uri).await.ok_or_else(not_found)?,
             _ => return Err(not_found()),
         }
     };
     let mut result = Map::new();
     result.insert("contents".into(), contents);
     Ok(finish(&ext, result, Cache::Private))
+}
+
+/// A session's transcript resource: the first [`TRANSCRIPT_BYTES`] of stdout (at `uri`) and of
+/// stderr (at `uri#stderr`); `None` for a session the caller cannot read.
+async fn transcript(c: &CallCtx, id: SessionId, uri: &str) -> Option<Value> {
+    let mut out = Vec::new();
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        let read = Read {
+            stream,
+            cursor: Some(0),
+            max_bytes: Some(TRANSCRIPT_BYTES),
+            wait_ms: None,
+        };
+        let page = c.handle.read(id, read).await.ok()?;
+        let uri = if stream == Stream::Stdout {
+            uri.to_owned()
+        } else {
+            format!("{uri}#stderr")
+        };
+        out.push(json!({ "uri": uri, "mimeType": "text/plain", "text": page.data }));
+    }
+    Some(Value::Array(out))
 }

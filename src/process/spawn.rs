@@ -332,37 +332,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
             stderr_w.as_raw_fd(),
         ],
     )?;
-    let mut stack = vec![0u8; CHILD_STACK];
-    // The stack grows down; its top must be 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
-    let mut pidfd: libc::c_int = -1;
-    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-    let mut saved = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: the signal masks are initialised by sigfillset/pthread_sigmask before use.
-    // clone: the child runs `child_main` on `stack`, which outlives it (CLONE_VFORK suspends
-    // this thread until the child has exec'd or exited); it reads `plan` (alive until the end
-    // of this function) and writes only its atomics. All signals are blocked around the
-    // clone so no handler of the server runs on the child's borrowed memory.
-    let pid = unsafe {
-        libc::sigfillset(all.as_mut_ptr());
-        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), saved.as_mut_ptr());
-        let pid = libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
-            std::ptr::from_ref(&plan).cast_mut().cast(),
-            &mut pidfd as *mut libc::c_int,
-        );
-        let err = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, saved.as_ptr(), std::ptr::null_mut());
-        if pid < 0 {
-            return Err(err);
-        }
-        pid
-    };
-    drop(stack);
-    // SAFETY: CLONE_PIDFD stored a new descriptor (close-on-exec) that we now own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let (pid, pidfd) = clone_child(&plan)?;
     if let Some(e) = plan.failure() {
         // The child has already exited: reap it at once.
         let _ = try_reap(pidfd.as_raw_fd());
@@ -384,6 +354,42 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
         stdout: pipe::Receiver::from_owned_fd(OwnedFd::from(stdout_r))?,
         stderr: pipe::Receiver::from_owned_fd(OwnedFd::from(stderr_r))?,
     })
+}
+
+/// Clones the child that runs `plan` and waits (CLONE_VFORK) until it has exec'd or failed.
+/// Returns its pid and pidfd.
+fn clone_child(plan: &Plan) -> io::Result<(libc::pid_t, OwnedFd)> {
+    let mut stack = vec![0u8; CHILD_STACK];
+    // The stack grows down; its top must be 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    let mut pidfd: libc::c_int = -1;
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut saved = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: the signal masks are initialised by sigfillset/pthread_sigmask before use.
+    // clone: the child runs `child_main` on `stack`, which outlives it (CLONE_VFORK suspends
+    // this thread until the child has exec'd or exited); it reads `plan` (alive until the end
+    // of this function) and writes only its atomics. All signals are blocked around the
+    // clone so no handler of the server runs on the child's borrowed memory.
+    let pid = unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), saved.as_mut_ptr());
+        let pid = libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            std::ptr::from_ref(plan).cast_mut().cast(),
+            &mut pidfd as *mut libc::c_int,
+        );
+        let err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, saved.as_ptr(), std::ptr::null_mut());
+        if pid < 0 {
+            return Err(err);
+        }
+        pid
+    };
+    drop(stack);
+    // SAFETY: CLONE_PIDFD stored a new descriptor (close-on-exec) that we now own.
+    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
 }
 
 /// Records the failed step and errno for the parent and ends the child.

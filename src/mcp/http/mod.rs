@@ -139,28 +139,37 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let state = Arc::clone(&state);
-        // Connections run on the session arbiters, round-robin, and sessions created over a
-        // connection are placed on its arbiter: a client's requests to its own sessions then
-        // never cross threads. The socket moves to that thread's reactor.
-        let arbiters = state.server.handle().arbiters().to_vec();
-        if arbiters.is_empty() {
-            tokio::spawn(serve_conn(state, stream, peer, ticket));
-        } else {
-            let arbiter = &arbiters[next % arbiters.len()];
-            next = next.wrapping_add(1);
-            match stream.into_std() {
-                Ok(std_stream) => {
-                    arbiter.spawn(async move {
-                        match TcpStream::from_std(std_stream) {
-                            Ok(stream) => serve_conn(state, stream, peer, ticket).await,
-                            Err(e) => tracing::warn!(%peer, error = %e, "cannot adopt connection"),
-                        }
-                    });
+        place_conn(Arc::clone(&state), stream, peer, ticket, next);
+        next = next.wrapping_add(1);
+    }
+}
+
+/// Hands connection number `n` to a session arbiter, round-robin, to be served there.
+/// Sessions created over a connection are placed on its arbiter: a client's requests to its
+/// own sessions then never cross threads. The socket moves to that thread's reactor.
+fn place_conn(
+    state: Arc<HttpState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+    n: usize,
+) {
+    let arbiters = state.server.handle().arbiters().to_vec();
+    if arbiters.is_empty() {
+        tokio::spawn(serve_conn(state, stream, peer, ticket));
+        return;
+    }
+    let arbiter = &arbiters[n % arbiters.len()];
+    match stream.into_std() {
+        Ok(std_stream) => {
+            arbiter.spawn(async move {
+                match TcpStream::from_std(std_stream) {
+                    Ok(stream) => serve_conn(state, stream, peer, ticket).await,
+                    Err(e) => tracing::warn!(%peer, error = %e, "cannot adopt connection"),
                 }
-                Err(e) => tracing::warn!(%peer, error = %e, "cannot move connection"),
-            }
+            });
         }
+        Err(e) => tracing::warn!(%peer, error = %e, "cannot move connection"),
     }
 }
 
