@@ -145,7 +145,8 @@ fn serve(
     })?;
     front.shutdown_timeout(Duration::from_secs(1));
     // Reaped here: a guardian left to exit on its own would be a zombie until PID 1 reaps it.
-    if stablehand::process::guardian::stop(Duration::from_secs(2)) {
+    // Normally a millisecond; the bound is for a machine too loaded to schedule it soon.
+    if stablehand::process::guardian::stop(Duration::from_secs(10)) {
         info!("guardian stopped and reaped");
     }
     Ok(())
