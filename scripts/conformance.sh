@@ -93,6 +93,9 @@ trap stop_server EXIT
 
 start_server() {
     local log=$OUT/server.log i
+    # Created here, not by the background job's redirection: the first read below may run
+    # before the job has opened it, and a failed sed fails the pipeline (pipefail, set -e).
+    : >"$log"
     # stderr goes straight to a file, so it is always drained however much the server logs.
     RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 "$BIN" serve --in-memory --http 127.0.0.1:0 >"$log" 2>&1 9>&- &
     SERVER_PID=$!
