@@ -1,6 +1,7 @@
 //! Turning a create request into a checked, fully resolved [`SessionSpec`].
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::session::kind::KindOptions;
@@ -19,7 +20,25 @@ pub(crate) fn resolve(
     req: &CreateRequest,
 ) -> Result<SessionSpec> {
     let kind = req.kind.unwrap_or(Kind::Shell);
-    let argv = match (&req.command, kind) {
+    let argv = command(config, kind, req)?;
+    let options = kind_options(kind, req)?;
+    check_program(config, kind, &argv)?;
+    let cwd = resolve_cwd(config, req, &options)?;
+    check_name(req.name.as_deref())?;
+    let env = merge_env(base_env, &req.env)?;
+    Ok(SessionSpec {
+        kind,
+        argv,
+        cwd,
+        env,
+        rlimits: config.session.rlimits.clone(),
+        options,
+    })
+}
+
+/// The program and arguments `req` runs: its own command, or the config's default for `kind`.
+fn command(config: &Config, kind: Kind, req: &CreateRequest) -> Result<Vec<String>> {
+    Ok(match (&req.command, kind) {
         (Some(cmd), _) => cmd.clone(),
         (None, Kind::Shell) => config.commands.shell.clone(),
         (None, Kind::Repl) => config.commands.repl.clone(),
@@ -30,8 +49,12 @@ pub(crate) fn resolve(
                 format!("{kind} sessions need a command (program and arguments)"),
             ))
         }
-    };
-    let options = kind_options(kind, req)?;
+    })
+}
+
+/// Refuses an empty program name, an argument with a NUL byte, and a program the active
+/// profile does not allow for `kind`.
+fn check_program(config: &Config, kind: Kind, argv: &[String]) -> Result<()> {
     let program = match argv.first() {
         Some(p) if !p.trim().is_empty() => p.clone(),
         _ => return Err(Error::invalid("command", "the program name is empty")),
@@ -48,6 +71,12 @@ pub(crate) fn resolve(
             allowed: profile.programs(kind).join(", "),
         });
     }
+    Ok(())
+}
+
+/// The working directory of `req` (default the server's), made absolute: it must be a
+/// directory the active profile allows, holding a debug session's program.
+fn resolve_cwd(config: &Config, req: &CreateRequest, options: &KindOptions) -> Result<PathBuf> {
     let cwd = match &req.cwd {
         Some(c) => c.clone(),
         None => std::env::current_dir()
@@ -56,13 +85,13 @@ pub(crate) fn resolve(
     check_cwd(&cwd)?;
     // Absolute (lexically), so the session's state shows where it runs from its start.
     let cwd = std::path::absolute(&cwd).unwrap_or(cwd);
-    if let KindOptions::Debug(d) = &options {
+    if let KindOptions::Debug(d) = options {
         let root = cwd
             .canonicalize()
             .map_err(|e| Error::invalid("cwd", format!("{}: {e}", cwd.display())))?;
         crate::session::debug::resolve_inside(&root, "debug.program", &d.program)?;
     }
-    if !profile.allows_cwd(&cwd) {
+    if !config.active_profile().allows_cwd(&cwd) {
         return Err(Error::invalid(
             "cwd",
             format!(
@@ -72,7 +101,12 @@ pub(crate) fn resolve(
             ),
         ));
     }
-    if let Some(name) = &req.name {
+    Ok(cwd)
+}
+
+/// Refuses a session name that is blank or longer than [`MAX_NAME`].
+fn check_name(name: Option<&str>) -> Result<()> {
+    if let Some(name) = name {
         if name.trim().is_empty() || name.len() > MAX_NAME {
             return Err(Error::invalid(
                 "name",
@@ -80,8 +114,17 @@ pub(crate) fn resolve(
             ));
         }
     }
+    Ok(())
+}
+
+/// `base_env` with the request's variables `vars` added (replacing ones of the same name),
+/// each checked for a usable name and value.
+fn merge_env(
+    base_env: &[(String, String)],
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
     let mut env = base_env.to_vec();
-    for (k, v) in &req.env {
+    for (k, v) in vars {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(Error::invalid(
                 "env",
@@ -97,14 +140,7 @@ pub(crate) fn resolve(
         env.retain(|(name, _)| name != k);
         env.push((k.clone(), v.clone()));
     }
-    Ok(SessionSpec {
-        kind,
-        argv,
-        cwd,
-        env,
-        rlimits: config.session.rlimits.clone(),
-        options,
-    })
+    Ok(env)
 }
 
 /// The kind-specific options of `req`, checked against its kind.

@@ -308,6 +308,67 @@ impl Registry {
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         (slot, self.arbiters[slot].clone())
     }
+
+    /// The arbiter `prefer` names when it exists, else the next one round-robin, with its
+    /// index.
+    fn arbiter_for(&mut self, prefer: Option<usize>) -> (usize, ArbiterHandle) {
+        match prefer.filter(|&k| k < self.arbiters.len()) {
+            Some(k) => (k, self.arbiters[k].clone()),
+            None => self.next_arbiter(),
+        }
+    }
+
+    /// Starts the actor of a new session for `msg` and indexes it (and its name): returns
+    /// its id, its address and where its start-up outcome arrives.
+    fn start_session(
+        &mut self,
+        msg: &Create,
+        spec: SessionSpec,
+        ctx: &mut Context<Self>,
+    ) -> (
+        SessionId,
+        Addr<session::Session>,
+        oneshot::Receiver<Result<()>>,
+    ) {
+        let id = SessionId::new();
+        self.seq += 1;
+        let idle = msg
+            .req
+            .idle_timeout_ms
+            .unwrap_or(self.session_config.idle_timeout_ms);
+        let (slot, arbiter) = self.arbiter_for(msg.prefer_arbiter);
+        let shared = Arc::new(Shared::new(
+            id,
+            msg.owner.clone(),
+            spec.kind,
+            msg.req.name.clone(),
+            self.seq,
+            idle,
+            slot,
+        ));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let persist = self.persist_for(&shared, &spec);
+        let addr = session::start_on(
+            &arbiter,
+            Boot {
+                shared: Arc::clone(&shared),
+                spec,
+                config: Arc::clone(&self.session_config),
+                events: ctx.address().recipient(),
+                ready: ready_tx,
+                persist,
+                resumed: None,
+            },
+        );
+        self.index.insert(index::Entry {
+            addr: Some(addr.clone()),
+            shared: Arc::clone(&shared),
+        });
+        if let Some(name) = &msg.req.name {
+            self.names.insert((msg.owner.clone(), name.clone()), id);
+        }
+        (id, addr, ready_rx)
+    }
 }
 
 impl Actor for Registry {
@@ -349,46 +410,7 @@ impl Handler<Create> for Registry {
         if let Err(e) = self.make_room(ctx) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
-        let id = SessionId::new();
-        self.seq += 1;
-        let idle = msg
-            .req
-            .idle_timeout_ms
-            .unwrap_or(self.session_config.idle_timeout_ms);
-        let (slot, arbiter) = match msg.prefer_arbiter.filter(|&k| k < self.arbiters.len()) {
-            Some(k) => (k, self.arbiters[k].clone()),
-            None => self.next_arbiter(),
-        };
-        let shared = Arc::new(Shared::new(
-            id,
-            msg.owner.clone(),
-            spec.kind,
-            msg.req.name.clone(),
-            self.seq,
-            idle,
-            slot,
-        ));
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let persist = self.persist_for(&shared, &spec);
-        let addr = session::start_on(
-            &arbiter,
-            Boot {
-                shared: Arc::clone(&shared),
-                spec,
-                config: Arc::clone(&self.session_config),
-                events: ctx.address().recipient(),
-                ready: ready_tx,
-                persist,
-                resumed: None,
-            },
-        );
-        self.index.insert(index::Entry {
-            addr: Some(addr.clone()),
-            shared: Arc::clone(&shared),
-        });
-        if let Some(name) = &msg.req.name {
-            self.names.insert((msg.owner.clone(), name.clone()), id);
-        }
+        let (id, addr, ready_rx) = self.start_session(&msg, spec, ctx);
         Box::pin(
             when_ready(ready_rx, addr, id)
                 .into_actor(self)

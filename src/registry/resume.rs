@@ -14,7 +14,7 @@ use crate::ids::{Owner, SessionId};
 use crate::session::messages::{EndResult, SessionInfo};
 use crate::session::shared::unix_ms;
 use crate::session::state::{Event, State};
-use crate::session::{self, Boot, Shared, StateKind};
+use crate::session::{self, Boot, SessionSpec, Shared, StateKind};
 use crate::store::{Record, RecordHead, When};
 use crate::{Error, Result};
 
@@ -116,28 +116,54 @@ impl Registry {
         record: Record,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<SessionInfo>> {
-        let fail = |e| -> ResponseActFuture<Self, Result<SessionInfo>> {
-            Box::pin(actix::fut::ready(Err(e)))
-        };
-        if self.shutting_down {
-            return fail(Error::ShuttingDown);
-        }
-        // The record was read off the thread: the session may have changed meanwhile.
-        if let Err(e) = self.check_resumable(&msg.owner, msg.id) {
-            return fail(e);
-        }
-        let spec = match create::respec(&self.config, &record) {
+        let spec = match self.admit_resume(&msg, &record, ctx) {
             Ok(s) => s,
-            Err(e) => return fail(e),
-        };
-        if let Err(e) = self.make_room(ctx) {
-            return fail(e);
-        }
-        let (slot, arbiter) = match msg.prefer_arbiter.filter(|&k| k < self.arbiters.len()) {
-            Some(k) => (k, self.arbiters[k].clone()),
-            None => self.next_arbiter(),
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let now = unix_ms(SystemTime::now());
+        let (addr, ready_rx) = self.start_resumed_actor(&msg, &record, spec, now, ctx);
+        let id = msg.id;
+        Box::pin(
+            when_ready(ready_rx, addr, id)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    if let Err(e) = &res {
+                        act.resume_failed(id, record, now, e);
+                    }
+                    res
+                }),
+        )
+    }
+
+    /// Checks, once the record is read, that the resume may go on, makes room for the
+    /// session, and returns the spec it resumes with.
+    fn admit_resume(
+        &mut self,
+        msg: &Resume,
+        record: &Record,
+        ctx: &mut Context<Self>,
+    ) -> Result<SessionSpec> {
+        if self.shutting_down {
+            return Err(Error::ShuttingDown);
+        }
+        // The record was read off the thread: the session may have changed meanwhile.
+        self.check_resumable(&msg.owner, msg.id)?;
+        let spec = create::respec(&self.config, record)?;
+        self.make_room(ctx)?;
+        Ok(spec)
+    }
+
+    /// Starts the resumed session's actor (Starting since `now`) and indexes it: returns its
+    /// address and where its start-up outcome arrives.
+    fn start_resumed_actor(
+        &mut self,
+        msg: &Resume,
+        record: &Record,
+        spec: SessionSpec,
+        now: u64,
+        ctx: &mut Context<Self>,
+    ) -> (Addr<session::Session>, oneshot::Receiver<Result<()>>) {
+        let (slot, arbiter) = self.arbiter_for(msg.prefer_arbiter);
         let shared = Arc::new(Shared::from_record(
             &record.spec,
             StateKind::Starting,
@@ -166,28 +192,23 @@ impl Registry {
             addr: Some(addr.clone()),
             shared: Arc::clone(&shared),
         });
-        let id = msg.id;
-        Box::pin(
-            when_ready(ready_rx, addr, id)
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    if let Err(e) = &res {
-                        // The record stays resumable; the failed attempt is reported.
-                        warn!(session = %id, error = %e, "resume failed; the session stays Suspended");
-                        let shared =
-                            Shared::from_record(&record.spec, StateKind::Suspended, now, 0);
-                        shared.set_settled(Some(now));
-                        act.index.insert(index::Entry {
-                            addr: None,
-                            shared: Arc::new(shared),
-                        });
-                        if let Some(store) = &act.store {
-                            store.put(record, Vec::new(), When::Now);
-                        }
-                    }
-                    res
-                }),
-        )
+        (addr, ready_rx)
+    }
+
+    /// After a failed resume: indexes the session as Suspended again, without an actor, and
+    /// stores its record back.
+    fn resume_failed(&mut self, id: SessionId, record: Record, now: u64, e: &Error) {
+        // The record stays resumable; the failed attempt is reported.
+        warn!(session = %id, error = %e, "resume failed; the session stays Suspended");
+        let shared = Shared::from_record(&record.spec, StateKind::Suspended, now, 0);
+        shared.set_settled(Some(now));
+        self.index.insert(index::Entry {
+            addr: None,
+            shared: Arc::new(shared),
+        });
+        if let Some(store) = &self.store {
+            store.put(record, Vec::new(), When::Now);
+        }
     }
 }
 

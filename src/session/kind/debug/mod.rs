@@ -266,59 +266,7 @@ impl Session {
             .iter()
             .map(|(file, bps)| (file.clone(), dap_breakpoints(bps)))
             .collect();
-        let sequence = async move {
-            let caps = link
-                .request(
-                    "initialize",
-                    json!({
-                        "clientID": "stablehand",
-                        "clientName": "stablehand",
-                        "adapterID": "stablehand",
-                        "locale": "en",
-                        "linesStartAt1": true,
-                        "columnsStartAt1": true,
-                        "pathFormat": "path",
-                        "supportsVariableType": true,
-                        "supportsRunInTerminalRequest": false,
-                    }),
-                )
-                .await?;
-            let launch = link.request("launch", launch_args);
-            let configure = async {
-                initialized.notified().await;
-                for (file, bps) in breakpoints {
-                    let set = json!({"source": {"path": file}, "breakpoints": bps});
-                    if let Err(e) = link.request("setBreakpoints", set).await {
-                        warn!(error = %e, %file, "a stored breakpoint could not be set again");
-                    }
-                }
-                let filters: Vec<Value> = caps
-                    .get("exceptionBreakpointFilters")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|f| f.get("default").and_then(Value::as_bool) == Some(true))
-                    .filter_map(|f| f.get("filter").cloned())
-                    .collect();
-                link.request("setExceptionBreakpoints", json!({ "filters": filters }))
-                    .await?;
-                if caps
-                    .get("supportsConfigurationDoneRequest")
-                    .and_then(Value::as_bool)
-                    == Some(true)
-                {
-                    link.request("configurationDone", json!({})).await?;
-                }
-                Ok::<_, Error>(())
-            };
-            // Some adapters answer `launch` only after `configurationDone` (debugpy), others
-            // before `initialized` (lldb-dap): wait for both, in either order.
-            tokio::pin!(launch, configure);
-            tokio::select! {
-                r = &mut launch => { r?; configure.await }
-                r = &mut configure => { r?; launch.await.map(drop) }
-            }
-        };
+        let sequence = launch_sequence(link, initialized, launch_args, breakpoints);
         ctx.spawn(sequence.into_actor(self).map(|outcome, act, ctx| {
             if act.state.kind() != StateKind::Starting {
                 return; // ended or failed meanwhile
@@ -394,59 +342,18 @@ impl Session {
 
     fn on_dap_event(&mut self, message: &Value, ctx: Option<&mut Context<Self>>) {
         let body = message.get("body").unwrap_or(&Value::Null);
-        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
         match message.get("event").and_then(Value::as_str).unwrap_or("") {
             "initialized" => self.debugger_mut().initialized.notify_one(),
-            "output" => {
-                let output = text("output").unwrap_or_default();
-                match text("category").as_deref().unwrap_or("console") {
-                    "stdout" => self.program_output(Stream::Stdout, &output, ctx),
-                    "stderr" | "important" => self.program_output(Stream::Stderr, &output, ctx),
-                    "telemetry" => {}
-                    _ => {
-                        debug!(session = %self.shared.id, output = %output.trim_end(), "debug console")
-                    }
-                }
-            }
+            "output" => self.on_output_event(body, ctx),
             "thread" => {
                 let d = self.debugger_mut();
-                if d.thread_id.is_none() && text("reason").as_deref() == Some("started") {
+                if d.thread_id.is_none() && body_text(body, "reason").as_deref() == Some("started")
+                {
                     d.thread_id = body.get("threadId").and_then(Value::as_i64);
                 }
             }
-            "process" => {
-                let pid = body.get("systemProcessId").and_then(Value::as_u64);
-                let local = body.get("isLocalProcess").and_then(Value::as_bool) != Some(false);
-                let own = self.child.as_ref().map(|c| c.pid);
-                let group = pid
-                    .filter(|_| local)
-                    .and_then(|p| process::group_of(p as u32))
-                    .filter(|&g| Some(g) != own);
-                if let Some(g) = group {
-                    debug!(session = %self.shared.id, pgid = g, "the program runs in its own process group");
-                    process::guardian::watch(g);
-                    self.debugger_mut().program_group = Some(g);
-                }
-            }
-            "stopped" => {
-                let thread = body.get("threadId").and_then(Value::as_i64);
-                let d = self.debugger_mut();
-                d.epoch += 1;
-                d.thread_id = thread.or(d.thread_id);
-                let (epoch, thread) = (d.epoch, d.thread_id.unwrap_or(1));
-                match self.state.kind() {
-                    StateKind::Starting => self.debugger_mut().stopped_while_starting = true,
-                    StateKind::Ready | StateKind::Busy => {
-                        let _ = self.transition(Event::Pause);
-                    }
-                    _ => {}
-                }
-                let reason = text("reason").unwrap_or_else(|| "unknown".into());
-                let description = text("text").or_else(|| text("description"));
-                if let Some(ctx) = ctx {
-                    self.look_up_stop(epoch, thread, reason, description, ctx);
-                }
-            }
+            "process" => self.on_process_event(body),
+            "stopped" => self.on_stopped_event(body, ctx),
             "continued" => {
                 self.debugger_mut().epoch += 1;
                 if self.state.kind() == StateKind::Paused {
@@ -457,24 +364,81 @@ impl Session {
                 let code = body.get("exitCode").and_then(Value::as_i64);
                 self.debugger_mut().program_exit = code.map(|c| c as i32);
             }
-            "terminated" => {
-                let d = self.debugger_mut();
-                if d.terminated {
-                    return;
-                }
-                d.terminated = true;
-                d.publish(Phase::Completed(d.program_exit));
-                if self.state.kind() == StateKind::Paused {
-                    let _ = self.transition(Event::Resume);
-                }
-                if self.state.kind() != StateKind::Starting {
-                    match ctx {
-                        Some(ctx) => self.finish_program(ctx),
-                        None => self.close_stdin(),
-                    }
-                }
+            "terminated" => self.on_terminated_event(ctx),
+            _ => {}
+        }
+    }
+
+    /// An `output` event: the program's stdout and stderr go to the session's logs, the
+    /// adapter's console text to the debug log, telemetry nowhere.
+    fn on_output_event(&mut self, body: &Value, ctx: Option<&mut Context<Self>>) {
+        let output = body_text(body, "output").unwrap_or_default();
+        match body_text(body, "category").as_deref().unwrap_or("console") {
+            "stdout" => self.program_output(Stream::Stdout, &output, ctx),
+            "stderr" | "important" => self.program_output(Stream::Stderr, &output, ctx),
+            "telemetry" => {}
+            _ => {
+                debug!(session = %self.shared.id, output = %output.trim_end(), "debug console")
+            }
+        }
+    }
+
+    /// A `process` event: a local program in a process group apart from the session's has
+    /// that group watched and kept, to be ended with the session.
+    fn on_process_event(&mut self, body: &Value) {
+        let pid = body.get("systemProcessId").and_then(Value::as_u64);
+        let local = body.get("isLocalProcess").and_then(Value::as_bool) != Some(false);
+        let own = self.child.as_ref().map(|c| c.pid);
+        let group = pid
+            .filter(|_| local)
+            .and_then(|p| process::group_of(p as u32))
+            .filter(|&g| Some(g) != own);
+        if let Some(g) = group {
+            debug!(session = %self.shared.id, pgid = g, "the program runs in its own process group");
+            process::guardian::watch(g);
+            self.debugger_mut().program_group = Some(g);
+        }
+    }
+
+    /// A `stopped` event: the session becomes Paused (or notes the stop while starting) and
+    /// the stop is looked up.
+    fn on_stopped_event(&mut self, body: &Value, ctx: Option<&mut Context<Self>>) {
+        let thread = body.get("threadId").and_then(Value::as_i64);
+        let d = self.debugger_mut();
+        d.epoch += 1;
+        d.thread_id = thread.or(d.thread_id);
+        let (epoch, thread) = (d.epoch, d.thread_id.unwrap_or(1));
+        match self.state.kind() {
+            StateKind::Starting => self.debugger_mut().stopped_while_starting = true,
+            StateKind::Ready | StateKind::Busy => {
+                let _ = self.transition(Event::Pause);
             }
             _ => {}
+        }
+        let reason = body_text(body, "reason").unwrap_or_else(|| "unknown".into());
+        let description = body_text(body, "text").or_else(|| body_text(body, "description"));
+        if let Some(ctx) = ctx {
+            self.look_up_stop(epoch, thread, reason, description, ctx);
+        }
+    }
+
+    /// A `terminated` event (the first one only): waiters learn the program completed, and a
+    /// session past Starting finishes the program.
+    fn on_terminated_event(&mut self, ctx: Option<&mut Context<Self>>) {
+        let d = self.debugger_mut();
+        if d.terminated {
+            return;
+        }
+        d.terminated = true;
+        d.publish(Phase::Completed(d.program_exit));
+        if self.state.kind() == StateKind::Paused {
+            let _ = self.transition(Event::Resume);
+        }
+        if self.state.kind() != StateKind::Starting {
+            match ctx {
+                Some(ctx) => self.finish_program(ctx),
+                None => self.close_stdin(),
+            }
         }
     }
 
@@ -531,6 +495,82 @@ impl Session {
             None => status,
         }
     }
+}
+
+/// The DAP launch sequence: `initialize`, then `launch` and the adapter's configuration,
+/// whichever the adapter answers first.
+async fn launch_sequence(
+    link: Rc<Link>,
+    initialized: Rc<Notify>,
+    launch_args: Value,
+    breakpoints: Vec<(String, Value)>,
+) -> Result<()> {
+    let caps = link
+        .request(
+            "initialize",
+            json!({
+                "clientID": "stablehand",
+                "clientName": "stablehand",
+                "adapterID": "stablehand",
+                "locale": "en",
+                "linesStartAt1": true,
+                "columnsStartAt1": true,
+                "pathFormat": "path",
+                "supportsVariableType": true,
+                "supportsRunInTerminalRequest": false,
+            }),
+        )
+        .await?;
+    let launch = link.request("launch", launch_args);
+    let configure = configure_adapter(&link, &initialized, &caps, breakpoints);
+    // Some adapters answer `launch` only after `configurationDone` (debugpy), others
+    // before `initialized` (lldb-dap): wait for both, in either order.
+    tokio::pin!(launch, configure);
+    tokio::select! {
+        r = &mut launch => { r?; configure.await }
+        r = &mut configure => { r?; launch.await.map(drop) }
+    }
+}
+
+/// Once the adapter says `initialized`: sets the stored breakpoints again (one that fails is
+/// only logged), the exception breakpoints the adapter enables by default (`caps`), then
+/// `configurationDone` when the adapter supports it.
+async fn configure_adapter(
+    link: &Rc<Link>,
+    initialized: &Notify,
+    caps: &Value,
+    breakpoints: Vec<(String, Value)>,
+) -> Result<()> {
+    initialized.notified().await;
+    for (file, bps) in breakpoints {
+        let set = json!({"source": {"path": file}, "breakpoints": bps});
+        if let Err(e) = link.request("setBreakpoints", set).await {
+            warn!(error = %e, %file, "a stored breakpoint could not be set again");
+        }
+    }
+    let filters: Vec<Value> = caps
+        .get("exceptionBreakpointFilters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|f| f.get("default").and_then(Value::as_bool) == Some(true))
+        .filter_map(|f| f.get("filter").cloned())
+        .collect();
+    link.request("setExceptionBreakpoints", json!({ "filters": filters }))
+        .await?;
+    if caps
+        .get("supportsConfigurationDoneRequest")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        link.request("configurationDone", json!({})).await?;
+    }
+    Ok(())
+}
+
+/// The string `key` of a DAP event's body, if it has one.
+fn body_text(body: &Value, key: &str) -> Option<String> {
+    body.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// A file's breakpoints as DAP `SourceBreakpoint`s.

@@ -4,12 +4,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::link::Link;
 use super::messages::{
     Breakpoint, BreakpointsResult, Completed, Continue, DebugOutcome, DebugStatus, Evaluate,
     EvaluateResult, Pause, SetBreakpoints, Step, StepKind,
@@ -149,62 +151,18 @@ impl Handler<SetBreakpoints> for Session {
     type Result = ResponseActFuture<Self, Result<BreakpointsResult>>;
 
     fn handle(&mut self, msg: SetBreakpoints, _: &mut Self::Context) -> Self::Result {
-        let checked = self.debugger("debug_set_breakpoints").and_then(|_| {
-            self.require_state(
-                "set breakpoints",
-                &[StateKind::Ready, StateKind::Busy, StateKind::Paused],
-                "Ready, Busy or Paused",
-            )
-        });
-        let d = match checked.map(|()| self.debug.as_ref().expect("checked")) {
-            Ok(d) => d,
+        let (path, lines, wanted) = match self.wanted_breakpoints(msg) {
+            Ok(w) => w,
             Err(e) => return self.refuse(e),
         };
-        let path = match d.resolve_file("file", &msg.file) {
-            Ok(p) => p.to_string_lossy().into_owned(),
-            Err(e) => return self.refuse(e),
-        };
-        if msg.lines.len() > MAX_LINES {
-            return self.refuse(Error::invalid(
-                "lines",
-                format!("{} lines; at most {MAX_LINES} per call", msg.lines.len()),
-            ));
-        }
-        if msg.lines.contains(&0) {
-            return self.refuse(Error::invalid("lines", "lines start at 1"));
-        }
-        let condition = msg.condition.filter(|c| !c.trim().is_empty());
-        let mut lines = msg.lines;
-        let mut seen = std::collections::HashSet::new();
-        lines.retain(|l| seen.insert(*l));
-        let wanted: Vec<StoredBreakpoint> = lines
-            .iter()
-            .map(|&line| StoredBreakpoint {
-                file: path.clone(),
-                line,
-                condition: condition.clone(),
-            })
-            .collect();
+        let d = self.debug.as_ref().expect("checked");
         let display = d.display_path(&path);
-        let link = std::rc::Rc::clone(&d.link);
+        let link = Rc::clone(&d.link);
         self.note_input(format!("[debug_set_breakpoints {display} {lines:?}]\n").as_bytes());
         let started = Instant::now();
         let source = json!({ "path": path });
-        Box::pin(
-            async move {
-                let set = json!({"source": source, "breakpoints": dap_breakpoints(&wanted)});
-                let body = link.request("setBreakpoints", set).await?;
-                let answered = body.get("breakpoints").and_then(Value::as_array);
-                let (kept, report) = judge(&wanted, answered.map_or(&[][..], Vec::as_slice));
-                if kept.len() != wanted.len() {
-                    // Take back the breakpoints the adapter moved to other lines.
-                    let set = json!({"source": source, "breakpoints": dap_breakpoints(&kept)});
-                    link.request("setBreakpoints", set).await?;
-                }
-                Ok((kept, report))
-            }
-            .into_actor(self)
-            .map(move |result, act, _| {
+        Box::pin(set_breakpoints(link, source, wanted).into_actor(self).map(
+            move |result, act, _| {
                 act.debug_op_done(started, &result);
                 let (kept, breakpoints) = result?;
                 let d = act.debugger_mut();
@@ -218,9 +176,68 @@ impl Handler<SetBreakpoints> for Session {
                     file: display,
                     breakpoints,
                 })
-            }),
-        )
+            },
+        ))
     }
+}
+
+impl Session {
+    /// Checks a breakpoints request against the session and resolves its file: returns the
+    /// file's absolute path, the distinct lines asked for and the breakpoints wanted there.
+    fn wanted_breakpoints(
+        &self,
+        msg: SetBreakpoints,
+    ) -> Result<(String, Vec<u32>, Vec<StoredBreakpoint>)> {
+        let d = self.debugger("debug_set_breakpoints")?;
+        self.require_state(
+            "set breakpoints",
+            &[StateKind::Ready, StateKind::Busy, StateKind::Paused],
+            "Ready, Busy or Paused",
+        )?;
+        let path = d.resolve_file("file", &msg.file)?;
+        let path = path.to_string_lossy().into_owned();
+        if msg.lines.len() > MAX_LINES {
+            return Err(Error::invalid(
+                "lines",
+                format!("{} lines; at most {MAX_LINES} per call", msg.lines.len()),
+            ));
+        }
+        if msg.lines.contains(&0) {
+            return Err(Error::invalid("lines", "lines start at 1"));
+        }
+        let condition = msg.condition.filter(|c| !c.trim().is_empty());
+        let mut lines = msg.lines;
+        let mut seen = std::collections::HashSet::new();
+        lines.retain(|l| seen.insert(*l));
+        let wanted: Vec<StoredBreakpoint> = lines
+            .iter()
+            .map(|&line| StoredBreakpoint {
+                file: path.clone(),
+                line,
+                condition: condition.clone(),
+            })
+            .collect();
+        Ok((path, lines, wanted))
+    }
+}
+
+/// Sets the `wanted` breakpoints in the file `source`, then takes back the ones the adapter
+/// moved to other lines: returns the breakpoints kept and the report for each wanted one.
+async fn set_breakpoints(
+    link: Rc<Link>,
+    source: Value,
+    wanted: Vec<StoredBreakpoint>,
+) -> Result<(Vec<StoredBreakpoint>, Vec<Breakpoint>)> {
+    let set = json!({"source": source, "breakpoints": dap_breakpoints(&wanted)});
+    let body = link.request("setBreakpoints", set).await?;
+    let answered = body.get("breakpoints").and_then(Value::as_array);
+    let (kept, report) = judge(&wanted, answered.map_or(&[][..], Vec::as_slice));
+    if kept.len() != wanted.len() {
+        // Take back the breakpoints the adapter moved to other lines.
+        let set = json!({"source": source, "breakpoints": dap_breakpoints(&kept)});
+        link.request("setBreakpoints", set).await?;
+    }
+    Ok((kept, report))
 }
 
 /// Which requested breakpoints stay, and what to report for each. A breakpoint the adapter

@@ -107,61 +107,8 @@ impl Session {
 
     /// Stores the blob a finished snapshot operation returned.
     fn save_namespace(&mut self, r: ExecResult, started: Instant) -> Result<NamespaceSnapshot> {
-        if r.timed_out {
-            return Err(Error::Io(
-                "the namespace snapshot did not finish in time; it goes on running and will \
-                 not be stored"
-                    .into(),
-            ));
-        }
-        if let Some(e) = r.error {
-            return Err(Error::Io(format!(
-                "the namespace snapshot failed: {}: {}",
-                e.kind, e.message
-            )));
-        }
-        let Some(report) = r.result else {
-            return Err(Error::Io(
-                "the REPL ended before its namespace snapshot finished".into(),
-            ));
-        };
-        let blob = report
-            .get("blob")
-            .and_then(Value::as_str)
-            .and_then(crate::codec::base64_decode)
-            .ok_or_else(|| Error::Io("the namespace snapshot returned no blob".into()))?;
-        let names = |k: &str| -> Vec<String> {
-            report
-                .get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let reasons = report
-            .get("reasons")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let snapshot = NamespaceSnapshot {
-            bytes: blob.len() as u64,
-            codec: report
-                .get("codec")
-                .and_then(Value::as_str)
-                .unwrap_or("pickle")
-                .to_owned(),
-            saved: names("saved"),
-            skipped: names("skipped"),
-            reasons,
-            duration_ms: elapsed_ms(started),
-        };
+        let report = snapshot_report(r)?;
+        let (blob, snapshot) = read_report(&report, started)?;
         let store = self
             .persist
             .as_ref()
@@ -268,4 +215,72 @@ impl Session {
         }));
         true
     }
+}
+
+/// The report of a snapshot operation that finished; an error when it timed out, failed, or
+/// the REPL ended first.
+fn snapshot_report(r: ExecResult) -> Result<Value> {
+    if r.timed_out {
+        return Err(Error::Io(
+            "the namespace snapshot did not finish in time; it goes on running and will \
+             not be stored"
+                .into(),
+        ));
+    }
+    if let Some(e) = r.error {
+        return Err(Error::Io(format!(
+            "the namespace snapshot failed: {}: {}",
+            e.kind, e.message
+        )));
+    }
+    let Some(report) = r.result else {
+        return Err(Error::Io(
+            "the REPL ended before its namespace snapshot finished".into(),
+        ));
+    };
+    Ok(report)
+}
+
+/// The pickled blob a snapshot `report` carries, and what the snapshot kept.
+fn read_report(report: &Value, started: Instant) -> Result<(Vec<u8>, NamespaceSnapshot)> {
+    let blob = report
+        .get("blob")
+        .and_then(Value::as_str)
+        .and_then(crate::codec::base64_decode)
+        .ok_or_else(|| Error::Io("the namespace snapshot returned no blob".into()))?;
+    let reasons = report
+        .get("reasons")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let snapshot = NamespaceSnapshot {
+        bytes: blob.len() as u64,
+        codec: report
+            .get("codec")
+            .and_then(Value::as_str)
+            .unwrap_or("pickle")
+            .to_owned(),
+        saved: report_names(report, "saved"),
+        skipped: report_names(report, "skipped"),
+        reasons,
+        duration_ms: elapsed_ms(started),
+    };
+    Ok((blob, snapshot))
+}
+
+/// The list of names under `key` in a snapshot report (empty when absent).
+fn report_names(report: &Value, key: &str) -> Vec<String> {
+    report
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
