@@ -126,44 +126,8 @@ pub enum ProtocolArg {
 impl LoadArgs {
     /// The run these arguments describe, checked.
     pub fn options(&self) -> anyhow::Result<LoadOptions> {
-        let target = match (&self.url, self.stdio) {
-            (Some(url), _) => {
-                let t = HttpTarget::parse(url).map_err(anyhow::Error::msg)?;
-                anyhow::ensure!(
-                    t.loopback || self.allow_remote,
-                    "{url} is not on loopback; pass --allow-remote to load a remote server"
-                );
-                Target::Http { url: url.clone() }
-            }
-            (None, _) => {
-                anyhow::ensure!(
-                    !self.command.is_empty(),
-                    "--stdio needs the server command after --"
-                );
-                Target::Stdio {
-                    argv: self.command.clone(),
-                }
-            }
-        };
-        let scenario = match (self.tool.as_ref(), self.scenario) {
-            (Some(name), ScenarioArg::Tool | ScenarioArg::Noop) => {
-                let args: serde_json::Value = serde_json::from_str(&self.args)
-                    .with_context(|| format!("--args is not JSON: {}", self.args))?;
-                anyhow::ensure!(args.is_object(), "--args must be a JSON object");
-                Scenario::Tool {
-                    name: name.clone(),
-                    args,
-                }
-            }
-            (Some(_), other) => anyhow::bail!("--tool goes with --scenario tool, not {other:?}"),
-            (None, ScenarioArg::Tool) => anyhow::bail!("--scenario tool needs --tool NAME"),
-            (None, ScenarioArg::Noop) => Scenario::Noop,
-            (None, ScenarioArg::State) => Scenario::State,
-            (None, ScenarioArg::Exec) => Scenario::Exec {
-                command: self.exec_command.clone(),
-            },
-            (None, ScenarioArg::CreateEnd) => Scenario::CreateEnd,
-        };
+        let target = self.checked_target()?;
+        let scenario = self.checked_scenario()?;
         anyhow::ensure!(self.clients >= 1, "--clients must be at least 1");
         anyhow::ensure!(
             self.sessions_per_client >= 1,
@@ -199,6 +163,52 @@ impl LoadArgs {
             reconnect: self.reconnect,
             hold: self.hold,
             hold_reopen: self.hold_reopen,
+        })
+    }
+
+    /// The server from `--url` (loopback unless `--allow-remote`) or `--stdio`, checked.
+    fn checked_target(&self) -> anyhow::Result<Target> {
+        Ok(match (&self.url, self.stdio) {
+            (Some(url), _) => {
+                let t = HttpTarget::parse(url).map_err(anyhow::Error::msg)?;
+                anyhow::ensure!(
+                    t.loopback || self.allow_remote,
+                    "{url} is not on loopback; pass --allow-remote to load a remote server"
+                );
+                Target::Http { url: url.clone() }
+            }
+            (None, _) => {
+                anyhow::ensure!(
+                    !self.command.is_empty(),
+                    "--stdio needs the server command after --"
+                );
+                Target::Stdio {
+                    argv: self.command.clone(),
+                }
+            }
+        })
+    }
+
+    /// The scenario from `--scenario`, `--tool` and `--args`, checked.
+    fn checked_scenario(&self) -> anyhow::Result<Scenario> {
+        Ok(match (self.tool.as_ref(), self.scenario) {
+            (Some(name), ScenarioArg::Tool | ScenarioArg::Noop) => {
+                let args: serde_json::Value = serde_json::from_str(&self.args)
+                    .with_context(|| format!("--args is not JSON: {}", self.args))?;
+                anyhow::ensure!(args.is_object(), "--args must be a JSON object");
+                Scenario::Tool {
+                    name: name.clone(),
+                    args,
+                }
+            }
+            (Some(_), other) => anyhow::bail!("--tool goes with --scenario tool, not {other:?}"),
+            (None, ScenarioArg::Tool) => anyhow::bail!("--scenario tool needs --tool NAME"),
+            (None, ScenarioArg::Noop) => Scenario::Noop,
+            (None, ScenarioArg::State) => Scenario::State,
+            (None, ScenarioArg::Exec) => Scenario::Exec {
+                command: self.exec_command.clone(),
+            },
+            (None, ScenarioArg::CreateEnd) => Scenario::CreateEnd,
         })
     }
 }

@@ -273,25 +273,14 @@ impl Client {
         if !ready {
             *sender = Some(open(target).await?);
         }
-        let mut req = Request::post(target.path.as_str())
-            .header(HOST, target.authority.as_str())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream");
-        if protocol != Protocol::Raw && method != "initialize" {
-            req = req.header("MCP-Protocol-Version", version.as_str());
-        }
-        if let Some(s) = session {
-            req = req.header("Mcp-Session-Id", s.clone());
-        }
-        if protocol == Protocol::Modern {
-            req = req.header("Mcp-Method", method);
-            if let Some(n) = &name {
-                req = req.header("Mcp-Name", n.as_str());
-            }
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| OpError::new("protocol", e.to_string()))?;
+        let headers = Headers {
+            protocol,
+            version: &version,
+            method,
+            name: name.as_deref(),
+            session: session.as_ref(),
+        };
+        let req = http_request(target, &headers, body)?;
         let response = sender
             .as_mut()
             .expect("opened above")
@@ -319,32 +308,7 @@ impl Client {
                 OpError::new("io", format!("reading the answer to {method}: {e}"))
             })?
             .to_bytes();
-        if id.is_none() {
-            return match status {
-                s if s.is_success() => Ok(None),
-                s => Err(OpError::new(
-                    format!("http_{}", s.as_u16()),
-                    format!("{method}: {}", String::from_utf8_lossy(&bytes)),
-                )),
-            };
-        }
-        if status != StatusCode::OK {
-            return Err(OpError::new(
-                format!("http_{}", status.as_u16()),
-                format!("{method}: {}", String::from_utf8_lossy(&bytes).trim()),
-            ));
-        }
-        let found = if sse {
-            sse_messages(&bytes).find(|m| m.get("id") == Some(&json!(id)))
-        } else {
-            serde_json::from_slice(&bytes).ok()
-        };
-        found.map(Some).ok_or_else(|| {
-            OpError::new(
-                "protocol",
-                format!("{method}: no JSON-RPC response in the body"),
-            )
-        })
+        http_answer(method, id, status, sse, &bytes)
     }
 
     async fn send_stdio(
@@ -437,6 +401,78 @@ async fn open(target: &HttpTarget) -> Result<SendRequest<Full<Bytes>>, OpError> 
         let _ = conn.await;
     });
     Ok(sender)
+}
+
+/// What a request's MCP headers depend on.
+struct Headers<'a> {
+    protocol: Protocol,
+    version: &'a str,
+    method: &'a str,
+    name: Option<&'a str>,
+    session: Option<&'a HeaderValue>,
+}
+
+/// The POST of one JSON-RPC message, with the headers its protocol asks for.
+fn http_request(
+    target: &HttpTarget,
+    h: &Headers<'_>,
+    body: Vec<u8>,
+) -> Result<Request<Full<Bytes>>, OpError> {
+    let mut req = Request::post(target.path.as_str())
+        .header(HOST, target.authority.as_str())
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json, text/event-stream");
+    if h.protocol != Protocol::Raw && h.method != "initialize" {
+        req = req.header("MCP-Protocol-Version", h.version);
+    }
+    if let Some(s) = h.session {
+        req = req.header("Mcp-Session-Id", s.clone());
+    }
+    if h.protocol == Protocol::Modern {
+        req = req.header("Mcp-Method", h.method);
+        if let Some(n) = h.name {
+            req = req.header("Mcp-Name", n);
+        }
+    }
+    req.body(Full::new(Bytes::from(body)))
+        .map_err(|e| OpError::new("protocol", e.to_string()))
+}
+
+/// The response to request `id` in an HTTP answer (JSON or SSE), or `None` for a
+/// notification; a status other than success (notification) or 200 (request) is an error.
+fn http_answer(
+    method: &str,
+    id: Option<u64>,
+    status: StatusCode,
+    sse: bool,
+    bytes: &[u8],
+) -> Result<Option<Value>, OpError> {
+    if id.is_none() {
+        return match status {
+            s if s.is_success() => Ok(None),
+            s => Err(OpError::new(
+                format!("http_{}", s.as_u16()),
+                format!("{method}: {}", String::from_utf8_lossy(bytes)),
+            )),
+        };
+    }
+    if status != StatusCode::OK {
+        return Err(OpError::new(
+            format!("http_{}", status.as_u16()),
+            format!("{method}: {}", String::from_utf8_lossy(bytes).trim()),
+        ));
+    }
+    let found = if sse {
+        sse_messages(bytes).find(|m| m.get("id") == Some(&json!(id)))
+    } else {
+        serde_json::from_slice(bytes).ok()
+    };
+    found.map(Some).ok_or_else(|| {
+        OpError::new(
+            "protocol",
+            format!("{method}: no JSON-RPC response in the body"),
+        )
+    })
 }
 
 /// The JSON messages in the `data:` fields of an SSE body.

@@ -150,6 +150,37 @@ struct ClientResult {
     errors: BTreeMap<String, (u64, String)>,
 }
 
+impl ClientResult {
+    /// Nothing measured yet.
+    fn new() -> Self {
+        Self {
+            hist: histogram(),
+            ok: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one measured operation here and in the live progress.
+    fn record(&mut self, outcome: Result<(), OpError>, elapsed: Duration, progress: &Progress) {
+        match outcome {
+            Ok(()) => {
+                let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
+                let _ = self.hist.record(ns);
+                self.ok += 1;
+                progress.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let entry = self
+                    .errors
+                    .entry(e.kind.clone())
+                    .or_insert((0, e.detail.clone()));
+                entry.0 += 1;
+                progress.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     // 1 ns to 1 hour, 3 significant figures.
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
@@ -158,14 +189,47 @@ fn histogram() -> Histogram<u64> {
 /// Runs the load and reports. Fails only when not even one client could connect (or set
 /// up its session); failures during the run are counted in the report.
 pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<Report> {
+    check(&opts)?;
+    // The flood first, so the clients connect into it.
+    let mut flood = start_flood(&opts).await?;
+    // Connect every client (and create its session) before the clock starts.
+    let clients = connect_all(&opts).await?;
+    let version = clients
+        .first()
+        .map(|(c, _)| c.version().to_owned())
+        .unwrap_or_default();
+    let warmup_end = Instant::now() + opts.warmup;
+    let tasks = spawn_drivers(clients, &opts, warmup_end, &progress);
+    // The measured phase starts at the end of the warm-up.
+    tokio::time::sleep_until(warmup_end.into()).await;
+    progress.measuring.store(true, Ordering::Relaxed);
+    if let Some(f) = &mut flood {
+        f.start_sampling();
+    }
+    let started = Instant::now();
+    let measured = merge(tasks).await?;
+    let duration = started.elapsed().as_secs_f64().max(1e-9);
+    let hold = match flood {
+        Some(f) => Some(f.finish().await),
+        None => None,
+    };
+    Ok(build_report(&opts, &version, duration, measured, hold))
+}
+
+/// Refuses options no run can use.
+fn check(opts: &LoadOptions) -> anyhow::Result<()> {
     anyhow::ensure!(opts.clients >= 1, "--clients must be at least 1");
     if opts.protocol == Protocol::Raw && opts.scenario != Scenario::Noop {
         anyhow::bail!(
             "--protocol raw speaks plain JSON-RPC: only the noop scenario (ping) works with it"
         );
     }
-    // The flood first, so the clients connect into it.
-    let mut flood = match (&opts.target, opts.hold) {
+    Ok(())
+}
+
+/// Starts the flood of held connections, if `--hold` asks for one.
+async fn start_flood(opts: &LoadOptions) -> anyhow::Result<Option<hold::Flood>> {
+    Ok(match (&opts.target, opts.hold) {
         (_, 0) => None,
         (Target::Http { url }, n) => {
             let target = client::HttpTarget::parse(url).map_err(anyhow::Error::msg)?;
@@ -173,8 +237,11 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
             Some(hold::Flood::start(&target.authority, n, opts.hold_reopen, ready_within).await)
         }
         (Target::Stdio { .. }, _) => anyhow::bail!("--hold needs an HTTP target"),
-    };
-    // Connect every client (and create its session) before the clock starts.
+    })
+}
+
+/// Connects every client at once (each with its sessions); fails if any one fails.
+async fn connect_all(opts: &LoadOptions) -> anyhow::Result<Vec<(Client, Vec<String>)>> {
     let mut clients = Vec::with_capacity(opts.clients);
     let connects: Vec<_> = (0..opts.clients)
         .map(|_| {
@@ -189,13 +256,18 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
             Err(e) => anyhow::bail!("a client task failed: {e}"),
         }
     }
-    let version = clients
-        .first()
-        .map(|(c, _)| c.version().to_owned())
-        .unwrap_or_default();
-    let warmup_end = Instant::now() + opts.warmup;
+    Ok(clients)
+}
+
+/// Starts one task per connected client, each running [`drive`].
+fn spawn_drivers(
+    clients: Vec<(Client, Vec<String>)>,
+    opts: &LoadOptions,
+    warmup_end: Instant,
+    progress: &Arc<Progress>,
+) -> Vec<tokio::task::JoinHandle<ClientResult>> {
     let issued = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = clients
+    clients
         .into_iter()
         .map(|(client, sessions)| {
             let (opts, progress, issued) = (opts.clone(), progress.clone(), issued.clone());
@@ -203,34 +275,36 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
                 drive(client, sessions, &opts, warmup_end, &issued, &progress).await
             })
         })
-        .collect();
-    // The measured phase starts at the end of the warm-up.
-    tokio::time::sleep_until(warmup_end.into()).await;
-    progress.measuring.store(true, Ordering::Relaxed);
-    if let Some(f) = &mut flood {
-        f.start_sampling();
-    }
-    let started = Instant::now();
-    let mut hist = histogram();
-    let mut ok = 0;
-    let mut errors: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        .collect()
+}
+
+/// Waits for every client and merges what they measured.
+async fn merge(tasks: Vec<tokio::task::JoinHandle<ClientResult>>) -> anyhow::Result<ClientResult> {
+    let mut total = ClientResult::new();
     for t in tasks {
         let r = t.await?;
-        hist.add(&r.hist).expect("same bounds");
-        ok += r.ok;
+        total.hist.add(&r.hist).expect("same bounds");
+        total.ok += r.ok;
         for (kind, (n, example)) in r.errors {
-            let e = errors.entry(kind).or_insert((0, example));
+            let e = total.errors.entry(kind).or_insert((0, example));
             e.0 += n;
         }
     }
-    let duration = started.elapsed().as_secs_f64().max(1e-9);
-    let hold = match flood {
-        Some(f) => Some(f.finish().await),
-        None => None,
-    };
+    Ok(total)
+}
+
+/// The report of a finished run from what the clients (and the flood) measured.
+fn build_report(
+    opts: &LoadOptions,
+    version: &str,
+    duration: f64,
+    measured: ClientResult,
+    hold: Option<hold::HoldReport>,
+) -> Report {
+    let ClientResult { hist, ok, errors } = measured;
     let (latency, percentiles) = report::summarize(&hist);
     let failed: u64 = errors.values().map(|(n, _)| n).sum();
-    Ok(Report {
+    Report {
         target: match &opts.target {
             Target::Http { url } => url.clone(),
             Target::Stdio { argv } => argv.join(" "),
@@ -262,7 +336,7 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
             .collect(),
         errors: errors.into_iter().map(|(k, (n, _))| (k, n)).collect(),
         hold,
-    })
+    }
 }
 
 /// Connects one client and creates its sessions if the scenario needs them.
@@ -333,11 +407,7 @@ async fn drive(
     issued: &AtomicU64,
     progress: &Progress,
 ) -> ClientResult {
-    let mut r = ClientResult {
-        hist: histogram(),
-        ok: 0,
-        errors: BTreeMap::new(),
-    };
+    let mut r = ClientResult::new();
     let mut turn = 0usize;
     loop {
         if progress.stop.load(Ordering::Relaxed) {
@@ -345,56 +415,57 @@ async fn drive(
         }
         let now = Instant::now();
         let measuring = now >= warmup_end;
-        if measuring {
-            match opts.limit {
-                Limit::Duration(d) if now.duration_since(warmup_end) >= d => break,
-                Limit::Count(n) if issued.fetch_add(1, Ordering::Relaxed) >= n => break,
-                _ => {}
-            }
+        if measuring && limit_reached(opts.limit, now, warmup_end, issued) {
+            break;
         }
         let session = sessions
             .get(turn % sessions.len().max(1))
             .map(String::as_str);
         turn += 1;
-        if opts.reconnect {
-            client.reset();
-        }
-        let t0 = Instant::now();
-        let outcome = tokio::time::timeout(opts.timeout, operate(&mut client, opts, session)).await;
-        let elapsed = t0.elapsed();
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(_) => {
-                client.reset();
-                Err(OpError::new(
-                    "timeout",
-                    format!("no answer within {:?}", opts.timeout),
-                ))
-            }
-        };
+        let (outcome, elapsed) = attempt(&mut client, opts, session).await;
         if !measuring {
             continue;
         }
-        match outcome {
-            Ok(()) => {
-                let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
-                let _ = r.hist.record(ns);
-                r.ok += 1;
-                progress.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                let entry = r
-                    .errors
-                    .entry(e.kind.clone())
-                    .or_insert((0, e.detail.clone()));
-                entry.0 += 1;
-                progress.failed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        r.record(outcome, elapsed, progress);
     }
     for id in sessions {
         let args = json!({"session_id": id});
         let _ = tokio::time::timeout(opts.timeout, client.call_tool("session_end", &args)).await;
     }
     r
+}
+
+/// True once the measured phase is over: its duration has passed, or (for a count) every
+/// operation is issued; a count takes a ticket from `issued` for the next operation.
+fn limit_reached(limit: Limit, now: Instant, warmup_end: Instant, issued: &AtomicU64) -> bool {
+    match limit {
+        Limit::Duration(d) => now.duration_since(warmup_end) >= d,
+        Limit::Count(n) => issued.fetch_add(1, Ordering::Relaxed) >= n,
+    }
+}
+
+/// One operation within the timeout, timed (on a fresh connection with `--reconnect`); a
+/// timeout drops the connection.
+async fn attempt(
+    client: &mut Client,
+    opts: &LoadOptions,
+    session: Option<&str>,
+) -> (Result<(), OpError>, Duration) {
+    if opts.reconnect {
+        client.reset();
+    }
+    let t0 = Instant::now();
+    let outcome = tokio::time::timeout(opts.timeout, operate(client, opts, session)).await;
+    let elapsed = t0.elapsed();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(_) => {
+            client.reset();
+            Err(OpError::new(
+                "timeout",
+                format!("no answer within {:?}", opts.timeout),
+            ))
+        }
+    };
+    (outcome, elapsed)
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -84,15 +85,7 @@ impl Store {
     /// files. Damaged records are reported in [`StoreStats::skipped`] and left out.
     pub fn open(config: &StoreConfig) -> Result<(Store, Vec<RecordHead>), StoreError> {
         let started = Instant::now();
-        let (dir, lock, temp) = if config.in_memory {
-            let temp = TempDir::new()?;
-            (temp.0.clone(), None, Some(temp))
-        } else {
-            let dir = config.resolved_data_dir().ok_or(StoreError::NoDataDir)?;
-            create_private_dir(&dir)?;
-            let lock = lock::DirLock::acquire(&dir)?;
-            (dir, Some(lock), None)
-        };
+        let (dir, lock, temp) = data_dir(config)?;
         let sled_path = dir.join(STORE_DIR);
         let files = SessionFiles::new(
             dir.join(SESSIONS_DIR),
@@ -116,33 +109,8 @@ impl Store {
             skipped = skipped.len(),
             "store opened"
         );
-        let shared = Arc::new(writer::Exchange {
-            state: Mutex::default(),
-            wake: Condvar::new(),
-            counters: writer::Counters::default(),
-            trees: RwLock::new(Some(Arc::new(trees))),
-            files,
-            last_error: Mutex::new(None),
-            cap: config.transcript_cap_bytes,
-            hold: Mutex::default(),
-            hold_changed: Condvar::new(),
-        });
-        shared
-            .counters
-            .bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
-        shared
-            .counters
-            .records
-            .store(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let reopen_config = config.clone();
-        let thread = writer::Thread::new(
-            Arc::clone(&shared),
-            Duration::from_millis(config.flush_interval_ms.max(1)),
-            Box::new(move || open_waiting(&reopen_config, &sled_path).map(|(t, _)| t)),
-        )
-        .spawn()
-        .map_err(|e| io_error(Path::new("(writer thread)"), e))?;
+        let (shared, thread) =
+            start_writer(config, trees, files, sled_path, bytes, records.len() as u64)?;
         let opened = StoreStats {
             path: temp.is_none().then(|| dir.clone()),
             restored: records.len(),
@@ -165,6 +133,61 @@ impl Store {
             records,
         ))
     }
+}
+
+/// The data directory: the configured one, created and locked, or a new temporary one.
+fn data_dir(
+    config: &StoreConfig,
+) -> Result<(PathBuf, Option<lock::DirLock>, Option<TempDir>), StoreError> {
+    Ok(if config.in_memory {
+        let temp = TempDir::new()?;
+        (temp.0.clone(), None, Some(temp))
+    } else {
+        let dir = config.resolved_data_dir().ok_or(StoreError::NoDataDir)?;
+        create_private_dir(&dir)?;
+        let lock = lock::DirLock::acquire(&dir)?;
+        (dir, Some(lock), None)
+    })
+}
+
+/// Shares the opened trees and files with a new writer thread, its counters starting from
+/// the stored bytes and records loaded; the thread reopens sled at `sled_path` after errors.
+fn start_writer(
+    config: &StoreConfig,
+    trees: Trees,
+    files: SessionFiles,
+    sled_path: PathBuf,
+    bytes: u64,
+    records: u64,
+) -> Result<(Arc<writer::Exchange>, JoinHandle<()>), StoreError> {
+    let shared = Arc::new(writer::Exchange {
+        state: Mutex::default(),
+        wake: Condvar::new(),
+        counters: writer::Counters::default(),
+        trees: RwLock::new(Some(Arc::new(trees))),
+        files,
+        last_error: Mutex::new(None),
+        cap: config.transcript_cap_bytes,
+        hold: Mutex::default(),
+        hold_changed: Condvar::new(),
+    });
+    shared
+        .counters
+        .bytes
+        .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .counters
+        .records
+        .store(records, std::sync::atomic::Ordering::Relaxed);
+    let reopen_config = config.clone();
+    let thread = writer::Thread::new(
+        Arc::clone(&shared),
+        Duration::from_millis(config.flush_interval_ms.max(1)),
+        Box::new(move || open_waiting(&reopen_config, &sled_path).map(|(t, _)| t)),
+    )
+    .spawn()
+    .map_err(|e| io_error(Path::new("(writer thread)"), e))?;
+    Ok((shared, thread))
 }
 
 fn sled_config(config: &StoreConfig) -> sled::Config {
@@ -345,14 +368,38 @@ fn move_events(
 
 type Loaded = (Vec<RecordHead>, Vec<Skipped>, u64);
 
+/// Record heads by session, with the bytes each record takes.
+type Heads = HashMap<SessionId, (RecordHead, u64)>;
+
 /// Loads the head of every record (sled's, then the final record files), decoding on every
 /// core; damaged ones are reported and skipped. A final record still in sled (a crash
 /// between writing its file and removing its key, or a schema-1 store) moves to its file.
 /// Also returns the stored bytes.
 fn load(trees: &Trees, files: &SessionFiles) -> Result<Loaded, StoreError> {
+    let (mut heads, mut skipped) = load_sled(trees, files)?;
+    load_files(files, &mut heads, &mut skipped)?;
+    for s in &skipped {
+        error!(tree = s.tree, key = %s.key, reason = %s.reason, "skipping a damaged session record");
+    }
+    let blob_bytes = blob_bytes(trees)?;
+    let mut bytes = 0;
+    let records = heads
+        .into_values()
+        .map(|(r, len)| {
+            bytes +=
+                len + r.live.transcript_bytes + blob_bytes.get(&r.spec.id).copied().unwrap_or(0);
+            r
+        })
+        .collect();
+    Ok((records, skipped, bytes))
+}
+
+/// The heads of the records in sled, and the damaged ones; final records found there move
+/// to their files.
+fn load_sled(trees: &Trees, files: &SessionFiles) -> Result<(Heads, Vec<Skipped>), StoreError> {
     let raw = trees.sessions.iter().collect::<Result<Vec<_>, _>>()?;
     let decoded = decode_all(&raw, |(k, v)| decode_head(k, v));
-    let mut heads: HashMap<SessionId, (RecordHead, u64)> = HashMap::with_capacity(raw.len());
+    let mut heads: Heads = HashMap::with_capacity(raw.len());
     let mut skipped = Vec::new();
     let io = |e| io_error(files.root(), e);
     let mut finals = Vec::new();
@@ -376,6 +423,15 @@ fn load(trees: &Trees, files: &SessionFiles) -> Result<Loaded, StoreError> {
         }
         trees.db.flush()?;
     }
+    Ok((heads, skipped))
+}
+
+/// Adds the heads of the final record files to `heads` (and the damaged ones to `skipped`).
+fn load_files(
+    files: &SessionFiles,
+    heads: &mut Heads,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), StoreError> {
     let finals = files.all_records().map_err(|e| io_error(files.root(), e))?;
     let decoded = decode_all(&finals, |(id, v)| match v {
         Ok(v) => decode_head(id.0.as_bytes(), v),
@@ -394,9 +450,11 @@ fn load(trees: &Trees, files: &SessionFiles) -> Result<Loaded, StoreError> {
             Err(s) => skipped.push(s),
         }
     }
-    for s in &skipped {
-        error!(tree = s.tree, key = %s.key, reason = %s.reason, "skipping a damaged session record");
-    }
+    Ok(())
+}
+
+/// The bytes of each session's blobs in sled.
+fn blob_bytes(trees: &Trees) -> Result<HashMap<SessionId, u64>, StoreError> {
     let mut blob_bytes: HashMap<SessionId, u64> = HashMap::new();
     for kv in trees.blobs.iter() {
         let (k, v) = kv?;
@@ -406,16 +464,7 @@ fn load(trees: &Trees, files: &SessionFiles) -> Result<Loaded, StoreError> {
                 .or_default() += v.len() as u64;
         }
     }
-    let mut bytes = 0;
-    let records = heads
-        .into_values()
-        .map(|(r, len)| {
-            bytes +=
-                len + r.live.transcript_bytes + blob_bytes.get(&r.spec.id).copied().unwrap_or(0);
-            r
-        })
-        .collect();
-    Ok((records, skipped, bytes))
+    Ok(blob_bytes)
 }
 
 /// Decodes `items` on every core, keeping their order.

@@ -198,6 +198,18 @@ pub(super) struct Thread {
     active: HashMap<SessionId, Log>,
 }
 
+/// What the thread takes from the queue for one round.
+struct Batch {
+    changes: Arc<Changes>,
+    acks: Vec<Ack>,
+    shrinks: Vec<Shrink>,
+    tails: Vec<(SessionId, TailReply)>,
+    stop: bool,
+}
+
+/// A record sealed for writing: its session, whether it is final, its bytes.
+type Sealed = (SessionId, bool, Vec<u8>);
+
 /// First and longest pause before retrying a failed batch.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -226,31 +238,13 @@ impl Thread {
         let mut next_tick = Instant::now() + self.interval;
         let mut retry: Option<(Instant, Duration)> = None;
         loop {
-            let (changes, acks, shrinks, tails, stop) = {
-                let mut st = self.shared.state.lock();
-                loop {
-                    let now = Instant::now();
-                    let due = match retry {
-                        Some((at, _)) => at,
-                        None if st.urgent => now,
-                        None => next_tick,
-                    };
-                    if st.stop || now >= due {
-                        break;
-                    }
-                    self.shared.wake.wait_for(&mut st, due - now);
-                }
-                st.urgent = false;
-                let changes = Arc::new(std::mem::take(&mut st.pending));
-                st.in_flight = Some(Arc::clone(&changes));
-                (
-                    changes,
-                    std::mem::take(&mut st.acks),
-                    std::mem::take(&mut st.shrinks),
-                    std::mem::take(&mut st.tails),
-                    st.stop,
-                )
-            };
+            let Batch {
+                changes,
+                acks,
+                shrinks,
+                tails,
+                stop,
+            } = self.next_batch(next_tick, retry);
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + self.interval;
             }
@@ -266,36 +260,9 @@ impl Thread {
                 let _ = reply.send(self.tail(id));
             }
             match outcome {
-                Ok(()) => {
-                    self.shared.state.lock().in_flight = None;
-                    if retry.take().is_some() {
-                        self.recovered();
-                    }
-                    for ack in acks {
-                        let _ = ack.send(Ok(()));
-                    }
-                    for s in shrinks {
-                        self.shrink(s);
-                    }
-                }
+                Ok(()) => self.written(retry.take().is_some(), acks, shrinks),
                 Err(e) => {
-                    let pause = retry.map_or(RETRY_FIRST, |(_, p)| (p * 2).min(RETRY_MAX));
-                    self.failed(&e, retry.is_none(), pause);
-                    retry = Some((Instant::now() + pause, pause));
-                    {
-                        let mut st = self.shared.state.lock();
-                        st.in_flight = None;
-                        let changes = Arc::try_unwrap(changes).unwrap_or_else(|c| clone(&c));
-                        st.pending.put_back(changes);
-                        let ids: Vec<SessionId> = st.pending.events.keys().copied().collect();
-                        for id in ids {
-                            st.pending.cap_events(id, self.shared.cap);
-                        }
-                        st.shrinks.extend(shrinks);
-                    }
-                    for ack in acks {
-                        let _ = ack.send(Err(e.clone()));
-                    }
+                    retry = Some(self.not_written(&e, retry, changes, acks, shrinks));
                     if stop {
                         error!(error = %e, "the store is stopping with changes it could not write");
                         return;
@@ -310,6 +277,80 @@ impl Thread {
                 }
             }
         }
+    }
+
+    /// Waits until a batch is due (the tick, an urgent push, a retry or the stop), then takes
+    /// the pending changes, in flight from now on, and the requests waiting with them.
+    fn next_batch(&self, next_tick: Instant, retry: Option<(Instant, Duration)>) -> Batch {
+        let mut st = self.shared.state.lock();
+        loop {
+            let now = Instant::now();
+            let due = match retry {
+                Some((at, _)) => at,
+                None if st.urgent => now,
+                None => next_tick,
+            };
+            if st.stop || now >= due {
+                break;
+            }
+            self.shared.wake.wait_for(&mut st, due - now);
+        }
+        st.urgent = false;
+        let changes = Arc::new(std::mem::take(&mut st.pending));
+        st.in_flight = Some(Arc::clone(&changes));
+        Batch {
+            changes,
+            acks: std::mem::take(&mut st.acks),
+            shrinks: std::mem::take(&mut st.shrinks),
+            tails: std::mem::take(&mut st.tails),
+            stop: st.stop,
+        }
+    }
+
+    /// After a batch is on disk: it leaves the in-flight view, a failure episode ends, the
+    /// waiters are told and the shrinks run.
+    fn written(&mut self, was_failing: bool, acks: Vec<Ack>, shrinks: Vec<Shrink>) {
+        self.shared.state.lock().in_flight = None;
+        if was_failing {
+            self.recovered();
+        }
+        for ack in acks {
+            let _ = ack.send(Ok(()));
+        }
+        for s in shrinks {
+            self.shrink(s);
+        }
+    }
+
+    /// After a batch failed: records the failure, puts the batch (and its shrinks) back in
+    /// front of the pending changes, tells the waiters; returns when and after which pause
+    /// to retry.
+    fn not_written(
+        &mut self,
+        e: &StoreError,
+        retry: Option<(Instant, Duration)>,
+        changes: Arc<Changes>,
+        acks: Vec<Ack>,
+        shrinks: Vec<Shrink>,
+    ) -> (Instant, Duration) {
+        let pause = retry.map_or(RETRY_FIRST, |(_, p)| (p * 2).min(RETRY_MAX));
+        self.failed(e, retry.is_none(), pause);
+        let next = (Instant::now() + pause, pause);
+        {
+            let mut st = self.shared.state.lock();
+            st.in_flight = None;
+            let changes = Arc::try_unwrap(changes).unwrap_or_else(|c| clone(&c));
+            st.pending.put_back(changes);
+            let ids: Vec<SessionId> = st.pending.events.keys().copied().collect();
+            for id in ids {
+                st.pending.cap_events(id, self.shared.cap);
+            }
+            st.shrinks.extend(shrinks);
+        }
+        for ack in acks {
+            let _ = ack.send(Err(e.clone()));
+        }
+        next
     }
 
     /// Test support: waits, with the batch in flight, while a test holds the writer.
@@ -412,6 +453,31 @@ impl Thread {
     /// final record's sled key goes only once its file is durable.
     fn apply(&mut self, p: &Changes) -> Result<(), StoreError> {
         let trees = self.trees()?;
+        let events = self.append_events(p)?;
+        let (records, settled) = self.stage_records(p)?;
+        if !p.events.is_empty() || records.iter().any(|(_, terminal, _)| *terminal) {
+            let t = &self.shared.files;
+            t.sync().map_err(|e| io_error(t.root(), e))?;
+        }
+        self.put_records(&trees, records)?;
+        self.put_blobs(&trees, p)?;
+        for id in &p.purges {
+            self.purge(&trees, *id)?;
+        }
+        trees.db.flush()?;
+        // A settled session writes little more: stop tracking it (its bytes stay counted).
+        for id in settled {
+            self.active.remove(&id);
+        }
+        let c = &self.shared.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.events_written.fetch_add(events, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Appends the batch's events to their transcripts (trimmed to the cap); returns how
+    /// many were written.
+    fn append_events(&mut self, p: &Changes) -> Result<u64, StoreError> {
         let shared = Arc::clone(&self.shared);
         let c = &shared.counters;
         let t = &shared.files;
@@ -424,6 +490,15 @@ impl Thread {
             add(&c.bytes, added, freed);
             events += evs.len() as u64;
         }
+        Ok(events)
+    }
+
+    /// Seals the batch's records with their transcripts' sizes and stages the final ones as
+    /// files (not yet synced); returns the sealed records and the sessions that settle.
+    fn stage_records(&mut self, p: &Changes) -> Result<(Vec<Sealed>, Vec<SessionId>), StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let t = &shared.files;
+        let io = |e| io_error(t.root(), e);
         let mut records = Vec::with_capacity(p.records.len());
         let mut settled = Vec::new();
         for (id, rec) in &p.records {
@@ -440,9 +515,15 @@ impl Thread {
             }
             records.push((*id, terminal, value));
         }
-        if !p.events.is_empty() || records.iter().any(|(_, terminal, _)| *terminal) {
-            t.sync().map_err(io)?;
-        }
+        Ok((records, settled))
+    }
+
+    /// Puts the sealed records in place: a final one's staged file replaces its sled key,
+    /// any other goes into sled.
+    fn put_records(&self, trees: &Trees, records: Vec<Sealed>) -> Result<(), StoreError> {
+        let c = &self.shared.counters;
+        let t = &self.shared.files;
+        let io = |e| io_error(t.root(), e);
         for (id, terminal, value) in records {
             let key = record::session_key(id);
             let old = if terminal {
@@ -464,6 +545,12 @@ impl Thread {
             add(&c.bytes, value.len() as u64, old);
             c.records_written.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Writes and deletes the batch's blobs in one sled batch.
+    fn put_blobs(&self, trees: &Trees, p: &Changes) -> Result<(), StoreError> {
+        let c = &self.shared.counters;
         let mut blobs = sled::Batch::default();
         for (id, name, value) in &p.blobs {
             let key = record::blob_key(*id, name);
@@ -478,16 +565,6 @@ impl Thread {
             }
         }
         trees.blobs.apply_batch(blobs)?;
-        for id in &p.purges {
-            self.purge(&trees, *id)?;
-        }
-        trees.db.flush()?;
-        // A settled session writes little more: stop tracking it (its bytes stay counted).
-        for id in settled {
-            self.active.remove(&id);
-        }
-        c.batches.fetch_add(1, Ordering::Relaxed);
-        c.events_written.fetch_add(events, Ordering::Relaxed);
         Ok(())
     }
 
