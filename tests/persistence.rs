@@ -169,6 +169,7 @@ fn a_damaged_record_is_reported_and_skipped_and_the_others_load() {
     });
     let ids = ids.lock().unwrap().clone();
     let victim = ids[1];
+    wait_until_unlocked(data.path());
     {
         // Tamper with the store from outside, as a disk fault would.
         let db = sled::open(data.path().join(stablehand::store::STORE_DIR)).unwrap();

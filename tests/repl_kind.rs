@@ -1,8 +1,6 @@
 //! The `repl` kind: a persistent Python namespace (real python3), values and errors as fields,
 //! interrupts, timeouts, and the namespace kept across eviction and restarts.
 
-use std::time::Duration;
-
 use stablehand::process::Signal;
 use stablehand::session::messages::{CreateRequest, Exec, ExecResult, Read, SendInput};
 use stablehand::session::snapshot::{NamespaceSnapshot, SnapshotNamespace};
@@ -484,24 +482,6 @@ fn the_namespace_survives_a_restart() {
         assert_eq!(r.value.as_deref(), Some("(42, '/')"));
         rt
     });
-}
-
-/// Waits until no runtime holds the data dir: the first one's arbiter threads drop their
-/// store handles (and with the last, the lock) shortly after its shutdown returns.
-fn wait_until_unlocked(dir: &std::path::Path) {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(dir.join(stablehand::store::LOCK_FILE)).unwrap();
-    let start = std::time::Instant::now();
-    // SAFETY: flock on a descriptor this function owns.
-    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        assert!(
-            start.elapsed() < LIMIT,
-            "the first runtime never released its data dir"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // SAFETY: as above; closing the file would release it too.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
 }
 
 #[test]

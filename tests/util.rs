@@ -265,3 +265,21 @@ pub async fn until_sleeping(pid: u32) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Waits until no runtime holds the data dir: the first one's arbiter threads drop their
+/// store handles (and with the last, the lock) shortly after its shutdown returns.
+pub fn wait_until_unlocked(dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(dir.join(stablehand::store::LOCK_FILE)).unwrap();
+    let start = std::time::Instant::now();
+    // SAFETY: flock on a descriptor this function owns.
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(
+            start.elapsed() < LIMIT,
+            "the first runtime never released its data dir"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: as above; closing the file would release it too.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+}
