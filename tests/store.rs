@@ -482,7 +482,6 @@ fn an_ended_session_keeps_no_actor_and_answers_from_the_store() {
         rt
     });
     // sled keeps only the records that can still change.
-    wait_until_unlocked(data.path());
-    let db = sled::open(data.path().join(STORE_DIR)).unwrap();
+    let db = open_sled_when_free(&data.path().join(STORE_DIR));
     assert_eq!(db.open_tree("sessions").unwrap().len(), 0);
 }

@@ -283,3 +283,19 @@ pub fn wait_until_unlocked(dir: &std::path::Path) {
     // SAFETY: as above; closing the file would release it too.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
 }
+
+/// Opens the sled database of a data dir once the runtime that used it has let it go: sled
+/// closes its files (and its lock) from its own threads shortly after the last handle drops.
+pub fn open_sled_when_free(path: &std::path::Path) -> sled::Db {
+    let start = Instant::now();
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                assert!(start.elapsed() < LIMIT, "sled never let {path:?} go: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("opening {path:?}: {e}"),
+        }
+    }
+}
