@@ -199,3 +199,31 @@ fn stored_forms_are_not_schemas() {
     );
     assert!(found.is_empty(), "{found:#?}");
 }
+
+#[test]
+fn the_code_map_names_every_file() {
+    // A `mod.rs` is named by its directory; the tools are "one file per tool" in `mcp/tools/`.
+    let map =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    let missing: Vec<String> = sources()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !p.starts_with("src/mcp/tools/"))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let named = if name == "mod.rs" {
+                let dir = p.parent().unwrap().file_name().unwrap().to_string_lossy();
+                format!("{dir}/")
+            } else {
+                format!("`{name}`")
+            };
+            !map.contains(&named) && !map.contains(&format!("{}", p.display()))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map misses {missing:#?}"
+    );
+}
