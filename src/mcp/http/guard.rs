@@ -69,16 +69,19 @@ pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// `q`. Parameters other than `q` are ignored.
 pub(super) fn accepts(accept: &str, media: &str, wildcard: bool) -> bool {
     let main_type = media.split('/').next().unwrap_or(media);
+    // Compared without allocating: this runs for every POST.
     accept.split(',').any(|range| {
         let mut parts = range.split(';');
-        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = parts.next().unwrap_or("").trim();
         let quality = parts
             .filter_map(|p| p.split_once('='))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
             .and_then(|(_, v)| v.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
-        let matches = name == media
-            || name.strip_suffix("/*") == Some(main_type)
+        let matches = name.eq_ignore_ascii_case(media)
+            || name
+                .strip_suffix("/*")
+                .is_some_and(|t| t.eq_ignore_ascii_case(main_type))
             || (wildcard && name == "*/*");
         matches && quality > 0.0
     })
