@@ -95,12 +95,18 @@ pub struct HttpConfig {
     /// Origins accepted besides loopback ones (`http://localhost:*`, `http://127.0.0.1:*`,
     /// `http://[::1]:*`); a request with any other `Origin` gets 403.
     pub allowed_origins: Vec<String>,
-    /// `Host` values accepted besides loopback names when the server is bound to loopback
-    /// (DNS-rebinding protection); a request with any other `Host` gets 403.
+    /// `Host` values accepted besides loopback names (DNS-rebinding protection, on every bind
+    /// address); a request with any other `Host` gets 403. A server bound to a non-loopback
+    /// address needs the names its clients use here.
     pub allowed_hosts: Vec<String>,
     /// Bearer tokens; when any is set, every request needs `Authorization: Bearer <token>`
     /// (401 otherwise) and the token's name is the principal that owns its sessions.
     pub tokens: Vec<Token>,
+    /// Who owns the sessions of a request without a token.
+    pub anonymous: Anonymous,
+    /// Serve a non-loopback address without tokens: anyone who can reach it runs commands as
+    /// the server's user. Refused at start unless this is set (`--allow-unauthenticated`).
+    pub allow_unauthenticated: bool,
     /// Largest request body, in bytes (413 beyond).
     pub max_body_bytes: usize,
     /// Longest a request may take, in ms, before it is answered with an error.
@@ -208,6 +214,21 @@ impl StoreConfig {
     }
 }
 
+/// Who owns the sessions of a request that carries no token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Anonymous {
+    /// The local principal, as over stdio and in every protocol revision: a client that
+    /// reconnects, or a server that restarts, finds its sessions by list, name or id.
+    #[default]
+    Local,
+    /// Each handshake-era protocol session (`Mcp-Session-Id`) is a principal of its own: other
+    /// clients cannot see its sessions, they end when it is deleted or expires, and after a
+    /// restart no one finds them. 2026-07-28 requests, which have no protocol session, stay
+    /// the local principal.
+    PerConnection,
+}
+
 /// A named bearer token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +246,8 @@ impl Default for HttpConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             tokens: Vec::new(),
+            anonymous: Anonymous::Local,
+            allow_unauthenticated: false,
             max_body_bytes: 1024 * 1024,
             request_timeout_ms: 10 * 60 * 1000,
             session_idle_timeout_ms: 30 * 60 * 1000,
@@ -432,6 +455,21 @@ impl Config {
         {
             return bad("http.tokens entries need a non-empty name and token");
         }
+        let tokens = &self.http.tokens;
+        for (i, t) in tokens.iter().enumerate() {
+            if tokens[..i].iter().any(|u| u.token == t.token) {
+                return bad(&format!(
+                    "http.tokens: the token of {:?} is also another entry's (each principal needs its own)",
+                    t.name
+                ));
+            }
+            if tokens[..i].iter().any(|u| u.name == t.name) {
+                return bad(&format!(
+                    "http.tokens: the name {:?} is given twice (one entry per principal)",
+                    t.name
+                ));
+            }
+        }
         if self.http.max_connections == 0 {
             return bad("http.max_connections must be at least 1");
         }
@@ -548,6 +586,28 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn duplicated_or_empty_tokens_are_refused_and_anonymous_is_parsed() {
+        let dup_token =
+            "[http]\ntokens = [{ name = \"a\", token = \"t\" }, { name = \"b\", token = \"t\" }]\n";
+        let err = Config::from_toml(dup_token).unwrap_err().to_string();
+        assert!(
+            err.contains("token of \"b\" is also another entry's"),
+            "{err}"
+        );
+        let dup_name =
+            "[http]\ntokens = [{ name = \"a\", token = \"t\" }, { name = \"a\", token = \"u\" }]\n";
+        let err = Config::from_toml(dup_name).unwrap_err().to_string();
+        assert!(err.contains("name \"a\" is given twice"), "{err}");
+        let empty = "[http]\ntokens = [{ name = \"a\", token = \"\" }]\n";
+        assert!(Config::from_toml(empty).is_err());
+        let per = Config::from_toml("[http]\nanonymous = \"per-connection\"\n").unwrap();
+        assert_eq!(per.http.anonymous, Anonymous::PerConnection);
+        assert_eq!(Config::default().http.anonymous, Anonymous::Local);
+        let err = Config::from_toml("[http]\nanonymous = \"nobody\"\n").unwrap_err();
+        assert!(err.to_string().contains("per-connection"), "{err}");
     }
 
     #[test]

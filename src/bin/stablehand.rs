@@ -45,6 +45,10 @@ enum Command {
         /// Run on a temporary store: nothing survives a restart.
         #[arg(long)]
         in_memory: bool,
+        /// Serve a non-loopback --http address without a token. Anyone who can reach it can
+        /// then run commands as this user; without this flag such a start is refused.
+        #[arg(long, requires = "http")]
+        allow_unauthenticated: bool,
     },
     /// Print the default configuration, documented, as TOML.
     DefaultConfig,
@@ -62,7 +66,8 @@ fn main() -> ExitCode {
             http,
             data_dir,
             in_memory,
-        } => serve(config, http, data_dir, in_memory),
+            allow_unauthenticated,
+        } => serve(config, http, data_dir, in_memory, allow_unauthenticated),
         Command::Load(args) => stablehand::load::cli::main(&args),
         Command::DefaultConfig => {
             print!("{}", stablehand::config::DEFAULT_TOML);
@@ -101,8 +106,14 @@ fn serve(
     http_addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     in_memory: bool,
+    allow_unauthenticated: bool,
 ) -> anyhow::Result<()> {
-    let config = serve_config(config_path.as_ref(), data_dir, in_memory)?;
+    let mut config = serve_config(config_path.as_ref(), data_dir, in_memory)?;
+    config.http.allow_unauthenticated |= allow_unauthenticated;
+    if let Some(addr) = http_addr {
+        // Before anything starts: a refused bind must not open the store or spawn sessions.
+        http::check_bind(addr, &config.http).map_err(anyhow::Error::msg)?;
+    }
     match stablehand::process::raise_open_files_limit() {
         Ok(n) => info!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),

@@ -67,9 +67,11 @@ class HttpServer:
         return "".join(self.lines)
 
 
-def _start_http_server(binary: str) -> HttpServer:
+def start_http_server(binary: str, args: list[str] | None = None) -> HttpServer:
+    """Starts `binary serve` with `args` (default: in memory on a free loopback port) and waits
+    for the address it reports."""
     proc = subprocess.Popen(
-        [binary, "serve", "--in-memory", "--http", "127.0.0.1:0"],
+        [binary, "serve", *(args or ["--in-memory", "--http", "127.0.0.1:0"])],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -103,7 +105,7 @@ def _start_http_server(binary: str) -> HttpServer:
     return server
 
 
-def _stop_http_server(server: HttpServer) -> int:
+def stop_http_server(server: HttpServer) -> int:
     if server.proc.poll() is None:
         server.proc.send_signal(signal.SIGTERM)
     try:
@@ -119,9 +121,9 @@ def _stop_http_server(server: HttpServer) -> int:
 @pytest.fixture(scope="session")
 def http_server(stablehand_bin: str):
     """One HTTP server for the whole run; it must exit 0 on SIGTERM at the end."""
-    server = _start_http_server(stablehand_bin)
+    server = start_http_server(stablehand_bin)
     yield server
-    code = _stop_http_server(server)
+    code = stop_http_server(server)
     assert code == 0, f"the HTTP server exited with {code} after SIGTERM; stderr:\n{server.log_tail()}"
 
 

@@ -15,15 +15,13 @@ pub(super) fn check(
         )));
     }
     let headers = req.headers();
-    if state.loopback {
-        let host = header(headers, "host").unwrap_or("");
-        if !host_allowed(host, &state.config.allowed_hosts) {
-            return Err(Box::new(rpc_status(
-                StatusCode::FORBIDDEN,
-                code::INVALID_REQUEST,
-                format!("Host {host:?} is not allowed (DNS-rebinding protection)"),
-            )));
-        }
+    let host = header(headers, "host").unwrap_or("");
+    if !host_allowed(host, &state.config.allowed_hosts) {
+        return Err(Box::new(rpc_status(
+            StatusCode::FORBIDDEN,
+            code::INVALID_REQUEST,
+            format!("Host {host:?} is not allowed (DNS-rebinding protection; add it to http.allowed_hosts)"),
+        )));
     }
     if let Some(origin) = header(headers, "origin") {
         if !origin_allowed(origin, &state.config.allowed_origins) {

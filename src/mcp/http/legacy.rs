@@ -23,17 +23,18 @@ pub(super) async fn expire_sessions(state: std::sync::Weak<HttpState>) {
         };
         for s in expired {
             tracing::info!(owner = %s.owner, "protocol session expired");
-            end_owned(&state, &s.owner).await;
+            end_owned(&state, &s).await;
         }
     }
 }
 
-/// Ends every session of a principal that belonged only to a protocol session.
-pub(super) async fn end_owned(state: &HttpState, owner: &Owner) {
-    if !state.config.tokens.is_empty() {
-        return; // sessions belong to the token's principal, which outlives the protocol session
+/// Ends every session of a protocol session that is its own principal. Other owners (a
+/// token's principal, the local principal) outlive their protocol sessions.
+pub(super) async fn end_owned(state: &HttpState, session: &LegacySession) {
+    if !session.own_principal {
+        return;
     }
-    let handle = state.server.handle().with_owner(owner.clone());
+    let handle = state.server.handle().with_owner(session.owner.clone());
     if let Ok(list) = handle.list(&crate::registry::ListRequest {
         limit: Some(crate::registry::MAX_LIMIT),
         ..Default::default()
@@ -44,11 +45,7 @@ pub(super) async fn end_owned(state: &HttpState, owner: &Owner) {
     }
 }
 
-pub(super) async fn get_or_delete(
-    state: &HttpState,
-    req: &Request<Incoming>,
-    token_owner: Option<Owner>,
-) -> Response<Body> {
+pub(super) async fn get_or_delete(state: &HttpState, req: &Request<Incoming>) -> Response<Body> {
     let version = header(req.headers(), "mcp-protocol-version");
     if version.is_some_and(|v| protocol::known_legacy(v).is_none()) || req.method() == Method::GET {
         // Modern: POST only. Legacy GET: this server has no standalone SSE stream.
@@ -68,9 +65,7 @@ pub(super) async fn get_or_delete(
     let removed = state.sessions.write().remove(sid);
     match removed {
         Some(s) => {
-            if token_owner.is_none() {
-                end_owned(state, &s.owner).await;
-            }
+            end_owned(state, &s).await;
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(empty())
@@ -140,10 +135,16 @@ pub(super) async fn initialize(
     token_owner: Option<Owner>,
 ) -> Response<Body> {
     let sid = uuid::Uuid::new_v4().simple().to_string();
-    let owner = token_owner.unwrap_or_else(|| Owner::new(format!("http-session:{sid}")));
+    let own_principal = token_owner.is_none() && state.config.anonymous == Anonymous::PerConnection;
+    let owner = match token_owner {
+        Some(owner) => owner,
+        None if own_principal => Owner::new(format!("http-session:{sid}")),
+        None => Owner::default(),
+    };
     let session = Arc::new(LegacySession {
         conn: Arc::new(ConnState::default()),
         owner,
+        own_principal,
         last_seen: AtomicU64::new(state.now_ms()),
     });
     let origin = Origin {

@@ -1,7 +1,7 @@
 //! The Streamable HTTP transport (POST carries messages; responses are JSON, or SSE when a
 //! request reports progress or runs longer than a second).
 //!
-//! Checks, in order: path; `Host` when bound to loopback (DNS rebinding, 403); `Origin` (403);
+//! Checks, in order: path; `Host` (loopback names and `allowed_hosts`; DNS rebinding, 403); `Origin` (403);
 //! bearer token when configured (401); method; body size (413) and pace (408); JSON (400 with
 //! -32700). Then the era decides: **legacy** (no or a handshake-era `MCP-Protocol-Version`) issues
 //! `Mcp-Session-Id` at `initialize`, wants it on every later request (400 without, 404 once
@@ -49,7 +49,7 @@ use super::dispatch::{classify, error_response, ConnState, Message, Origin};
 use super::door::{self, Admission, BodyError, Door, Ticket};
 use super::protocol::{self, code, Era, WireError};
 use super::McpServer;
-use crate::config::HttpConfig;
+use crate::config::{Anonymous, HttpConfig};
 use crate::Owner;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -66,6 +66,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 struct LegacySession {
     conn: Arc<ConnState>,
     owner: Owner,
+    /// The owner is this protocol session itself (`http.anonymous = "per-connection"`, no
+    /// token): its stablehand sessions end with it.
+    own_principal: bool,
     last_seen: AtomicU64,
 }
 
@@ -74,7 +77,6 @@ struct HttpState {
     server: McpServer,
     config: HttpConfig,
     door: Arc<Door>,
-    loopback: bool,
     sessions: RwLock<HashMap<String, Arc<LegacySession>>>,
     epoch: Instant,
 }
@@ -98,6 +100,32 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Refuses to serve a non-loopback `addr` without tokens, unless
+/// [`HttpConfig::allow_unauthenticated`] says to: anyone who could reach it would run commands
+/// as this user. Warns when a non-loopback bind names no allowed hosts (only loopback `Host`
+/// names would be accepted). [`serve`] checks this too; call it earlier to fail before
+/// starting anything.
+pub fn check_bind(addr: SocketAddr, config: &HttpConfig) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.tokens.is_empty() {
+        if !config.allow_unauthenticated {
+            return Err(format!(
+                "refusing to serve {addr} without a token: anyone who can reach it could run \
+                 commands as this user. Add one to the config file (--config), e.g. \
+                 [http] tokens = [{{ name = \"me\", token = \"<a long random secret>\" }}], \
+                 or bind to 127.0.0.1, or pass --allow-unauthenticated to accept the risk"
+            ));
+        }
+        tracing::warn!(address = %addr, "serving a non-loopback address without a token (--allow-unauthenticated): anyone who can reach it can run commands as this user");
+    }
+    if config.allowed_hosts.is_empty() {
+        tracing::warn!(address = %addr, "http.allowed_hosts is empty: only requests whose Host is a loopback name are accepted; add the names clients use to reach {addr}");
+    }
+    Ok(())
+}
+
 /// Serves MCP over Streamable HTTP on `listener` until the task is dropped.
 ///
 /// Every connection is accepted; the front door (`door.rs`) decides whether it is served,
@@ -107,13 +135,13 @@ pub async fn serve(
     listener: TcpListener,
     config: HttpConfig,
 ) -> std::io::Result<()> {
-    let loopback = listener.local_addr()?.ip().is_loopback();
+    check_bind(listener.local_addr()?, &config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let door = Door::new(&config, server.handle().config().runtime.fd_reserve);
     let state = Arc::new(HttpState {
         server,
         config,
         door: Arc::clone(&door),
-        loopback,
         sessions: RwLock::default(),
         epoch: Instant::now(),
     });
@@ -240,7 +268,7 @@ async fn handle(state: Arc<HttpState>, req: Request<Incoming>, peer: SocketAddr)
             let method = req.method().clone();
             let resp = match method {
                 Method::POST => post(&state, req, owner).await,
-                Method::GET | Method::DELETE => get_or_delete(&state, &req, owner).await,
+                Method::GET | Method::DELETE => get_or_delete(&state, &req).await,
                 _ => status(StatusCode::METHOD_NOT_ALLOWED, "use POST").with_allow(),
             };
             tracing::debug!(%peer, %method, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "http request");
@@ -417,6 +445,30 @@ async fn batch_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_bind_needs_a_token_or_the_explicit_override() {
+        let public: SocketAddr = "0.0.0.0:7990".parse().unwrap();
+        let mut config = HttpConfig::default();
+        assert_eq!(
+            check_bind("127.0.0.1:7990".parse().unwrap(), &config),
+            Ok(())
+        );
+        assert_eq!(check_bind("[::1]:7990".parse().unwrap(), &config), Ok(()));
+        let err = check_bind(public, &config).unwrap_err();
+        assert!(
+            err.contains("0.0.0.0:7990") && err.contains("--allow-unauthenticated"),
+            "{err}"
+        );
+        config.allow_unauthenticated = true;
+        assert_eq!(check_bind(public, &config), Ok(()));
+        config.allow_unauthenticated = false;
+        config.tokens = vec![crate::config::Token {
+            name: "me".into(),
+            token: "secret".into(),
+        }];
+        assert_eq!(check_bind(public, &config), Ok(()));
+    }
 
     #[test]
     fn accept_is_parsed_as_media_ranges() {
