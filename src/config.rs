@@ -229,14 +229,85 @@ pub enum Anonymous {
     PerConnection,
 }
 
-/// A named bearer token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A named bearer token. The secret comes from exactly one of `token` (inline), `token_file`
+/// (the file's content, surrounding whitespace trimmed) or `token_env` (an environment
+/// variable of the server); files and variables are read when the config is loaded or
+/// reloaded.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Token {
     /// The principal's name (owns the sessions created with this token).
     pub name: String,
-    /// The secret.
-    pub token: String,
+    /// The secret, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A file holding the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// The secret, resolved from whichever source is set.
+    #[serde(skip)]
+    secret: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret: configs end up in logs.
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("token_file", &self.token_file)
+            .field("token_env", &self.token_env)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    /// A token with an inline secret.
+    pub fn new(name: impl Into<String>, secret: impl Into<String>) -> Self {
+        let secret = secret.into();
+        Self {
+            name: name.into(),
+            token: Some(secret.clone()),
+            token_file: None,
+            token_env: None,
+            secret,
+        }
+    }
+
+    /// The secret (empty until the config is loaded or [`Config::resolve_secrets`] ran).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Reads the secret from its one source.
+    fn resolve(&mut self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let name = &self.name;
+        self.secret = match (&self.token, &self.token_file, &self.token_env) {
+            (Some(t), None, None) => t.clone(),
+            (None, Some(path), None) => match std::fs::read_to_string(path) {
+                Ok(text) => text.trim().to_owned(),
+                Err(e) => {
+                    return bad(format!(
+                        "http.tokens {name:?}: cannot read token_file {}: {e}",
+                        path.display()
+                    ))
+                }
+            },
+            (None, None, Some(var)) => match std::env::var(var) {
+                Ok(value) => value.trim().to_owned(),
+                Err(e) => return bad(format!("http.tokens {name:?}: token_env {var}: {e}")),
+            },
+            _ => {
+                return bad(format!(
+                    "http.tokens {name:?} needs exactly one of token, token_file and token_env"
+                ))
+            }
+        };
+        Ok(())
+    }
 }
 
 impl Default for HttpConfig {
@@ -405,14 +476,22 @@ impl Config {
         })
     }
 
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text, reading token files and variables.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             message: e.to_string(),
         })?;
+        config.resolve_secrets()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads every token's secret from its source (inline, file or environment variable).
+    /// [`Config::load`] and [`Config::from_toml`] do this; call it after building tokens
+    /// by hand from other sources than [`Token::new`].
+    pub fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        self.http.tokens.iter_mut().try_for_each(Token::resolve)
     }
 
     /// Checks values that serde cannot.
@@ -447,17 +526,20 @@ impl Config {
         if !self.http.path.starts_with('/') {
             return bad("http.path must start with /");
         }
-        if self
+        if let Some(t) = self
             .http
             .tokens
             .iter()
-            .any(|t| t.token.is_empty() || t.name.is_empty())
+            .find(|t| t.secret.is_empty() || t.name.is_empty())
         {
-            return bad("http.tokens entries need a non-empty name and token");
+            return bad(&format!(
+                "http.tokens entries need a non-empty name and secret ({:?} has none)",
+                t.name
+            ));
         }
         let tokens = &self.http.tokens;
         for (i, t) in tokens.iter().enumerate() {
-            if tokens[..i].iter().any(|u| u.token == t.token) {
+            if tokens[..i].iter().any(|u| u.secret == t.secret) {
                 return bad(&format!(
                     "http.tokens: the token of {:?} is also another entry's (each principal needs its own)",
                     t.name
@@ -608,6 +690,43 @@ mod tests {
         assert_eq!(Config::default().http.anonymous, Anonymous::Local);
         let err = Config::from_toml("[http]\nanonymous = \"nobody\"\n").unwrap_err();
         assert!(err.to_string().contains("per-connection"), "{err}");
+    }
+
+    #[test]
+    fn a_token_comes_from_exactly_one_of_inline_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alice.token");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        // A variable every test process has (setting one would race other test threads).
+        let path = std::env::var("PATH").unwrap();
+        let text = format!(
+            "[http]\ntokens = [{{ name = \"a\", token_file = {:?} }}, {{ name = \"b\", token_env = \"PATH\" }}, {{ name = \"c\", token = \"inline\" }}]\n",
+            file.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        let secrets: Vec<_> = config.http.tokens.iter().map(Token::secret).collect();
+        assert_eq!(secrets, ["from-a-file", path.trim(), "inline"]);
+        assert!(
+            !format!("{config:?}").contains("from-a-file"),
+            "secrets stay out of Debug"
+        );
+
+        let both = "[http]\ntokens = [{ name = \"a\", token = \"x\", token_env = \"HOME\" }]\n";
+        let err = Config::from_toml(both).unwrap_err().to_string();
+        assert!(
+            err.contains("exactly one of token, token_file and token_env"),
+            "{err}"
+        );
+        let missing = "[http]\ntokens = [{ name = \"a\", token_file = \"/nonexistent/t\" }]\n";
+        let err = Config::from_toml(missing).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot read token_file /nonexistent/t"),
+            "{err}"
+        );
+        let unset =
+            "[http]\ntokens = [{ name = \"a\", token_env = \"STABLEHAND_TEST_UNSET_VAR\" }]\n";
+        let err = Config::from_toml(unset).unwrap_err().to_string();
+        assert!(err.contains("token_env STABLEHAND_TEST_UNSET_VAR"), "{err}");
     }
 
     #[test]

@@ -133,6 +133,18 @@ fn bearer_tokens_are_required_when_configured_and_name_the_owner() {
     let s = HttpServer::start_with_config(Some("[http]\ntokens = [{ name = \"alice\", token = \"s3cret-a\" }, { name = \"bob\", token = \"s3cret-b\" }]\n"));
     let (status, _) = s.modern(1, "tools/list", json!({}));
     assert_eq!(status, 401);
+    for wrong in ["Bearer s3cret-", "Bearer s3cret-ab", "Basic s3cret-a"] {
+        let (status, headers, _) = s.post(
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "initialize", "params": {}}),
+            &[("Authorization", wrong)],
+        );
+        assert_eq!(status, 401, "{wrong}");
+        assert_eq!(
+            header(&headers, "www-authenticate").as_deref(),
+            Some("Bearer"),
+            "{wrong}"
+        );
+    }
     let call = |token: &str, id: u64, name: &str, args: serde_json::Value| {
         let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
         let auth = format!("Bearer {token}");

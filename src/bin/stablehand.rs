@@ -138,7 +138,11 @@ fn serve(
         let grace = config.session.end_grace_ms;
         let runtime = Runtime::start(config).context("starting the runtime")?;
         let server = McpServer::new(runtime.handle());
-        let transport = start_transport(front, server, http_addr, http_config)?;
+        let reload = Reload {
+            config_path,
+            allow_unauthenticated,
+        };
+        let transport = start_transport(front, server, http_addr, http_config, reload)?;
         tokio::select! {
             () = stop => info!("signal received: ending every session"),
             result = transport => match result {
@@ -169,16 +173,22 @@ fn start_transport(
     server: McpServer,
     http_addr: Option<SocketAddr>,
     http_config: stablehand::config::HttpConfig,
+    reload: Reload,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     Ok(match http_addr {
         Some(addr) => {
-            let listener = {
+            let (listener, hangup) = {
                 let _in_front = front.enter();
-                http::bind(addr).with_context(|| format!("binding {addr}"))?
+                let listener = http::bind(addr).with_context(|| format!("binding {addr}"))?;
+                let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("installing the SIGHUP handler")?;
+                (listener, hangup)
             };
             let local = listener.local_addr()?;
             info!(address = %local, "serving MCP over Streamable HTTP at http://{local}/mcp");
-            front.spawn(async move { http::serve(server, listener, http_config).await })
+            let access = http::Access::new(http_config);
+            front.spawn(reload_on_hangup(hangup, reload, access.clone(), local));
+            front.spawn(async move { http::serve_with(server, listener, access).await })
         }
         None => {
             info!("serving MCP over stdio");
@@ -187,6 +197,44 @@ fn start_transport(
             })
         }
     })
+}
+
+/// What a SIGHUP reload needs from the command line.
+struct Reload {
+    /// The `--config` file, if any.
+    config_path: Option<PathBuf>,
+    /// `--allow-unauthenticated` (holds across reloads).
+    allow_unauthenticated: bool,
+}
+
+/// On each SIGHUP, reads the config file again and takes its HTTP access rules (tokens,
+/// allowed hosts and origins, `anonymous`): a revoked token is refused from the next request
+/// on, and no connection or session is dropped. A file that does not load, or rules that
+/// would leave a public bind without a token, are logged and change nothing.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    reload: Reload,
+    access: http::Access,
+    addr: SocketAddr,
+) {
+    while hangup.recv().await.is_some() {
+        let Some(path) = &reload.config_path else {
+            info!("SIGHUP: no --config file to reload");
+            continue;
+        };
+        let loaded = Config::load(path).map_err(|e| e.to_string());
+        match loaded.and_then(|mut c| {
+            c.http.allow_unauthenticated |= reload.allow_unauthenticated;
+            access.reload(&c.http, addr)
+        }) {
+            Ok(tokens) => {
+                info!(config = %path.display(), tokens, "SIGHUP: HTTP access rules reloaded")
+            }
+            Err(e) => {
+                error!(config = %path.display(), "SIGHUP: reload refused, the previous rules stay: {e}")
+            }
+        }
+    }
 }
 
 /// Installs SIGTERM and SIGINT handlers now; the returned future resolves on either.

@@ -67,9 +67,9 @@ class HttpServer:
         return "".join(self.lines)
 
 
-def start_http_server(binary: str, args: list[str] | None = None) -> HttpServer:
-    """Starts `binary serve` with `args` (default: in memory on a free loopback port) and waits
-    for the address it reports."""
+def start_http_server(binary: str, args: list[str] | None = None, env: dict[str, str] | None = None) -> HttpServer:
+    """Starts `binary serve` with `args` (default: in memory on a free loopback port) and `env`
+    besides PATH and HOME, and waits for the address it reports."""
     proc = subprocess.Popen(
         [binary, "serve", *(args or ["--in-memory", "--http", "127.0.0.1:0"])],
         stdin=subprocess.DEVNULL,
@@ -77,7 +77,7 @@ def start_http_server(binary: str, args: list[str] | None = None) -> HttpServer:
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
-        env=child_env(RUST_LOG="info", NO_COLOR="1"),
+        env=child_env(RUST_LOG="info", NO_COLOR="1", **(env or {})),
     )
     server = HttpServer(proc=proc)
     found = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -247,3 +248,61 @@ async def test_a_public_bind_is_served_with_the_override_and_checks_the_host(
     assert initialize(f"elsewhere.example.com:{port}") == 403
     assert initialize(f"build-box.example.com:{port}") == 200
     assert initialize(f"127.0.0.1:{port}") == 200
+
+
+async def wait_for_log(server: HttpServer, text: str, seen: int) -> None:
+    """Waits until `text` appears in the server's log more than `seen` times."""
+    with anyio.fail_after(15):
+        while server.log_tail().count(text) <= seen:
+            await anyio.sleep(0.02)
+
+
+async def test_sighup_revokes_a_token_without_dropping_sessions(
+    stablehand_bin: str, servers: list[HttpServer], tmp_path: Path
+):
+    secret_file = tmp_path / "alice.token"
+    secret_file.write_text(TOKENS["alice"] + "\n")
+    alice_entry = f'{{ name = "alice", token_file = "{secret_file}" }}'
+    bob_entry = '{ name = "bob", token_env = "BOB_TOKEN" }'
+    config = write_config(tmp_path / "reload.toml", f"[http]\ntokens = [{alice_entry}, {bob_entry}]\n")
+    servers.append(
+        start_http_server(
+            stablehand_bin,
+            ["--in-memory", "--config", str(config), "--http", "127.0.0.1:0"],
+            env={"BOB_TOKEN": TOKENS["bob"]},
+        )
+    )
+    server = servers[-1]
+    url = server.url
+    reloaded = "HTTP access rules reloaded"
+
+    async with client(url, "2026-07-28", TOKENS["alice"]) as alice:
+        sid = await new_shell(alice)
+        pid = (await call_ok(alice, "session_state", {"session_id": sid}))["pid"]
+    async with client(url, "2026-07-28", TOKENS["bob"]) as bob:
+        assert (await call_ok(bob, "session_list", {}))["sessions"] == []
+
+    write_config(config, f"[http]\ntokens = [{bob_entry}]\n")
+    server.proc.send_signal(signal.SIGHUP)
+    await wait_for_log(server, reloaded, 0)
+    with pytest.raises(Exception) as refused:
+        async with client(url, "2026-07-28", TOKENS["alice"]) as alice:
+            await alice.call_tool("session_list", {})
+    # The SDK wraps the server's 401 (its JSON-RPC error) in its task groups' exception groups.
+    assert "a valid bearer token is required" in repr(refused.value), repr(refused.value)
+    assert pid_alive(pid), "revoking a token does not end its sessions"
+
+    # A file that does not load changes nothing.
+    config.write_text("[http]\ntokens = [\n")
+    server.proc.send_signal(signal.SIGHUP)
+    await wait_for_log(server, "reload refused", 0)
+    async with client(url, "2026-07-28", TOKENS["bob"]) as bob:
+        await call_ok(bob, "session_list", {})
+
+    write_config(config, f"[http]\ntokens = [{alice_entry}, {bob_entry}]\n")
+    server.proc.send_signal(signal.SIGHUP)
+    await wait_for_log(server, reloaded, 1)
+    async with client(url, "2026-07-28", TOKENS["alice"]) as alice:
+        r = await call_ok(alice, "session_exec", {"session_id": sid, "input": "echo still-here"})
+        assert r["stdout"] == "still-here\n"
+        await end_quietly(alice, sid)

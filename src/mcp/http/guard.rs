@@ -15,8 +15,9 @@ pub(super) fn check(
         )));
     }
     let headers = req.headers();
+    let access = state.access.current();
     let host = header(headers, "host").unwrap_or("");
-    if !host_allowed(host, &state.config.allowed_hosts) {
+    if !host_allowed(host, &access.allowed_hosts) {
         return Err(Box::new(rpc_status(
             StatusCode::FORBIDDEN,
             code::INVALID_REQUEST,
@@ -24,7 +25,7 @@ pub(super) fn check(
         )));
     }
     if let Some(origin) = header(headers, "origin") {
-        if !origin_allowed(origin, &state.config.allowed_origins) {
+        if !origin_allowed(origin, &access.allowed_origins) {
             return Err(Box::new(rpc_status(
                 StatusCode::FORBIDDEN,
                 code::INVALID_REQUEST,
@@ -32,18 +33,20 @@ pub(super) fn check(
             )));
         }
     }
-    if state.config.tokens.is_empty() {
+    if access.tokens.is_empty() {
         return Ok(None);
     }
     let presented = header(headers, "authorization")
         .and_then(bearer_token)
         .unwrap_or("");
-    match state
-        .config
-        .tokens
-        .iter()
-        .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
-    {
+    // Every token is compared, so the time taken does not say which one (if any) matched.
+    let mut matched = None;
+    for t in &access.tokens {
+        if constant_time_eq(t.secret().as_bytes(), presented.as_bytes()) && matched.is_none() {
+            matched = Some(t);
+        }
+    }
+    match matched {
         Some(t) => Ok(Some(Owner::new(&t.name))),
         None => {
             let mut resp = rpc_status(
@@ -128,6 +131,14 @@ pub(super) fn origin_allowed(origin: &str, extra: &[String]) -> bool {
     matches!(strip_port(rest), "localhost" | "127.0.0.1" | "[::1]")
 }
 
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// True if `presented` equals `secret`, in a time that depends only on the presented length:
+/// not on where they differ, nor on the secret's length.
+pub(super) fn constant_time_eq(secret: &[u8], presented: &[u8]) -> bool {
+    let len = secret.len().max(1);
+    let mut diff = u64::from(secret.len() != presented.len());
+    for (i, &p) in presented.iter().enumerate() {
+        let s = secret.get(i % len).copied().unwrap_or(0);
+        diff |= u64::from(p ^ s);
+    }
+    diff == 0 && !secret.is_empty()
 }

@@ -135,7 +135,8 @@ pub(super) async fn initialize(
     token_owner: Option<Owner>,
 ) -> Response<Body> {
     let sid = uuid::Uuid::new_v4().simple().to_string();
-    let own_principal = token_owner.is_none() && state.config.anonymous == Anonymous::PerConnection;
+    let anonymous = state.access.current().anonymous;
+    let own_principal = token_owner.is_none() && anonymous == Anonymous::PerConnection;
     let owner = match token_owner {
         Some(owner) => owner,
         None if own_principal => Owner::new(format!("http-session:{sid}")),

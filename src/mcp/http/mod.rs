@@ -72,10 +72,48 @@ struct LegacySession {
     last_seen: AtomicU64,
 }
 
+/// The access rules of a serving HTTP transport — `tokens`, `allowed_hosts`,
+/// `allowed_origins` and `anonymous` — which [`Access::reload`] replaces while it serves,
+/// without dropping a connection or a session (the binary does on SIGHUP). The other
+/// `[http]` settings are fixed at start.
+#[derive(Debug, Clone)]
+pub struct Access(Arc<RwLock<Arc<HttpConfig>>>);
+
+impl Access {
+    /// Access rules taken from `config`.
+    pub fn new(config: HttpConfig) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The rules in force.
+    fn current(&self) -> Arc<HttpConfig> {
+        Arc::clone(&self.0.read())
+    }
+
+    /// Takes the access rules of `new` for a server bound to `addr`; refused (the old rules
+    /// stay) when `new` would leave a non-loopback address without a token
+    /// ([`check_bind`]). Returns the number of tokens now in force.
+    pub fn reload(&self, new: &HttpConfig, addr: SocketAddr) -> Result<usize, String> {
+        let mut next = (*self.current()).clone();
+        next.tokens = new.tokens.clone();
+        next.allowed_hosts = new.allowed_hosts.clone();
+        next.allowed_origins = new.allowed_origins.clone();
+        next.anonymous = new.anonymous;
+        next.allow_unauthenticated = new.allow_unauthenticated;
+        check_bind(addr, &next)?;
+        let tokens = next.tokens.len();
+        *self.0.write() = Arc::new(next);
+        Ok(tokens)
+    }
+}
+
 /// What every connection of the HTTP transport shares.
 struct HttpState {
     server: McpServer,
+    /// The settings at start (the access rules among them may have been reloaded since:
+    /// read those from `access`).
     config: HttpConfig,
+    access: Access,
     door: Arc<Door>,
     sessions: RwLock<HashMap<String, Arc<LegacySession>>>,
     epoch: Instant,
@@ -135,12 +173,23 @@ pub async fn serve(
     listener: TcpListener,
     config: HttpConfig,
 ) -> std::io::Result<()> {
+    serve_with(server, listener, Access::new(config)).await
+}
+
+/// [`serve`] with access rules that `access` can replace while it serves.
+pub async fn serve_with(
+    server: McpServer,
+    listener: TcpListener,
+    access: Access,
+) -> std::io::Result<()> {
+    let config = (*access.current()).clone();
     check_bind(listener.local_addr()?, &config)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let door = Door::new(&config, server.handle().config().runtime.fd_reserve);
     let state = Arc::new(HttpState {
         server,
         config,
+        access,
         door: Arc::clone(&door),
         sessions: RwLock::default(),
         epoch: Instant::now(),
@@ -447,6 +496,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tokens_compare_exactly_whatever_the_lengths() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        for other in [
+            &b""[..],
+            b"s",
+            b"secre",
+            b"secreT",
+            b"secrets",
+            b"secretsecret",
+        ] {
+            assert!(!constant_time_eq(b"secret", other), "{other:?}");
+        }
+        assert!(
+            !constant_time_eq(b"", b""),
+            "an empty secret matches nothing"
+        );
+    }
+
+    #[test]
+    fn a_reload_takes_the_access_rules_and_keeps_a_public_bind_guarded() {
+        let public: SocketAddr = "0.0.0.0:7990".parse().unwrap();
+        let mut start = HttpConfig::default();
+        start.tokens = vec![crate::config::Token::new("alice", "a-secret")];
+        start.max_connections = 7;
+        let access = Access::new(start);
+        let mut next = HttpConfig::default();
+        next.tokens = vec![crate::config::Token::new("bob", "b-secret")];
+        next.allowed_hosts = vec!["box.example.com".into()];
+        next.max_connections = 99;
+        assert_eq!(access.reload(&next, public), Ok(1));
+        let now = access.current();
+        assert_eq!(now.tokens[0].name, "bob");
+        assert_eq!(now.allowed_hosts, ["box.example.com"]);
+        assert_eq!(now.max_connections, 7, "only the access rules are reloaded");
+        let err = access.reload(&HttpConfig::default(), public).unwrap_err();
+        assert!(err.contains("without a token"), "{err}");
+        assert_eq!(
+            access.current().tokens[0].name,
+            "bob",
+            "a refused reload changes nothing"
+        );
+    }
+
+    #[test]
     fn a_public_bind_needs_a_token_or_the_explicit_override() {
         let public: SocketAddr = "0.0.0.0:7990".parse().unwrap();
         let mut config = HttpConfig::default();
@@ -463,10 +556,7 @@ mod tests {
         config.allow_unauthenticated = true;
         assert_eq!(check_bind(public, &config), Ok(()));
         config.allow_unauthenticated = false;
-        config.tokens = vec![crate::config::Token {
-            name: "me".into(),
-            token: "secret".into(),
-        }];
+        config.tokens = vec![crate::config::Token::new("me", "secret")];
         assert_eq!(check_bind(public, &config), Ok(()));
     }
 
