@@ -517,14 +517,17 @@ mod tests {
     #[test]
     fn a_reload_takes_the_access_rules_and_keeps_a_public_bind_guarded() {
         let public: SocketAddr = "0.0.0.0:7990".parse().unwrap();
-        let mut start = HttpConfig::default();
-        start.tokens = vec![crate::config::Token::new("alice", "a-secret")];
-        start.max_connections = 7;
-        let access = Access::new(start);
-        let mut next = HttpConfig::default();
-        next.tokens = vec![crate::config::Token::new("bob", "b-secret")];
-        next.allowed_hosts = vec!["box.example.com".into()];
-        next.max_connections = 99;
+        let access = Access::new(HttpConfig {
+            tokens: vec![crate::config::Token::new("alice", "a-secret")],
+            max_connections: 7,
+            ..Default::default()
+        });
+        let next = HttpConfig {
+            tokens: vec![crate::config::Token::new("bob", "b-secret")],
+            allowed_hosts: vec!["box.example.com".into()],
+            max_connections: 99,
+            ..Default::default()
+        };
         assert_eq!(access.reload(&next, public), Ok(1));
         let now = access.current();
         assert_eq!(now.tokens[0].name, "bob");
