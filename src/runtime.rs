@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, Durability};
 use crate::ids::{Owner, SessionId};
+pub use crate::model::audit::Via;
 use crate::process::{self, Signal};
 use crate::registry::{
     self, Create, EndRecord, Entry, Index, ListRequest, ListResult, Registry, Resume, Shutdown,
@@ -82,6 +83,7 @@ impl Runtime {
                 config,
                 arbiters: handles.into(),
                 store,
+                via: Via::Library,
             },
             arbiters,
         })
@@ -115,6 +117,8 @@ pub struct Handle {
     store: Store,
     /// Every acknowledged change waits for the store's flush (`durability = "always"`).
     durable: bool,
+    /// The door this handle's calls come through, for the audit trail.
+    via: Via,
 }
 
 thread_local! {
@@ -143,6 +147,15 @@ impl Handle {
     pub fn with_owner(&self, owner: Owner) -> Handle {
         Handle {
             owner,
+            ..self.clone()
+        }
+    }
+
+    /// This handle with the door its calls come through named in the audit trail (a front
+    /// end sets it; an embedding program's calls are [`Via::Library`]).
+    pub fn with_via(&self, via: Via) -> Handle {
+        Handle {
+            via,
             ..self.clone()
         }
     }
@@ -185,6 +198,7 @@ impl Handle {
             .registry
             .send(Create {
                 owner: self.owner.clone(),
+                via: self.via,
                 req,
                 // Called from a session arbiter (a front-end connection runs there): place the
                 // session on the same thread.
@@ -202,6 +216,7 @@ impl Handle {
             .registry
             .send(Resume {
                 owner: self.owner.clone(),
+                via: self.via,
                 id,
                 prefer_arbiter: CURRENT_ARBITER.get(),
             })
@@ -259,6 +274,7 @@ impl Handle {
     pub async fn signal(&self, id: SessionId, signal: Signal) -> Result<SignalResult> {
         let req = SendSignal {
             signal,
+            via: self.via,
             until_exec_ends: false,
         };
         let result = self.call(id, "signal", req).await?;
@@ -270,6 +286,7 @@ impl Handle {
     pub async fn interrupt_exec(&self, id: SessionId) -> Result<SignalResult> {
         let req = SendSignal {
             signal: Signal::Int,
+            via: self.via,
             until_exec_ends: true,
         };
         let result = self.call(id, "signal", req).await?;
@@ -278,7 +295,8 @@ impl Handle {
 
     /// Ends a session: TERM to its process group, KILL after the grace period, reap. A
     /// Suspended session has no process and simply becomes Ended.
-    pub async fn end(&self, id: SessionId, req: End) -> Result<EndResult> {
+    pub async fn end(&self, id: SessionId, mut req: End) -> Result<EndResult> {
+        req.via = self.via;
         let entry = self.index.get(&self.owner, id)?;
         let result = if let Some(result) = self.try_actor(&entry, req).await {
             result?
@@ -286,6 +304,7 @@ impl Handle {
             self.registry
                 .send(EndRecord {
                     owner: self.owner.clone(),
+                    via: self.via,
                     id,
                 })
                 .await

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::{CallCtx, Notifier};
 use super::protocol::{self, code, envelope, Envelope, Era, WireError};
 use super::McpServer;
+use crate::runtime::Via;
 use crate::Owner;
 
 /// One parsed JSON-RPC message.
@@ -92,6 +93,8 @@ impl ConnState {
 pub(crate) struct Origin {
     /// The principal.
     pub(crate) owner: Owner,
+    /// The transport, named in sessions' audit trails.
+    pub(crate) via: Via,
     /// The connection (stdio) or legacy HTTP session, if any.
     pub(crate) conn: Option<Arc<ConnState>>,
     /// The era the transport resolved (HTTP resolves from headers; stdio from the connection).
@@ -238,7 +241,10 @@ impl McpServer {
             conn.inflight.lock().insert(key.clone(), cancel.clone());
         }
         let ctx = CallCtx {
-            handle: self.handle().with_owner(origin.owner.clone()),
+            handle: self
+                .handle()
+                .with_owner(origin.owner.clone())
+                .with_via(origin.via),
             era,
             notify: origin.notify.clone(),
             progress_token,

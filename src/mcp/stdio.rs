@@ -18,6 +18,7 @@ use super::context::Notifier;
 use super::dispatch::{classify, error_response, ConnState, Message, Origin};
 use super::protocol::{self, code, Era, WireError};
 use super::McpServer;
+use crate::runtime::Via;
 use crate::Owner;
 
 /// Longest accepted line (one JSON-RPC message).
@@ -37,7 +38,8 @@ where
     let era: Arc<Mutex<Option<Era>>> = Arc::default();
     let all = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(MAX_INFLIGHT));
-    let owner = Owner::new("stdio");
+    // The local principal, as every request without a token (ARCHITECTURE.md, Principals).
+    let owner = Owner::default();
     let mut reader = BufReader::new(input);
     let mut line = Vec::new();
     loop {
@@ -156,6 +158,7 @@ impl Line<'_> {
             Ok(Message::Request { id, method, params }) => {
                 let era = self.era_for(&method, params.as_ref());
                 let origin = Origin {
+                    via: Via::Stdio,
                     owner: self.owner.clone(),
                     conn: Some(Arc::clone(self.conn)),
                     era,

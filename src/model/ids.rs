@@ -81,6 +81,18 @@ impl Owner {
     }
 }
 
+impl Owner {
+    /// The owner named in a stored record. Stdio clients were the principal `stdio` before
+    /// every unauthenticated request became the local principal; their sessions are the
+    /// local principal's now.
+    pub fn from_stored(name: &str) -> Self {
+        match name {
+            "stdio" => Self::default(),
+            other => Self::new(other),
+        }
+    }
+}
+
 impl Default for Owner {
     /// The single local principal used when nothing identifies the caller.
     fn default() -> Self {

@@ -5,6 +5,7 @@
 //! and every other module may use it. A stored form that must stay stable on disk belongs to
 //! `store/`; a tool's output schema to `mcp/`.
 
+pub mod audit;
 pub mod exit;
 pub mod ids;
 pub mod kind;

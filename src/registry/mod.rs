@@ -24,6 +24,7 @@ pub use resume::{EndRecord, Resume};
 
 use crate::config::{Config, SessionConfig};
 use crate::ids::{Owner, SessionId};
+use crate::model::audit::Via;
 use crate::session::messages::{CreateRequest, End, EndMode, GetInfo, SessionInfo};
 use crate::session::shared::unix_ms;
 use crate::session::{self, Boot, Persist, SessionSpec, Shared, StateKind};
@@ -36,6 +37,8 @@ use crate::{Error, Result};
 pub struct Create {
     /// Who will own it.
     pub owner: Owner,
+    /// The door the request came through (for the audit trail).
+    pub via: Via,
     /// What to run.
     pub req: CreateRequest,
     /// Place the session on this arbiter (the caller's own thread) instead of round-robin.
@@ -159,6 +162,7 @@ impl Registry {
         let end = addr.send(End {
             grace_ms: None,
             mode: EndMode::Evict,
+            via: Via::Runtime,
         });
         ctx.spawn(end.into_actor(self).map(move |res, act, _| {
             if !matches!(res, Ok(Ok(_))) {
@@ -358,6 +362,7 @@ impl Registry {
                 ready: ready_tx,
                 persist,
                 resumed: None,
+                via: msg.via,
             },
         );
         self.index.insert(index::Entry {
@@ -524,6 +529,7 @@ impl Handler<Shutdown> for Registry {
                 addr.send(End {
                     grace_ms: None,
                     mode,
+                    via: Via::Runtime,
                 })
             });
             let ended = join_all(ends).await;

@@ -11,11 +11,12 @@ use tracing::{info, warn};
 
 use super::{create, index, when_ready, Registry};
 use crate::ids::{Owner, SessionId};
+use crate::model::audit::{push_audit, AuditAction, AuditEntry, Via};
 use crate::session::messages::{EndResult, SessionInfo};
-use crate::session::shared::unix_ms;
+use crate::session::shared::{rfc3339, unix_ms};
 use crate::session::state::{Event, State};
 use crate::session::{self, Boot, SessionSpec, Shared, StateKind};
-use crate::store::{Record, RecordHead, When};
+use crate::store::{Record, RecordHead, StoredAudit, When};
 use crate::{Error, Result};
 
 /// Resumes a Suspended session: respawns it with the same spec (a shell in its last working
@@ -25,6 +26,8 @@ use crate::{Error, Result};
 pub struct Resume {
     /// Who asks (only the owner may resume).
     pub owner: Owner,
+    /// The door the request came through (for the audit trail).
+    pub via: Via,
     /// The session.
     pub id: SessionId,
     /// Place it on this arbiter instead of round-robin.
@@ -37,6 +40,8 @@ pub struct Resume {
 pub struct EndRecord {
     /// Who asks.
     pub owner: Owner,
+    /// The door the request came through (for the audit trail).
+    pub via: Via,
     /// The session.
     pub id: SessionId,
 }
@@ -186,6 +191,7 @@ impl Registry {
                 ready: ready_tx,
                 persist,
                 resumed: Some(record.live.clone()),
+                via: msg.via,
             },
         );
         self.index.insert(index::Entry {
@@ -301,6 +307,24 @@ impl Registry {
         record.live.state = next.kind();
         record.live.state_detail = next.to_string();
         record.live.settled_at_ms = Some(now);
+        let principal = msg.owner.as_str().to_owned();
+        let via = msg.via.as_str();
+        info!(session = %msg.id, %principal, via, action = "Ended", "audit");
+        let entry = AuditEntry {
+            action: AuditAction::Ended,
+            principal,
+            via: msg.via,
+            at: rfc3339(SystemTime::now()),
+            signal: None,
+        };
+        let mut trail: Vec<AuditEntry> = record
+            .live
+            .audit
+            .iter()
+            .filter_map(StoredAudit::entry)
+            .collect();
+        push_audit(&mut trail, entry);
+        record.live.audit = trail.iter().map(Into::into).collect();
         if let Some(store) = &self.store {
             store.put(record, Vec::new(), When::Now);
         }

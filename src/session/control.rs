@@ -12,6 +12,7 @@ use super::messages::{
 use super::shared::rfc3339;
 use super::state::{Event, Refused};
 use super::{Kind, Session, StateKind};
+use crate::model::audit::{AuditAction, Via};
 use crate::process::{self, Signal};
 use crate::store::When;
 use crate::{Error, Result};
@@ -72,6 +73,7 @@ impl Session {
             timings: self.timings,
             metrics: self.metrics,
             last_stop: self.debug.as_ref().and_then(|d| d.last_stop()),
+            audit: self.audit.clone(),
         }
     }
 
@@ -274,6 +276,7 @@ impl Handler<SendSignal> for Session {
         };
         self.metrics.ops += 1;
         self.shared.touch();
+        self.audit(AuditAction::Signalled, msg.via, Some(msg.signal));
         self.persist(When::Lazy);
         // An interrupt that reaches a shell before it has taken the running exec's line
         // would only redraw the prompt, or cut the line, and leave (the rest of) it to run
@@ -417,6 +420,12 @@ impl Session {
             return Box::pin(actix::fut::ready(Ok(self.end_result())));
         }
         if state != StateKind::Ending {
+            match msg.mode {
+                EndMode::End => self.audit(AuditAction::Ended, msg.via, None),
+                EndMode::Evict | EndMode::Shutdown => {
+                    self.audit(AuditAction::Suspended, Via::Runtime, None);
+                }
+            }
             let event = match msg.mode {
                 EndMode::End => Event::End { suspend: false },
                 EndMode::Evict => Event::End { suspend: true },

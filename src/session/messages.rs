@@ -11,6 +11,7 @@ pub use super::debug::messages::*;
 use super::kind::{AgentOptions, DebugOptions};
 use super::{Kind, StateKind, Stream};
 use crate::ids::SessionId;
+pub use crate::model::audit::{AuditAction, AuditEntry, Via};
 use crate::process::Signal;
 use crate::Result;
 
@@ -197,6 +198,9 @@ pub struct GetInfo;
 pub struct SendSignal {
     /// The signal.
     pub signal: Signal,
+    /// The door the request came through (for the audit trail).
+    #[serde(skip)]
+    pub via: Via,
     /// For an interrupt of a running exec: send it again, every 500 ms and at most three more
     /// times, while that same exec is still running. A cancelled call uses this: bash can
     /// swallow an interrupt that lands while it is forking the command (the child still has
@@ -235,6 +239,10 @@ pub struct End {
     /// Why it ends (callers end; the registry evicts and shuts down).
     #[serde(skip)]
     pub mode: EndMode,
+    /// The door a caller's request came through (for the audit trail; the registry's own
+    /// ends are the runtime's).
+    #[serde(skip)]
+    pub via: Via,
 }
 
 /// Why a session is being ended.
@@ -301,6 +309,10 @@ pub struct SessionInfo {
     /// Debug sessions: where the program last stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_stop: Option<LastStop>,
+    /// Who created, resumed, signalled, suspended and ended it, oldest first (the creation
+    /// and the newest 31 entries).
+    #[serde(default)]
+    pub audit: Vec<AuditEntry>,
 }
 
 /// Reports from a session to its supervisor (the registry).

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Notify};
@@ -42,9 +42,11 @@ use self::messages::SessionEvent;
 use self::messages::{Metrics, Timings};
 use self::output::OutputLog;
 pub(crate) use self::persist::Persist;
+use self::shared::rfc3339;
 use crate::config::SessionConfig;
+use crate::model::audit::{push_audit, AuditAction, AuditEntry, Via, RUNTIME_PRINCIPAL};
 use crate::process::{self, ExitStatus, Rlimits, Signal, SpawnSpec};
-use crate::store::{LiveRecord, When};
+use crate::store::{LiveRecord, StoredAudit, When};
 use crate::{Error, Result};
 
 /// A fully resolved description of what a session runs.
@@ -100,6 +102,8 @@ pub struct Session {
     persist: Option<Persist>,
     /// The DAP client of a debug session.
     debug: Option<debug::Debugger>,
+    /// Who created, resumed, signalled, suspended and ended it.
+    audit: Vec<AuditEntry>,
 }
 
 /// Everything a session actor starts from.
@@ -119,6 +123,8 @@ pub(crate) struct Boot {
     pub persist: Option<Persist>,
     /// The stored record this session resumes from.
     pub resumed: Option<LiveRecord>,
+    /// The door the create or resume came through (for the audit trail).
+    pub via: Via,
 }
 
 impl std::fmt::Debug for Session {
@@ -142,6 +148,7 @@ impl Session {
             ready,
             persist,
             resumed,
+            via,
         } = boot;
         let cap = config.output_cap_bytes;
         let ends = resumed.as_ref().map_or([0, 0], |r| r.output_end);
@@ -150,7 +157,7 @@ impl Session {
             .as_ref()
             .and_then(|r| r.cwd.clone())
             .unwrap_or_else(|| spec.cwd.display().to_string());
-        Self {
+        let mut session = Self {
             driver: driver_for(spec.kind, &spec.options),
             debug: debug::Debugger::new(&spec.options, &spec.cwd, resumed.as_ref()),
             shared,
@@ -181,7 +188,38 @@ impl Session {
             events,
             ready: Some(ready),
             persist,
-        }
+            audit: resumed.as_ref().map_or_else(Vec::new, |r| {
+                r.audit.iter().filter_map(StoredAudit::entry).collect()
+            }),
+        };
+        let action = if resumed.is_some() {
+            AuditAction::Resumed
+        } else {
+            AuditAction::Created
+        };
+        session.audit(action, via, None);
+        session
+    }
+
+    /// Adds an entry to the audit trail (and the log, at info level). The principal is the
+    /// owner for a caller (only the owner reaches a session), the runtime's for its own
+    /// actions.
+    fn audit(&mut self, action: AuditAction, via: Via, signal: Option<Signal>) {
+        let principal = match via {
+            Via::Runtime => RUNTIME_PRINCIPAL.to_owned(),
+            _ => self.shared.owner.as_str().to_owned(),
+        };
+        tracing::info!(session = %self.shared.id, %principal, via = via.as_str(), action = ?action, signal = signal.map(Signal::name), "audit");
+        push_audit(
+            &mut self.audit,
+            AuditEntry {
+                action,
+                principal,
+                via,
+                at: rfc3339(SystemTime::now()),
+                signal: signal.map(|s| s.name().to_owned()),
+            },
+        );
     }
 
     /// Applies `event` through the state machine; every state change goes through here.

@@ -125,6 +125,7 @@ impl Session {
                 stderr_tail: self.stderr_tail.clone(),
                 resumes: p.resumes,
                 debug: self.debug.as_ref().map(|d| d.record()),
+                audit: self.audit.iter().map(Into::into).collect(),
             },
         };
         p.store.put(record, events, when);

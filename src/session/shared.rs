@@ -112,7 +112,7 @@ impl Shared {
     ) -> Self {
         Self {
             id: spec.id,
-            owner: Owner::new(&spec.owner),
+            owner: Owner::from_stored(&spec.owner),
             kind: spec.kind,
             name: spec.name.as_deref().map(Box::from),
             created_ms: spec.created_at_ms,

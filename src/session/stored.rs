@@ -40,6 +40,11 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
             .debug
             .as_ref()
             .and_then(|d| d.last_stop.clone().map(Into::into)),
+        audit: live
+            .audit
+            .iter()
+            .filter_map(crate::store::StoredAudit::entry)
+            .collect(),
     }
 }
 

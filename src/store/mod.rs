@@ -38,7 +38,7 @@ pub use files::SESSIONS_DIR;
 pub use lock::LOCK_FILE;
 pub use record::{
     DebugRecord, Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead, SpecRecord,
-    StoredBreakpoint,
+    StoredAudit, StoredBreakpoint,
 };
 pub use writer::{Ack, Counters, When};
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError};
 use crate::ids::SessionId;
+use crate::model::audit::{AuditAction, AuditEntry, Via};
 use crate::model::kind::{Kind, KindOptions};
 use crate::model::metrics::{LastStop, Metrics, Timings};
 use crate::model::state::StateKind;
@@ -85,6 +86,72 @@ pub struct LiveRecord {
     pub resumes: u64,
     /// A debug session's breakpoints and last stop.
     pub debug: Option<DebugRecord>,
+    /// Who created, resumed, signalled, suspended and ended it (absent in older records).
+    pub audit: Vec<StoredAudit>,
+}
+
+/// One audit entry, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoredAudit {
+    /// `created`, `resumed`, `signalled`, `suspended` or `ended`.
+    pub action: String,
+    /// Who.
+    pub principal: String,
+    /// `library`, `stdio`, `http` or `runtime`.
+    pub via: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// The signal, for `signalled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+impl From<&AuditEntry> for StoredAudit {
+    fn from(e: &AuditEntry) -> Self {
+        let action = match e.action {
+            AuditAction::Created => "created",
+            AuditAction::Resumed => "resumed",
+            AuditAction::Signalled => "signalled",
+            AuditAction::Suspended => "suspended",
+            AuditAction::Ended => "ended",
+        };
+        Self {
+            action: action.into(),
+            principal: e.principal.clone(),
+            via: e.via.as_str().into(),
+            at: e.at.clone(),
+            signal: e.signal.clone(),
+        }
+    }
+}
+
+impl StoredAudit {
+    /// The entry, or None for an action or door this build does not know.
+    pub fn entry(&self) -> Option<AuditEntry> {
+        let action = match self.action.as_str() {
+            "created" => AuditAction::Created,
+            "resumed" => AuditAction::Resumed,
+            "signalled" => AuditAction::Signalled,
+            "suspended" => AuditAction::Suspended,
+            "ended" => AuditAction::Ended,
+            _ => return None,
+        };
+        let via = match self.via.as_str() {
+            "library" => Via::Library,
+            "stdio" => Via::Stdio,
+            "http" => Via::Http,
+            "runtime" => Via::Runtime,
+            _ => return None,
+        };
+        Some(AuditEntry {
+            action,
+            principal: self.principal.clone(),
+            via,
+            at: self.at.clone(),
+            signal: self.signal.clone(),
+        })
+    }
 }
 
 /// What a debug session keeps across a restart.

@@ -129,7 +129,26 @@ async def test_a_client_finds_its_sessions_after_reconnecting_and_after_a_restar
         assert r["stdout"] == f"{work}\n", "restarted: resumed in its cwd"
         again = await call_ok(c, "session_create", {"kind": "shell", "name": name})
         assert again["session_id"] == sid, "restarted: found by name"
-        await end_quietly(c, sid)
+        await call_ok(c, "session_signal", {"session_id": sid, "signal": "CONT"})
+        await call_ok(c, "session_end", {"session_id": sid, "grace_ms": 500})
+        state = await call_ok(c, "session_state", {"session_id": sid})
+        trail = [(a["action"], a["principal"], a["via"], a.get("signal")) for a in state["audit"]]
+        who = token or "local"
+        assert trail == [
+            ("created", who, transport, None),
+            ("suspended", "stablehand", "runtime", None),  # the first server's graceful stop
+            ("resumed", who, transport, None),
+            ("signalled", who, transport, "CONT"),
+            ("ended", who, transport, None),
+        ], trail
+        assert all(a["at"].endswith("Z") for a in state["audit"]), state["audit"]
+    if transport == "http":
+        # Each entry is logged at info level too.
+        lines = [line for line in servers[-1].log_tail().splitlines() if f"session={sid}" in line]
+        assert any(
+            "audit" in line and f"principal={who}" in line and "action=Ended" in line and 'via="http"' in line
+            for line in lines
+        ), lines
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

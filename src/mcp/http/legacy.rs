@@ -107,6 +107,7 @@ pub(super) async fn legacy(
     session.last_seen.store(state.now_ms(), Ordering::Relaxed);
     let era = session.conn.legacy_era();
     let origin = |notify| Origin {
+        via: Via::Http,
         owner: session.owner.clone(),
         conn: Some(Arc::clone(&session.conn)),
         era: era.clone(),
@@ -149,6 +150,7 @@ pub(super) async fn initialize(
         last_seen: AtomicU64::new(state.now_ms()),
     });
     let origin = Origin {
+        via: Via::Http,
         owner: session.owner.clone(),
         conn: Some(Arc::clone(&session.conn)),
         era: Era::Legacy(protocol::NEWEST_LEGACY),

@@ -50,6 +50,7 @@ use super::door::{self, Admission, BodyError, Door, Ticket};
 use super::protocol::{self, code, Era, WireError};
 use super::McpServer;
 use crate::config::{Anonymous, HttpConfig};
+use crate::runtime::Via;
 use crate::Owner;
 
 type Body = BoxBody<Bytes, Infallible>;

@@ -30,6 +30,7 @@ pub(super) async fn modern(
         );
     }
     let origin = |notify| Origin {
+        via: Via::Http,
         owner: token_owner.clone().unwrap_or_default(),
         conn: None,
         era: Era::Modern(version),
