@@ -35,6 +35,25 @@ pub struct Config {
     pub profile: String,
     /// Named profiles; `permissive` always exists unless redefined.
     pub profiles: BTreeMap<String, Profile>,
+    /// Principals mapped to Unix users (`[principals.alice] user = "alice"`): their sessions
+    /// run as that user. Needs a server running as root. `local` names the principal of
+    /// requests without a token.
+    pub principals: BTreeMap<String, PrincipalConfig>,
+}
+
+/// The Unix user a principal's sessions run as: by `user` name or by `uid` (with a password
+/// database entry either way).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// The user's name.
+    pub user: Option<String>,
+    /// The user's id, instead of its name.
+    pub uid: Option<u32>,
+    /// The primary group, instead of the user's own.
+    pub gid: Option<u32>,
+    /// Allow this principal's sessions to run as root (uid 0); refused otherwise.
+    pub allow_root: bool,
 }
 
 /// Runtime-wide settings.
@@ -58,6 +77,10 @@ pub struct RuntimeConfig {
     /// Open-file descriptors kept free for connections and the store: `session_create` is
     /// refused when fewer than this plus the session's own four would be free.
     pub fd_reserve: u64,
+    /// Where principals mapped to Unix users get their own 0700 directories (the default
+    /// working directory of their sessions); default `<data dir>/principals`. Each mapped
+    /// user must be able to reach it.
+    pub principals_dir: Option<PathBuf>,
 }
 
 /// Defaults and bounds for each session.
@@ -374,6 +397,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             profile: "permissive".to_owned(),
             profiles,
+            principals: BTreeMap::new(),
         }
     }
 }
@@ -388,6 +412,7 @@ impl Default for RuntimeConfig {
             subreaper: true,
             guardian: true,
             fd_reserve: 256,
+            principals_dir: None,
         }
     }
 }
@@ -515,6 +540,22 @@ impl Config {
         }
         if self.runtime.sweep_interval_ms == 0 {
             return bad("runtime.sweep_interval_ms must be at least 1");
+        }
+        for (name, p) in &self.principals {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "principals: {name:?} is not a usable principal name (letters, digits, '.', '_' and '-')"
+                )));
+            }
+            if p.user.is_some() == p.uid.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "principals.{name} needs exactly one of user and uid"
+                )));
+            }
         }
         self.validate_http()?;
         self.validate_store()

@@ -57,6 +57,10 @@ impl Runtime {
         }
         let (store, records) =
             Store::open(&config.store).map_err(|e| Error::Store(e.to_string()))?;
+        let principals = crate::registry::principals::Principals::resolve(
+            &config,
+            &crate::registry::principals::base_dir(&config),
+        )?;
         let n = config.arbiter_count();
         let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
         for (slot, arbiter) in arbiters.iter().enumerate() {
@@ -67,6 +71,7 @@ impl Runtime {
         let index = Arc::new(Index::default());
         let registry = Registry::new(Arc::clone(&config), Arc::clone(&index), handles.clone())
             .with_store(store.clone(), records)
+            .with_principals(principals)
             .start();
         info!(
             arbiters = n,

@@ -10,6 +10,7 @@ mod fds;
 pub mod guardian;
 mod spawn;
 mod terminate;
+pub mod users;
 
 pub use crate::model::exit::ExitStatus;
 pub use crate::model::signal::Signal;
@@ -18,6 +19,7 @@ pub use fds::{
 };
 pub use spawn::{spawn, Rlimits, SpawnSpec, Spawned};
 pub use terminate::{end_group, terminate, TerminateOutcome};
+pub use users::RunAs;
 
 /// `pgid` as a session's process group: above 1, since 0 means the caller's own group to
 /// killpg and waitpid, and 1 is init's.

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 
+use super::users::RunAs;
+
 use super::guardian::{self, Announcer};
 use super::ExitStatus;
 
@@ -74,6 +76,9 @@ pub struct SpawnSpec {
     pub env: Vec<(String, String)>,
     /// Resource limits.
     pub rlimits: Rlimits,
+    /// The user the child runs as (groups, gid and uid set before `execve`); `None` keeps
+    /// the server's.
+    pub run_as: Option<RunAs>,
 }
 
 /// A running child and the parent ends of its pipes.
@@ -192,6 +197,9 @@ enum Step {
     Stdio,
     Chdir,
     Exec,
+    Groups,
+    Gid,
+    Uid,
 }
 
 impl Step {
@@ -202,6 +210,9 @@ impl Step {
             3 => Self::Rlimit,
             4 => Self::Stdio,
             5 => Self::Chdir,
+            7 => Self::Groups,
+            8 => Self::Gid,
+            9 => Self::Uid,
             _ => Self::Exec,
         }
     }
@@ -214,6 +225,9 @@ impl Step {
             Self::Stdio => "dup2 of a stdio pipe",
             Self::Chdir => "chdir to the working directory",
             Self::Exec => "execve",
+            Self::Groups => "setgroups",
+            Self::Gid => "setgid",
+            Self::Uid => "setuid",
         }
     }
 }
@@ -231,6 +245,8 @@ struct Plan {
     stdio: [RawFd; 3],
     parent: libc::pid_t,
     limits: Vec<(libc::__rlimit_resource_t, u64)>,
+    /// Supplementary groups, gid and uid to take, if the child changes user.
+    ids: Option<(Vec<libc::gid_t>, libc::gid_t, libc::uid_t)>,
     announcer: Announcer,
     /// `Step` that failed, then its errno; written by the child before `_exit`.
     failed_step: AtomicI32,
@@ -294,6 +310,10 @@ impl Plan {
             // SAFETY: getpid has no preconditions.
             parent: unsafe { libc::getpid() },
             limits: spec.rlimits.pairs(),
+            ids: spec
+                .run_as
+                .as_ref()
+                .map(|u| (u.groups.clone(), u.gid, u.uid)),
             announcer: guardian::announcer(),
             failed_step: AtomicI32::new(0),
             failed_errno: AtomicI32::new(0),
@@ -438,6 +458,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
         if libc::setpgid(0, 0) != 0 {
             fail(plan, Step::Group);
+        }
+        // Raw system calls: glibc's wrappers would ask every thread of the *server* (whose
+        // memory this child shares) to change its ids too. Before PR_SET_PDEATHSIG, which a
+        // change of credentials clears.
+        if let Some((groups, gid, uid)) = &plan.ids {
+            if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
+                fail(plan, Step::Groups);
+            }
+            if libc::syscall(libc::SYS_setgid, *gid) != 0 {
+                fail(plan, Step::Gid);
+            }
+            if libc::syscall(libc::SYS_setuid, *uid) != 0 {
+                fail(plan, Step::Uid);
+            }
         }
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
             fail(plan, Step::DeathSignal);

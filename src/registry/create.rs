@@ -33,6 +33,7 @@ pub(crate) fn resolve(
         env,
         rlimits: config.session.rlimits.clone(),
         options,
+        run_as: None,
     })
 }
 
@@ -243,5 +244,6 @@ pub(crate) fn respec(config: &Config, record: &Record) -> Result<SessionSpec> {
         env: spec.env.clone(),
         rlimits: spec.rlimits.clone(),
         options: spec.options.clone(),
+        run_as: None,
     })
 }

@@ -6,6 +6,7 @@
 mod create;
 mod index;
 mod list;
+pub(crate) mod principals;
 mod resume;
 pub mod sweep;
 
@@ -70,6 +71,8 @@ pub struct Registry {
     base_env: Vec<(String, String)>,
     shutting_down: bool,
     store: Option<Store>,
+    /// Which Unix user each principal's sessions run as.
+    principals: Arc<principals::Principals>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -99,7 +102,14 @@ impl Registry {
             seq: 0,
             shutting_down: false,
             store: None,
+            principals: Arc::default(),
         }
+    }
+
+    /// Runs mapped principals' sessions as their Unix users.
+    pub(crate) fn with_principals(mut self, principals: principals::Principals) -> Self {
+        self.principals = Arc::new(principals);
+        self
     }
 
     /// Snapshots sessions to `store`, and indexes the `records` it restored: sessions that
@@ -394,7 +404,13 @@ impl Handler<Create> for Registry {
         if self.shutting_down {
             return Box::pin(actix::fut::ready(Err(Error::ShuttingDown)));
         }
-        let spec = match create::resolve(&self.config, &self.base_env, &msg.req) {
+        let spec = create::resolve(&self.config, &self.base_env, &msg.req).and_then(|mut spec| {
+            let default_cwd = msg.req.cwd.is_none();
+            self.principals
+                .apply(msg.owner.as_str(), &mut spec, default_cwd)
+                .map(|()| spec)
+        });
+        let spec = match spec {
             Ok(spec) => spec,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };

@@ -153,7 +153,9 @@ impl Registry {
         }
         // The record was read off the thread: the session may have changed meanwhile.
         self.check_resumable(&msg.owner, msg.id)?;
-        let spec = create::respec(&self.config, record)?;
+        let mut spec = create::respec(&self.config, record)?;
+        self.principals
+            .apply(msg.owner.as_str(), &mut spec, false)?;
         self.make_room(ctx)?;
         Ok(spec)
     }

@@ -64,6 +64,8 @@ pub struct SessionSpec {
     pub rlimits: Rlimits,
     /// Kind-specific options.
     pub options: kind::KindOptions,
+    /// The Unix user its owner's sessions run as, if the config maps the owner to one.
+    pub run_as: Option<process::RunAs>,
 }
 
 /// The live child and the parent ends of its pipes.
@@ -245,6 +247,7 @@ impl Session {
             cwd: self.spec.cwd.clone(),
             env: self.spec.env.clone(),
             rlimits: self.spec.rlimits.clone(),
+            run_as: self.spec.run_as.clone(),
         };
         let spawned = process::spawn(&spawn_spec).map_err(|e| Error::Spawn {
             program: self.spec.argv.first().cloned().unwrap_or_default(),

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -325,3 +327,111 @@ async def test_sighup_revokes_a_token_without_dropping_sessions(
         r = await call_ok(alice, "session_exec", {"session_id": sid, "input": "echo still-here"})
         assert r["stdout"] == "still-here\n"
         await end_quietly(alice, sid)
+
+
+OS_USERS = ("stablehand-test-a", "stablehand-test-b")
+
+
+def ensure_os_users() -> None:
+    """Creates the two test users (system accounts, no home, no login shell) if missing."""
+    for user in OS_USERS:
+        if subprocess.run(["id", user], capture_output=True).returncode != 0:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                check=True,
+                capture_output=True,
+            )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running sessions as other users needs root (CI runs as root)")
+async def test_principals_mapped_to_unix_users_are_separated_by_the_os(
+    stablehand_bin: str, servers: list[HttpServer], tmp_path: Path
+):
+    ensure_os_users()
+    alice_user, bob_user = OS_USERS
+    entries = ", ".join(f'{{ name = "{n}", token = "{t}" }}' for n, t in TOKENS.items())
+    entries += ', { name = "carol", token = "carol-secret-5555555555" }'
+    config = write_config(
+        tmp_path / "users.toml",
+        f'[http]\ntokens = [{entries}]\n[principals.alice]\nuser = "{alice_user}"\n'
+        f'[principals.bob]\nuser = "{bob_user}"\n',
+    )
+    data = tmp_path / "data"
+    # The users must reach their directories: pytest's tmp_path is under a 0700 directory.
+    homes = Path(tempfile.mkdtemp(prefix="stablehand-principals-", dir="/tmp"))
+    homes.chmod(0o711)
+    config.write_text(config.read_text() + f'[runtime]\nprincipals_dir = "{homes}"\n')
+    servers.append(
+        start_http_server(stablehand_bin, ["--data-dir", str(data), "--config", str(config), "--http", "127.0.0.1:0"])
+    )
+    url = servers[-1].url
+    try:
+        await check_os_separation(url, homes)
+    finally:
+        stop_http_server(servers[-1])
+        shutil.rmtree(homes, ignore_errors=True)
+
+
+async def check_os_separation(url: str, homes: Path) -> None:
+    alice_user, _ = OS_USERS
+    async with client(url, "2026-07-28", TOKENS["alice"]) as alice, client(url, "2026-07-28", TOKENS["bob"]) as bob:
+        a = await call_ok(alice, "session_create", {"kind": "shell"})
+        b = await call_ok(bob, "session_create", {"kind": "shell"})
+        bob_dir = homes / "bob"
+        assert b["cwd"] == str(bob_dir), b
+
+        async def run(c: Client, sid: str, cmd: str) -> dict[str, Any]:
+            return await call_ok(c, "session_exec", {"session_id": sid, "input": cmd})
+
+        me = await run(alice, a["session_id"], 'id -un; echo "$USER $LOGNAME"; pwd; stat -c %a .')
+        assert me["stdout"] == f"{alice_user}\n{alice_user} {alice_user}\n{homes / 'alice'}\n700\n", me
+        r = await run(bob, b["session_id"], "echo bob-secret > secret && chmod 600 secret && echo $$")
+        bob_pid = int(r["stdout"])
+        for cmd, needle in [
+            (f"kill -0 {bob_pid}", "Operation not permitted"),
+            (f"kill -9 {b['pid']}", "Operation not permitted"),
+            (f"cat /proc/{bob_pid}/environ", "Permission denied"),
+            (f"ls /proc/{bob_pid}/cwd/", "Permission denied"),
+            (f"cat {bob_dir}/secret", "Permission denied"),
+        ]:
+            r = await run(alice, a["session_id"], cmd)
+            assert r["exit_code"] != 0 and needle in r["stderr"], (cmd, r)
+        r = await run(bob, b["session_id"], "cat secret")
+        assert r["stdout"] == "bob-secret\n", "bob's session survived alice's attempts"
+
+    # An unmapped principal is refused rather than run as root.
+    async with client(url, "2026-07-28", "carol-secret-5555555555") as carol:
+        message = await call_error(carol, "session_create", {"kind": "shell"})
+        assert 'principal "carol" is not mapped to a Unix user' in message, message
+
+
+def test_bad_principal_mappings_refuse_to_start(stablehand_bin: str, tmp_path: Path):
+    cases = [
+        ('[principals.alice]\nuser = "no-such-user-stablehand"\n', 'no user named "no-such-user-stablehand"'),
+        ("[principals.alice]\nuid = 3999999999\n", "uid 3999999999 has no entry"),
+        ('[principals.alice]\nuser = "root"\n', "allow_root"),
+        ('[principals.alice]\nuser = "root"\nuid = 0\n', "exactly one of user and uid"),
+        ('[principals."a b"]\nuser = "root"\n', "not a usable principal name"),
+    ]
+    if os.geteuid() == 0:
+        ensure_os_users()
+        # A directory the user cannot reach is named, with the setting that fixes it.
+        blocked = tmp_path / "blocked"
+        blocked.mkdir(mode=0o700)
+        cases.append(
+            (
+                f'[principals.alice]\nuser = "{OS_USERS[0]}"\n[runtime]\nprincipals_dir = "{blocked / "p"}"\n',
+                "set runtime.principals_dir",
+            )
+        )
+    for text, needle in cases:
+        config = write_config(tmp_path / "bad.toml", text)
+        done = subprocess.run(
+            [stablehand_bin, "serve", "--in-memory", "--config", str(config), "--http", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=child_env(RUST_LOG="info", NO_COLOR="1"),
+        )
+        assert done.returncode != 0 and needle in done.stderr, (text, done.stderr)
