@@ -711,18 +711,23 @@ mod tests {
         }
     }
 
+    /// The error `text` is refused with.
+    fn refusal(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
     #[test]
     fn duplicated_or_empty_tokens_are_refused_and_anonymous_is_parsed() {
         let dup_token =
             "[http]\ntokens = [{ name = \"a\", token = \"t\" }, { name = \"b\", token = \"t\" }]\n";
-        let err = Config::from_toml(dup_token).unwrap_err().to_string();
+        let err = refusal(dup_token);
         assert!(
             err.contains("token of \"b\" is also another entry's"),
             "{err}"
         );
         let dup_name =
             "[http]\ntokens = [{ name = \"a\", token = \"t\" }, { name = \"a\", token = \"u\" }]\n";
-        let err = Config::from_toml(dup_name).unwrap_err().to_string();
+        let err = refusal(dup_name);
         assert!(err.contains("name \"a\" is given twice"), "{err}");
         let empty = "[http]\ntokens = [{ name = \"a\", token = \"\" }]\n";
         assert!(Config::from_toml(empty).is_err());
@@ -753,20 +758,20 @@ mod tests {
         );
 
         let both = "[http]\ntokens = [{ name = \"a\", token = \"x\", token_env = \"HOME\" }]\n";
-        let err = Config::from_toml(both).unwrap_err().to_string();
+        let err = refusal(both);
         assert!(
             err.contains("exactly one of token, token_file and token_env"),
             "{err}"
         );
         let missing = "[http]\ntokens = [{ name = \"a\", token_file = \"/nonexistent/t\" }]\n";
-        let err = Config::from_toml(missing).unwrap_err().to_string();
+        let err = refusal(missing);
         assert!(
             err.contains("cannot read token_file /nonexistent/t"),
             "{err}"
         );
         let unset =
             "[http]\ntokens = [{ name = \"a\", token_env = \"STABLEHAND_TEST_UNSET_VAR\" }]\n";
-        let err = Config::from_toml(unset).unwrap_err().to_string();
+        let err = refusal(unset);
         assert!(err.contains("token_env STABLEHAND_TEST_UNSET_VAR"), "{err}");
     }
 

@@ -11,9 +11,9 @@ use tracing::{info, warn};
 
 use super::{create, index, when_ready, Registry};
 use crate::ids::{Owner, SessionId};
-use crate::model::audit::{push_audit, AuditAction, AuditEntry, Via};
+use crate::model::audit::{AuditAction, AuditEntry, Via};
 use crate::session::messages::{EndResult, SessionInfo};
-use crate::session::shared::{rfc3339, unix_ms};
+use crate::session::shared::unix_ms;
 use crate::session::state::{Event, State};
 use crate::session::{self, Boot, SessionSpec, Shared, StateKind};
 use crate::store::{Record, RecordHead, StoredAudit, When};
@@ -309,23 +309,14 @@ impl Registry {
         record.live.state = next.kind();
         record.live.state_detail = next.to_string();
         record.live.settled_at_ms = Some(now);
-        let principal = msg.owner.as_str().to_owned();
-        let via = msg.via.as_str();
-        info!(session = %msg.id, %principal, via, action = "Ended", "audit");
-        let entry = AuditEntry {
-            action: AuditAction::Ended,
-            principal,
-            via: msg.via,
-            at: rfc3339(SystemTime::now()),
-            signal: None,
-        };
         let mut trail: Vec<AuditEntry> = record
             .live
             .audit
             .iter()
             .filter_map(StoredAudit::entry)
             .collect();
-        push_audit(&mut trail, entry);
+        let ended = AuditAction::Ended;
+        session::record_audit(&mut trail, msg.id, &msg.owner, ended, msg.via, None);
         record.live.audit = trail.iter().map(Into::into).collect();
         if let Some(store) = &self.store {
             store.put(record, Vec::new(), When::Now);

@@ -207,23 +207,40 @@ impl Session {
     /// owner for a caller (only the owner reaches a session), the runtime's for its own
     /// actions.
     fn audit(&mut self, action: AuditAction, via: Via, signal: Option<Signal>) {
-        let principal = match via {
-            Via::Runtime => RUNTIME_PRINCIPAL.to_owned(),
-            _ => self.shared.owner.as_str().to_owned(),
-        };
-        tracing::info!(session = %self.shared.id, %principal, via = via.as_str(), action = ?action, signal = signal.map(Signal::name), "audit");
-        push_audit(
-            &mut self.audit,
-            AuditEntry {
-                action,
-                principal,
-                via,
-                at: rfc3339(SystemTime::now()),
-                signal: signal.map(|s| s.name().to_owned()),
-            },
-        );
+        let (id, owner) = (self.shared.id, &self.shared.owner);
+        record_audit(&mut self.audit, id, owner, action, via, signal);
     }
+}
 
+/// Logs (at info) and appends to `trail` what was done to session `id` now. The principal is
+/// its `owner` for a caller (only the owner reaches a session), the runtime's for its own
+/// actions.
+pub(crate) fn record_audit(
+    trail: &mut Vec<AuditEntry>,
+    id: crate::ids::SessionId,
+    owner: &crate::ids::Owner,
+    action: AuditAction,
+    via: Via,
+    signal: Option<Signal>,
+) {
+    let principal = match via {
+        Via::Runtime => RUNTIME_PRINCIPAL.to_owned(),
+        _ => owner.as_str().to_owned(),
+    };
+    tracing::info!(session = %id, %principal, via = via.as_str(), action = ?action, signal = signal.map(Signal::name), "audit");
+    push_audit(
+        trail,
+        AuditEntry {
+            action,
+            principal,
+            via,
+            at: rfc3339(SystemTime::now()),
+            signal: signal.map(|s| s.name().to_owned()),
+        },
+    );
+}
+
+impl Session {
     /// Applies `event` through the state machine; every state change goes through here.
     fn transition(&mut self, event: state::Event) -> Result<()> {
         let next = self.state.apply(&event)?;
