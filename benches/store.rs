@@ -48,6 +48,7 @@ fn record(seq: u64) -> Record {
             seq,
             created_at_ms: 1_790_000_000_000 + seq,
             options: Default::default(),
+            limits: None,
         }),
         live: LiveRecord {
             state: StateKind::Ready,

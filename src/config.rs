@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::kind::Kind;
+use crate::model::limits::{LimitMode, Limits};
 use crate::process::Rlimits;
 
 /// The default configuration as a documented TOML file (what `stablehand default-config`
@@ -107,6 +108,67 @@ pub struct SessionConfig {
     pub pass_env: Vec<String>,
     /// Resource limits for children.
     pub rlimits: Rlimits,
+    /// Memory and process limits of each session as a whole.
+    pub limits: LimitsConfig,
+}
+
+/// Memory and process limits per session (`[session.limits]`): defaults, the most a
+/// `session_create` may ask for, and how they are enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// `auto` (a cgroup per session where the server may create one, else rlimits),
+    /// `cgroup` (refuse to start without), `rlimit` or `off`.
+    pub mechanism: LimitMode,
+    /// Memory of a session, MiB.
+    pub memory_mib: u64,
+    /// Processes and threads of a session at once.
+    pub processes: u64,
+    /// The most memory a session may ask for, MiB.
+    pub max_memory_mib: u64,
+    /// The most processes a session may ask for.
+    pub max_processes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            mechanism: LimitMode::Auto,
+            memory_mib: 4096,
+            processes: 1024,
+            max_memory_mib: 65536,
+            max_processes: 16384,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits of a session that asks for `asked` (each within its maximum), or what is
+    /// wrong with the request.
+    pub fn resolve(&self, asked: &Limits) -> Result<Limits, String> {
+        let pick = |name: &str, asked: Option<u64>, default: u64, max: u64| match asked {
+            None => Ok(default),
+            Some(0) => Err(format!("limits.{name} must be at least 1")),
+            Some(v) if v > max => Err(format!(
+                "limits.{name} {v} is above the maximum {max} (session.limits.max_{name})"
+            )),
+            Some(v) => Ok(v),
+        };
+        Ok(Limits {
+            memory_mib: Some(pick(
+                "memory_mib",
+                asked.memory_mib,
+                self.memory_mib,
+                self.max_memory_mib,
+            )?),
+            processes: Some(pick(
+                "processes",
+                asked.processes,
+                self.processes,
+                self.max_processes,
+            )?),
+        })
+    }
 }
 
 /// Settings of the Streamable HTTP transport.
@@ -434,6 +496,7 @@ impl Default for SessionConfig {
             .map(String::from)
             .to_vec(),
             rlimits: Rlimits::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -540,6 +603,22 @@ impl Config {
         }
         if self.runtime.sweep_interval_ms == 0 {
             return bad("runtime.sweep_interval_ms must be at least 1");
+        }
+        let l = &self.session.limits;
+        for (name, value, max) in [
+            ("memory_mib", l.memory_mib, l.max_memory_mib),
+            ("processes", l.processes, l.max_processes),
+        ] {
+            if value == 0 || max == 0 {
+                return bad(&format!(
+                    "session.limits.{name} and max_{name} must be at least 1 (mechanism = \"off\" turns limits off)"
+                ));
+            }
+            if value > max {
+                return bad(&format!(
+                    "session.limits.{name} ({value}) is above session.limits.max_{name} ({max})"
+                ));
+            }
         }
         for (name, p) in &self.principals {
             if name.is_empty()

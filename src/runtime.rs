@@ -61,6 +61,18 @@ impl Runtime {
             &config,
             &crate::registry::principals::base_dir(&config),
         )?;
+        let enforcer = Arc::new(
+            process::limits::Enforcer::new(config.session.limits.mechanism)
+                .map_err(|e| Error::invalid("config", e))?,
+        );
+        let l = &config.session.limits;
+        info!(
+            mechanism = enforcer.mechanism().as_str(),
+            memory_mib = l.memory_mib,
+            processes = l.processes,
+            "session limits: {}",
+            enforcer.describe()
+        );
         let n = config.arbiter_count();
         let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
         for (slot, arbiter) in arbiters.iter().enumerate() {
@@ -72,6 +84,7 @@ impl Runtime {
         let registry = Registry::new(Arc::clone(&config), Arc::clone(&index), handles.clone())
             .with_store(store.clone(), records)
             .with_principals(principals)
+            .with_limits(Arc::clone(&enforcer))
             .start();
         info!(
             arbiters = n,
@@ -89,6 +102,7 @@ impl Runtime {
                 arbiters: handles.into(),
                 store,
                 via: Via::Library,
+                limits: enforcer,
             },
             arbiters,
         })
@@ -110,6 +124,23 @@ impl Runtime {
     }
 }
 
+/// How sessions' limits are enforced, with the configured defaults and maxima.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LimitsSummary {
+    /// `cgroup-v2`, `cgroup-v1`, `rlimit` or `off`.
+    pub mechanism: crate::model::limits::Mechanism,
+    /// What that covers, in words.
+    pub detail: String,
+    /// Default memory of a session, MiB.
+    pub memory_mib: u64,
+    /// Default process limit of a session.
+    pub processes: u64,
+    /// The most memory a session may ask for, MiB.
+    pub max_memory_mib: u64,
+    /// The most processes a session may ask for.
+    pub max_processes: u64,
+}
+
 /// A cloneable, `Send` handle to the runtime, acting for one owner. Operations on existing
 /// sessions go straight to the session's actor; only create and shutdown visit the registry.
 #[derive(Debug, Clone)]
@@ -124,6 +155,8 @@ pub struct Handle {
     durable: bool,
     /// The door this handle's calls come through, for the audit trail.
     via: Via,
+    /// How sessions' memory and process limits are enforced.
+    limits: Arc<process::limits::Enforcer>,
 }
 
 thread_local! {
@@ -369,6 +402,20 @@ impl Handle {
     /// What the store restored at start, what it skipped, and its counters.
     pub fn store_stats(&self) -> StoreStats {
         self.store.stats()
+    }
+
+    /// How sessions' memory and process limits are enforced, the configured defaults and
+    /// maxima, in the form `stablehand://metrics` shows.
+    pub fn limits(&self) -> LimitsSummary {
+        let l = &self.config.session.limits;
+        LimitsSummary {
+            mechanism: self.limits.mechanism(),
+            detail: self.limits.describe(),
+            memory_mib: l.memory_mib,
+            processes: l.processes,
+            max_memory_mib: l.max_memory_mib,
+            max_processes: l.max_processes,
+        }
     }
 
     /// Lists this owner's sessions, newest first. Reads the index; no actor is asked.

@@ -11,6 +11,7 @@ mod ending;
 mod front_door;
 mod guardian;
 mod invariants;
+mod limits;
 mod load;
 mod mcp_http;
 mod mcp_stdio;

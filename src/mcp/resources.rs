@@ -100,6 +100,7 @@ pub(super) async fn read(params: Params<'static>, ext: Extensions) -> RpcResult 
             .map(|(k, n)| (k.to_string(), json!(n)))
             .collect();
         counts.insert("store".into(), json!(c.handle.store_stats()));
+        counts.insert("limits".into(), json!(c.handle.limits()));
         json!([{ "uri": p.uri, "mimeType": "application/json", "text": Value::Object(counts).to_string() }])
     } else {
         let rest = p.uri.strip_prefix(PREFIX).ok_or_else(not_found)?;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod exit;
 pub mod ids;
 pub mod kind;
+pub mod limits;
 pub mod metrics;
 pub mod signal;
 pub mod state;

@@ -1,13 +1,15 @@
 //! Child processes: spawning into their own process group with a parent-death signal and
 //! rlimits, delivering signals to a whole group, ending a group (TERM, grace, KILL, reap), the
-//! [`guardian`] that kills every session's group if the server itself is killed, and the
-//! open-file budget sessions and connections share (`fds.rs`).
+//! [`guardian`] that kills every session's group if the server itself is killed, the
+//! open-file budget sessions and connections share (`fds.rs`), and each session's memory and
+//! process limits ([`limits`]: a cgroup per session, else rlimits).
 //!
 //! This is the only module that calls `kill`, `killpg`, `waitpid`/`waitid`, `prctl`, `fork` or
 //! `clone`.
 
 mod fds;
 pub mod guardian;
+pub mod limits;
 mod spawn;
 mod terminate;
 pub mod users;

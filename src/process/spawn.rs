@@ -41,6 +41,8 @@ pub struct Rlimits {
     pub nproc: Option<u64>,
     /// Maximum virtual memory in bytes (RLIMIT_AS).
     pub address_space_bytes: Option<u64>,
+    /// Maximum writable private memory (heap and anonymous mappings) in bytes (RLIMIT_DATA).
+    pub data_bytes: Option<u64>,
     /// Maximum CPU time in seconds (RLIMIT_CPU).
     pub cpu_seconds: Option<u64>,
     /// Maximum size of a file the child may write, in bytes (RLIMIT_FSIZE).
@@ -55,6 +57,7 @@ impl Rlimits {
             (libc::RLIMIT_NOFILE, self.nofile),
             (libc::RLIMIT_NPROC, self.nproc),
             (libc::RLIMIT_AS, self.address_space_bytes),
+            (libc::RLIMIT_DATA, self.data_bytes),
             (libc::RLIMIT_CPU, self.cpu_seconds),
             (libc::RLIMIT_FSIZE, self.file_size_bytes),
             (libc::RLIMIT_CORE, self.core_bytes),
@@ -79,6 +82,9 @@ pub struct SpawnSpec {
     /// The user the child runs as (groups, gid and uid set before `execve`); `None` keeps
     /// the server's.
     pub run_as: Option<RunAs>,
+    /// Open `cgroup.procs` files the child joins (writes `0` to) before anything else runs:
+    /// the session's cgroup. The caller keeps them open until `spawn` returns.
+    pub join: Vec<RawFd>,
 }
 
 /// A running child and the parent ends of its pipes.
@@ -200,6 +206,7 @@ enum Step {
     Groups,
     Gid,
     Uid,
+    Cgroup,
 }
 
 impl Step {
@@ -213,6 +220,7 @@ impl Step {
             7 => Self::Groups,
             8 => Self::Gid,
             9 => Self::Uid,
+            10 => Self::Cgroup,
             _ => Self::Exec,
         }
     }
@@ -228,6 +236,7 @@ impl Step {
             Self::Groups => "setgroups",
             Self::Gid => "setgid",
             Self::Uid => "setuid",
+            Self::Cgroup => "joining the session's cgroup",
         }
     }
 }
@@ -245,6 +254,8 @@ struct Plan {
     stdio: [RawFd; 3],
     parent: libc::pid_t,
     limits: Vec<(libc::__rlimit_resource_t, u64)>,
+    /// `cgroup.procs` descriptors to join.
+    join: Vec<RawFd>,
     /// Supplementary groups, gid and uid to take, if the child changes user.
     ids: Option<(Vec<libc::gid_t>, libc::gid_t, libc::uid_t)>,
     announcer: Announcer,
@@ -310,6 +321,7 @@ impl Plan {
             // SAFETY: getpid has no preconditions.
             parent: unsafe { libc::getpid() },
             limits: spec.rlimits.pairs(),
+            join: spec.join.clone(),
             ids: spec
                 .run_as
                 .as_ref()
@@ -458,6 +470,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
         if libc::setpgid(0, 0) != 0 {
             fail(plan, Step::Group);
+        }
+        // Into the session's cgroup while still the server's user, before anything can fork.
+        for &fd in &plan.join {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(plan, Step::Cgroup);
+            }
         }
         // Raw system calls: glibc's wrappers would ask every thread of the *server* (whose
         // memory this child shares) to change its ids too. Before PR_SET_PDEATHSIG, which a

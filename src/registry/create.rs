@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::model::limits::Limits;
 use crate::session::kind::KindOptions;
 use crate::session::messages::CreateRequest;
 use crate::session::{Kind, SessionSpec};
@@ -34,6 +35,11 @@ pub(crate) fn resolve(
         rlimits: config.session.rlimits.clone(),
         options,
         run_as: None,
+        limits: config
+            .session
+            .limits
+            .resolve(&req.limits.unwrap_or_default())
+            .map_err(|e| Error::invalid("limits", e))?,
     })
 }
 
@@ -245,5 +251,16 @@ pub(crate) fn respec(config: &Config, record: &Record) -> Result<SessionSpec> {
         rlimits: spec.rlimits.clone(),
         options: spec.options.clone(),
         run_as: None,
+        // Within today's maxima: a record from a laxer config is clamped, not refused.
+        limits: {
+            let l = &config.session.limits;
+            let stored = spec.limits.unwrap_or_default();
+            let clamp = |v: Option<u64>, max: u64| v.map(|v| v.min(max));
+            l.resolve(&Limits {
+                memory_mib: clamp(stored.memory_mib, l.max_memory_mib),
+                processes: clamp(stored.processes, l.max_processes),
+            })
+            .map_err(|e| Error::invalid("limits", e))?
+        },
     })
 }

@@ -26,6 +26,7 @@ pub use resume::{EndRecord, Resume};
 use crate::config::{Config, SessionConfig};
 use crate::ids::{Owner, SessionId};
 use crate::model::audit::Via;
+use crate::process::limits::Enforcer;
 use crate::session::messages::{CreateRequest, End, EndMode, GetInfo, SessionInfo};
 use crate::session::shared::unix_ms;
 use crate::session::{self, Boot, Persist, SessionSpec, Shared, StateKind};
@@ -73,6 +74,8 @@ pub struct Registry {
     store: Option<Store>,
     /// Which Unix user each principal's sessions run as.
     principals: Arc<principals::Principals>,
+    /// How sessions' memory and process limits are enforced.
+    enforcer: Arc<Enforcer>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -103,7 +106,14 @@ impl Registry {
             shutting_down: false,
             store: None,
             principals: Arc::default(),
+            enforcer: Arc::new(Enforcer::off()),
         }
+    }
+
+    /// Enforces sessions' memory and process limits with `enforcer` (none by default).
+    pub fn with_limits(mut self, enforcer: Arc<Enforcer>) -> Self {
+        self.enforcer = enforcer;
+        self
     }
 
     /// Runs mapped principals' sessions as their Unix users.
@@ -288,6 +298,7 @@ impl Registry {
             seq: shared.seq,
             created_at_ms: unix_ms(shared.created_at()),
             options: spec.options.clone(),
+            limits: Some(spec.limits),
         };
         Some(self.persist_with(store, Arc::new(record), None))
     }
@@ -373,6 +384,7 @@ impl Registry {
                 persist,
                 resumed: None,
                 via: msg.via,
+                enforcer: Arc::clone(&self.enforcer),
             },
         );
         self.index.insert(index::Entry {

@@ -194,6 +194,7 @@ impl Registry {
                 persist,
                 resumed: Some(record.live.clone()),
                 via: msg.via,
+                enforcer: Arc::clone(&self.enforcer),
             },
         );
         self.index.insert(index::Entry {

@@ -74,6 +74,7 @@ impl Session {
             metrics: self.metrics,
             last_stop: self.debug.as_ref().and_then(|d| d.last_stop()),
             audit: self.audit.clone(),
+            limits: Some(self.bounds.info()),
         }
     }
 

@@ -238,7 +238,12 @@ impl Session {
         // Built even when the caller's deadline passed (nobody to send it to): its messages
         // and tokens still count in the session's metrics.
         let cwd = cwd.or_else(|| self.cwd.clone());
-        let result = self.finished(&r, exit_code, cwd, false);
+        let mut result = self.finished(&r, exit_code, cwd, false);
+        // Only a failed command can have met a limit; a look costs two small reads.
+        if exit_code.is_some_and(|c| c != 0) {
+            self.bounds.check();
+        }
+        result.limit = self.bounds.take_unreported();
         if let Some(m) = &result.messages {
             self.metrics.messages += m.len() as u64;
         }

@@ -15,6 +15,7 @@ pub use crate::model::audit::{AuditAction, AuditEntry, Via};
 use crate::process::Signal;
 use crate::Result;
 
+pub use crate::model::limits::{Limits, LimitsInfo};
 pub use crate::model::metrics::{Metrics, Timings};
 
 /// Arguments for creating a session.
@@ -41,6 +42,9 @@ pub struct CreateRequest {
     pub agent: Option<AgentOptions>,
     /// For `debug` sessions (required): the program to debug and how to launch it.
     pub debug: Option<DebugOptions>,
+    /// Memory (MiB) and process limits of the whole session; default and maximum from the
+    /// server's config.
+    pub limits: Option<Limits>,
 }
 
 /// Run one command (shell), or write a line and collect what follows (process).
@@ -100,6 +104,10 @@ pub struct ExecResult {
     /// Agent: token totals summed from the turn's `usage` fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// A session limit reached while the command ran ("memory limit 512 MiB reached: 1
+    /// process killed").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 /// An error raised by the code an exec ran (REPL), or a turn that did not finish (agent).
@@ -313,6 +321,9 @@ pub struct SessionInfo {
     /// and the newest 31 entries).
     #[serde(default)]
     pub audit: Vec<AuditEntry>,
+    /// Its memory and process limits, how they are enforced, and what they have done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsInfo>,
 }
 
 /// Reports from a session to its supervisor (the registry).

@@ -13,6 +13,7 @@ mod control;
 mod exec;
 mod io;
 pub mod kind;
+mod limits;
 pub mod messages;
 pub mod output;
 mod persist;
@@ -45,6 +46,8 @@ pub(crate) use self::persist::Persist;
 use self::shared::rfc3339;
 use crate::config::SessionConfig;
 use crate::model::audit::{push_audit, AuditAction, AuditEntry, Via, RUNTIME_PRINCIPAL};
+use crate::model::limits::Limits;
+use crate::process::limits::Enforcer;
 use crate::process::{self, ExitStatus, Rlimits, Signal, SpawnSpec};
 use crate::store::{LiveRecord, StoredAudit, When};
 use crate::{Error, Result};
@@ -66,6 +69,8 @@ pub struct SessionSpec {
     pub options: kind::KindOptions,
     /// The Unix user its owner's sessions run as, if the config maps the owner to one.
     pub run_as: Option<process::RunAs>,
+    /// Memory and process limits of the whole session.
+    pub limits: Limits,
 }
 
 /// The live child and the parent ends of its pipes.
@@ -106,6 +111,8 @@ pub struct Session {
     debug: Option<debug::Debugger>,
     /// Who created, resumed, signalled, suspended and ended it.
     audit: Vec<AuditEntry>,
+    /// Its limits: the cgroup of its child and what they have done.
+    bounds: limits::Bounds,
 }
 
 /// Everything a session actor starts from.
@@ -127,6 +134,8 @@ pub(crate) struct Boot {
     pub resumed: Option<LiveRecord>,
     /// The door the create or resume came through (for the audit trail).
     pub via: Via,
+    /// How its limits are enforced.
+    pub enforcer: Arc<Enforcer>,
 }
 
 impl std::fmt::Debug for Session {
@@ -151,6 +160,7 @@ impl Session {
             persist,
             resumed,
             via,
+            enforcer,
         } = boot;
         let cap = config.output_cap_bytes;
         let ends = resumed.as_ref().map_or([0, 0], |r| r.output_end);
@@ -160,6 +170,7 @@ impl Session {
             .and_then(|r| r.cwd.clone())
             .unwrap_or_else(|| spec.cwd.display().to_string());
         let mut session = Self {
+            bounds: limits::Bounds::new(enforcer, spec.limits),
             driver: driver_for(spec.kind, &spec.options),
             debug: debug::Debugger::new(&spec.options, &spec.cwd, resumed.as_ref()),
             shared,
@@ -259,15 +270,29 @@ impl Session {
     fn spawn_child(&mut self, ctx: &mut Context<Self>) -> Result<()> {
         let mut argv = self.spec.argv.clone();
         self.driver.prepare_argv(&mut argv);
+        let program = || self.spec.argv.first().cloned().unwrap_or_default();
+        let mut rlimits = self.spec.rlimits.clone();
+        let own_user = self.spec.run_as.as_ref().is_some_and(|u| u.uid != 0);
+        let join = self
+            .bounds
+            .prepare(&self.shared.id.to_string(), &mut rlimits, own_user)
+            .map_err(|e| Error::Spawn {
+                program: program(),
+                reason: format!("cannot make the session's cgroup: {e}"),
+            })?;
         let spawn_spec = SpawnSpec {
             argv,
             cwd: self.spec.cwd.clone(),
             env: self.spec.env.clone(),
-            rlimits: self.spec.rlimits.clone(),
+            rlimits,
             run_as: self.spec.run_as.clone(),
+            join: process::limits::raw(&join),
         };
-        let spawned = process::spawn(&spawn_spec).map_err(|e| Error::Spawn {
-            program: self.spec.argv.first().cloned().unwrap_or_default(),
+        let spawned = process::spawn(&spawn_spec);
+        drop(join);
+        self.bounds.spawned(spawned.as_ref().ok().map(|s| s.pid));
+        let spawned = spawned.map_err(|e| Error::Spawn {
+            program: program(),
             reason: spawn_reason(&e),
         })?;
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -346,9 +371,17 @@ impl Session {
                 return;
             }
         }
+        let reached = self.bounds.check();
         self.finish_running_on_exit(status);
+        self.bounds.release(true);
         self.fail_queue();
-        let _ = self.transition(state::Event::Exited(Some(status)));
+        let _ = self.transition(match reached {
+            // The memory limit killed the session's own process: say so, not just "SIGKILL".
+            Some(r) if status.signal == Some(libc::SIGKILL) && r.starts_with("memory") => {
+                state::Event::Fail(format!("{r}, the session's own process among them"))
+            }
+            _ => state::Event::Exited(Some(status)),
+        });
         // Callers woken by the exit (an end waiting for it, long-poll reads) answer first.
         ctx.run_later(RETIRE_AFTER, |act, ctx| act.retire_if_settled(ctx));
     }

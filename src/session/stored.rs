@@ -45,6 +45,7 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
             .iter()
             .filter_map(crate::store::StoredAudit::entry)
             .collect(),
+        limits: None,
     }
 }
 

@@ -11,6 +11,7 @@ use super::codec::{self, DecodeError};
 use crate::ids::SessionId;
 use crate::model::audit::{AuditAction, AuditEntry, Via};
 use crate::model::kind::{Kind, KindOptions};
+use crate::model::limits::Limits;
 use crate::model::metrics::{LastStop, Metrics, Timings};
 use crate::model::state::StateKind;
 use crate::process::{ExitStatus, Rlimits};
@@ -52,6 +53,9 @@ pub struct SpecRecord {
     /// Kind-specific options.
     #[serde(default)]
     pub options: KindOptions,
+    /// Memory and process limits (absent in older records: the config's defaults apply).
+    #[serde(default)]
+    pub limits: Option<Limits>,
 }
 
 /// The changing part of a record.

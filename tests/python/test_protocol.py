@@ -33,6 +33,9 @@ async def test_resources(connect, mode):
             store = metrics.pop("store")
             assert store["path"] is None, "the tests run on a temporary store"
             assert store["skipped"] == []
+            limits = metrics.pop("limits")
+            assert limits["mechanism"] in {"cgroup-v2", "cgroup-v1", "rlimit", "off"}
+            assert (limits["memory_mib"], limits["processes"]) == (4096, 1024)
             assert all(isinstance(n, int) for n in metrics.values())
 
             await call_ok(client, "session_exec", {"session_id": sid, "input": "echo transcript-line"})
