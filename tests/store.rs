@@ -94,7 +94,11 @@ fn a_schema_1_data_dir_opens_and_its_transcripts_read_as_before() {
         .status()
         .unwrap();
     assert!(status.success());
-    with_runtime(stored_config(data.path()), |rt| async move {
+    // The fixture's sessions settled when it was written: a retention period measured from
+    // then would purge them on a later day, so this test keeps them for a century.
+    let mut cfg = stored_config(data.path());
+    cfg.runtime.retention_ms = 100 * 365 * 24 * 3600 * 1000;
+    with_runtime(cfg.clone(), |rt| async move {
         // The fixture was written over stdio, whose principal was "stdio" then: its sessions
         // are the local principal's now, as every unauthenticated client's.
         let h = rt.handle();
@@ -146,7 +150,7 @@ fn a_schema_1_data_dir_opens_and_its_transcripts_read_as_before() {
         rt
     });
     // The old tree is gone: the store is schema 2 now and opens without moving anything.
-    with_runtime(stored_config(data.path()), |rt| async move {
+    with_runtime(cfg, |rt| async move {
         let stats = rt.handle().store_stats();
         assert_eq!((stats.restored, stats.migrated_events), (2, 0), "{stats:?}");
         rt
