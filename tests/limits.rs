@@ -113,10 +113,7 @@ fn a_fork_bomb_stops_at_the_process_limit_and_leaves_nothing() {
             group_members(pgid).0.is_empty()
         })
         .await;
-        until("the bomb's cgroup is removed", || {
-            !Path::new(&cgroup).exists()
-        })
-        .await;
+        until("the bomb's cgroup is empty", || empty(&cgroup)).await;
         assert_eq!(exec(&h, neighbour, "echo still").await.stdout, "still\n");
         rt
     });
@@ -185,9 +182,17 @@ fn a_session_whose_own_process_meets_the_memory_limit_fails_saying_why() {
             "{}",
             info.state_detail
         );
-        until("the cgroup is removed", || !Path::new(&cgroup).exists()).await;
+        until("the cgroup is empty", || empty(&cgroup)).await;
         rt
     });
+}
+
+/// Whether a session's cgroup holds no process (or is gone): an emptied cgroup is kept for
+/// reuse.
+fn empty(cgroup: &str) -> bool {
+    std::fs::read_to_string(Path::new(cgroup).join("cgroup.procs"))
+        .map(|procs| procs.trim().is_empty())
+        .unwrap_or(true)
 }
 
 #[test]
@@ -263,4 +268,110 @@ fn limits_of_zero_or_above_the_maximum_are_refused() {
             .to_string();
         assert!(err.contains(says), "{err}");
     }
+}
+
+#[test]
+fn the_cgroups_of_a_server_that_is_gone_are_emptied_and_removed_at_the_next_start() {
+    let Some(c) = cgroup_config() else { return };
+    // Where this process's runtimes keep their cgroups.
+    let parent = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let found = std::sync::Arc::clone(&parent);
+    with_runtime(c.clone(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let dir = h.state(id).await.unwrap().limits.unwrap().cgroup.unwrap();
+        let root = Path::new(&dir)
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_owned();
+        *found.lock().unwrap() = Some(root);
+        rt
+    });
+    let parent = parent.lock().unwrap().clone().unwrap();
+    // A server that is gone: a pid that has exited, and a process it left in a session cgroup.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = parent.join(format!("stablehand-{dead}-1"));
+    let session = stale.join("left-behind.1");
+    // Not this process's child (the runtime in it would reap it): a shell starts it and exits.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "sleep 1000 >/dev/null 2>&1 & echo $!"])
+        .output()
+        .unwrap();
+    let left = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // A runtime starting in another test process may sweep the directory away between the
+    // mkdir and the move: make it again until the process is in it.
+    let mut tries = 0;
+    while std::fs::create_dir_all(&session)
+        .and_then(|()| std::fs::write(session.join("cgroup.procs"), &left))
+        .is_err()
+    {
+        tries += 1;
+        assert!(tries < 100, "cannot move {left} into {}", session.display());
+    }
+    with_runtime(c, |rt| async move {
+        until("the process left behind is killed", || {
+            std::fs::read_to_string(format!("/proc/{left}/stat"))
+                .map(|stat| {
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('Z'))
+                })
+                .unwrap_or(true)
+        })
+        .await;
+        rt
+    });
+    assert!(!stale.exists(), "{} is still there", stale.display());
+}
+
+#[test]
+fn an_emptied_cgroup_is_reused_with_the_next_sessions_limits_and_one_holding_shared_memory_is_not()
+{
+    let Some(c) = cgroup_config() else { return };
+    with_runtime(c, |rt| async move {
+        let h = rt.handle();
+        let mut groups = Vec::new();
+        // Down, up and down again: v1 takes a memory limit only below the memory+swap one.
+        for (mib, processes) in [(48, 30), (4096, 1024), (64, 40)] {
+            let limits = Limits {
+                memory_mib: Some(mib),
+                processes: Some(processes),
+            };
+            let id = limited(&h, Kind::Shell, None, limits).await;
+            let cgroup = h.state(id).await.unwrap().limits.unwrap().cgroup.unwrap();
+            let limit = std::fs::read_to_string(Path::new(&cgroup).join("memory.max"))
+                .or_else(|_| {
+                    std::fs::read_to_string(Path::new(&cgroup).join("memory.limit_in_bytes"))
+                })
+                .unwrap();
+            assert_eq!(limit.trim(), (mib << 20).to_string(), "{cgroup}");
+            assert_eq!(exec(&h, id, "echo ok").await.stdout, "ok\n");
+            end(&h, id).await;
+            groups.push(cgroup);
+        }
+        assert!(
+            groups.iter().all(|g| *g == groups[0]),
+            "one emptied cgroup serves each next session: {groups:?}"
+        );
+        // A file in /dev/shm stays charged to the cgroup after its session is gone.
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let file = shm.path().join("held");
+        let id = shell(&h).await;
+        let held = h.state(id).await.unwrap().limits.unwrap().cgroup.unwrap();
+        let r = exec(
+            &h,
+            id,
+            &format!("head -c 4194304 /dev/zero > {}", file.display()),
+        )
+        .await;
+        assert_eq!(r.exit_code, Some(0), "{r:?}");
+        end(&h, id).await;
+        let next = shell(&h).await;
+        let cgroup = h.state(next).await.unwrap().limits.unwrap().cgroup.unwrap();
+        assert_ne!(cgroup, held, "a cgroup holding shared memory is not reused");
+        rt
+    });
 }

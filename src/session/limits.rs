@@ -17,6 +17,8 @@ pub(super) struct Bounds {
     limits: Limits,
     /// The cgroup of the running child, and the child's pid (its reaping is the session's).
     cgroup: Option<(Cgroup, Option<u32>)>,
+    /// Counters when the cgroup was taken (a reused cgroup's go on from its last use).
+    base: LimitCounters,
     /// Counters at the last look.
     seen: LimitCounters,
     /// Counters of earlier spawns' cgroups, removed since.
@@ -33,6 +35,7 @@ impl Bounds {
             enforcer,
             limits,
             cgroup: None,
+            base: LimitCounters::default(),
             seen: LimitCounters::default(),
             before: LimitCounters::default(),
             reached: None,
@@ -44,7 +47,6 @@ impl Bounds {
     /// through) or lowers `rlimits` to the limits where rlimits stand in for a cgroup.
     pub(super) fn prepare(
         &mut self,
-        session: &str,
         rlimits: &mut Rlimits,
         own_user: bool,
     ) -> std::io::Result<Vec<OwnedFd>> {
@@ -56,11 +58,12 @@ impl Bounds {
         };
         rlimits.data_bytes = lower(rlimits.data_bytes, memory);
         rlimits.nproc = lower(rlimits.nproc, processes);
-        let Some(cgroup) = self.enforcer.cgroup(session, &self.limits)? else {
+        let Some(cgroup) = self.enforcer.cgroup(&self.limits)? else {
             return Ok(Vec::new());
         };
         let join = cgroup.open_join();
-        self.seen = LimitCounters::default();
+        self.base = cgroup.counters();
+        self.seen = self.base;
         self.cgroup = Some((cgroup, None));
         join
     }
@@ -104,10 +107,23 @@ impl Bounds {
             self.check();
         }
         if let Some((cgroup, leader)) = self.cgroup.take() {
-            self.before.memory_kills += self.seen.memory_kills;
-            self.before.process_refusals += self.seen.process_refusals;
+            self.before = self.total(self.seen);
+            self.base = LimitCounters::default();
             self.seen = LimitCounters::default();
-            cgroup.remove(if leader_reaped { None } else { leader });
+            self.enforcer
+                .release(cgroup, if leader_reaped { None } else { leader });
+        }
+    }
+
+    /// The session's counters over all its spawns, with `now` this spawn's cgroup's.
+    fn total(&self, now: LimitCounters) -> LimitCounters {
+        LimitCounters {
+            memory_kills: self.before.memory_kills
+                + now.memory_kills.saturating_sub(self.base.memory_kills),
+            process_refusals: self.before.process_refusals
+                + now
+                    .process_refusals
+                    .saturating_sub(self.base.process_refusals),
         }
     }
 
@@ -117,12 +133,13 @@ impl Bounds {
             .cgroup
             .as_ref()
             .map_or(self.seen, |(c, _)| c.counters());
+        let total = self.total(now);
         LimitsInfo {
             mechanism: self.enforcer.mechanism().as_str().into(),
             memory_mib: self.limits.memory_mib,
             processes: self.limits.processes,
-            memory_kills: self.before.memory_kills + now.memory_kills,
-            process_refusals: self.before.process_refusals + now.process_refusals,
+            memory_kills: total.memory_kills,
+            process_refusals: total.process_refusals,
             reached: now
                 .reached_since(&self.seen, &self.limits)
                 .or_else(|| self.reached.clone()),

@@ -275,7 +275,7 @@ impl Session {
         let own_user = self.spec.run_as.as_ref().is_some_and(|u| u.uid != 0);
         let join = self
             .bounds
-            .prepare(&self.shared.id.to_string(), &mut rlimits, own_user)
+            .prepare(&mut rlimits, own_user)
             .map_err(|e| Error::Spawn {
                 program: program(),
                 reason: format!("cannot make the session's cgroup: {e}"),
