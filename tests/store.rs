@@ -276,7 +276,13 @@ fn an_output_larger_than_a_segment_is_stored_whole() {
         })
         .await;
         let page = bounded(LIMIT, h.read(id, whole())).await.unwrap();
-        assert_eq!(page.data, r.stdout);
+        assert!(
+            page.data == r.stdout,
+            "read back {} bytes of {}: {:?}",
+            page.data.len(),
+            r.stdout.len(),
+            &page.data[page.data.len().saturating_sub(40)..]
+        );
         bounded(LIMIT, h.store().sync()).await.unwrap().unwrap();
         let files = segments(data.path(), &id.to_string());
         assert!(files.len() > 20, "{} segments", files.len());

@@ -304,12 +304,12 @@ impl Store {
                 .collect()
         };
         let shared = &self.inner.shared;
-        let mut next_seq = 0;
+        let mut on_disk = OnDisk::default();
         let mut stopped = false;
         let damage = shared
             .files
             .scan(id, |e| {
-                next_seq = next_seq.max(e.seq + 1);
+                on_disk.saw(&e);
                 let flow = visit(&e);
                 stopped = flow.is_break();
                 flow
@@ -325,8 +325,8 @@ impl Store {
                 .fetch_add(damage.frames + damage.segments, Ordering::Relaxed);
         }
         if !stopped {
-            for e in queued.iter().filter(|e| e.seq >= next_seq) {
-                if visit(e).is_break() {
+            for e in queued.iter().filter_map(|e| on_disk.rest(e)) {
+                if visit(&e).is_break() {
                     break;
                 }
             }
@@ -467,5 +467,81 @@ impl Drop for Inner {
         self.close();
         // sled's files are closed before a temporary directory is removed.
         self.shared.trees.write().take();
+    }
+}
+
+/// What a scan of the disk saw, to merge the events in memory with: the next sequence
+/// number, and how many bytes of the last event are there. A large event is written as
+/// several frames, so a scan that races the writer may see only its first ones.
+#[derive(Debug, Default)]
+struct OnDisk {
+    next_seq: u64,
+    last_bytes: usize,
+}
+
+impl OnDisk {
+    fn saw(&mut self, e: &Event) {
+        if e.seq + 1 == self.next_seq {
+            self.last_bytes += e.data.len();
+        } else if e.seq >= self.next_seq {
+            (self.next_seq, self.last_bytes) = (e.seq + 1, e.data.len());
+        }
+    }
+
+    /// What of an event in memory is not on disk: all of a newer one, the rest of a partly
+    /// written one, nothing of an older one.
+    fn rest<'e>(&self, e: &'e Event) -> Option<std::borrow::Cow<'e, Event>> {
+        if e.seq >= self.next_seq {
+            return Some(std::borrow::Cow::Borrowed(e));
+        }
+        if e.seq + 1 != self.next_seq || e.data.len() <= self.last_bytes {
+            return None;
+        }
+        let skip = self.last_bytes;
+        // Output continues at its stream offset; an input's pieces keep the input's offset,
+        // as its frames do.
+        let offset = match e.dir {
+            Dir::Input => e.offset,
+            Dir::Stdout | Dir::Stderr => e.offset + skip as u64,
+        };
+        Some(std::borrow::Cow::Owned(Event {
+            seq: e.seq,
+            t_ms: e.t_ms,
+            dir: e.dir,
+            offset,
+            data: e.data[skip..].to_vec(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, offset: u64, data: &[u8]) -> Event {
+        Event {
+            seq,
+            t_ms: 0,
+            dir: Dir::Stdout,
+            offset,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_rest_of_an_event_partly_on_disk_comes_from_memory() {
+        let mut disk = OnDisk::default();
+        // Event 0 whole, event 1 in two of its three frames.
+        disk.saw(&event(0, 0, b"ab"));
+        disk.saw(&event(1, 2, b"cd"));
+        disk.saw(&event(1, 4, b"ef"));
+        assert!(disk.rest(&event(0, 0, b"ab")).is_none());
+        let whole = event(1, 2, b"cdefg");
+        let rest = disk.rest(&whole).unwrap();
+        assert_eq!((rest.offset, &rest.data[..]), (6, &b"g"[..]));
+        assert!(disk.rest(&event(1, 2, b"cdef")).is_none());
+        let next = event(2, 7, b"h");
+        let newer = disk.rest(&next).unwrap();
+        assert_eq!((newer.offset, &newer.data[..]), (7, &b"h"[..]));
     }
 }
