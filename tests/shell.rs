@@ -355,3 +355,24 @@ fn a_new_session_reports_its_start_directory_before_any_exec() {
         rt
     });
 }
+
+#[test]
+fn a_background_job_leaves_no_notice_on_stderr_and_the_shell_keeps_its_changes() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(
+            &h,
+            id,
+            "false; echo \"was $?\"; sleep 0 & wait; cd /tmp; V=7",
+        )
+        .await;
+        assert_eq!(r.stdout, "was 1\n");
+        assert_eq!(r.stderr, "", "bash's job notice");
+        assert_eq!(r.cwd.as_deref(), Some("/tmp"));
+        let r = exec(&h, id, "echo \"$V\"; nosuch & wait").await;
+        assert_eq!(r.stdout, "7\n");
+        assert_eq!(r.stderr, "bash: nosuch: command not found\n");
+        rt
+    });
+}

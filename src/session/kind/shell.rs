@@ -4,7 +4,9 @@
 //! SIGINT aborts the running command line the way Ctrl-C does and the shell survives. Each
 //! exec is sent as one line, `__sh_n=TOKEN;__sh_rc;eval $'…' </dev/null`: ANSI-C quoting makes
 //! any command — quotes, heredocs, unbalanced syntax, non-UTF-8 bytes — a single well-formed
-//! word, and `eval` at top level keeps `cd`, `export` and `declare` in the shell. Before the
+//! word, and `eval` at top level keeps `cd`, `export` and `declare` in the shell (a command
+//! that may start a background job is sourced instead, which keeps them too, without bash's
+//! interactive `[1] PID` notice on stderr). Before the
 //! next prompt, `PROMPT_COMMAND` (the function `__sh_p`, parsed once rather than at every
 //! prompt) prints `TOKEN\n` on stderr and then `TOKEN <status> <cwd> TOKEN\n` on
 //! stdout, so both streams are complete when both markers are in (and the stderr marker is
@@ -128,7 +130,15 @@ PROMPT_COMMAND=__sh_p; __sh_s="
         line.extend_from_slice(b"__sh_n=");
         line.extend_from_slice(&token);
         // Restore `$?` of the previous command, which the assignment just reset.
-        line.extend_from_slice(b";__sh_rc;eval ");
+        line.extend_from_slice(b";__sh_rc;");
+        if starts_a_job(input.as_bytes()) {
+            // An interactive bash announces each background job (`[1] 4242`) on stderr; a
+            // sourced file runs as a script does, without the notice, and, like `eval`, in
+            // the shell itself. A descriptor no command is likely to use carries the text.
+            line.extend_from_slice(b"source /dev/fd/47 47<<<");
+        } else {
+            line.extend_from_slice(b"eval ");
+        }
         ansi_c_quote(input.as_bytes(), &mut line);
         if !interactive {
             // Opened per exec: one open(2), cheaper than keeping a descriptor open and checking
@@ -342,6 +352,26 @@ pub fn protocol_exec_line(command: &str) -> ProtocolLine {
     }
 }
 
+/// Whether a command may start a background job: an `&` that is not part of `&&`, `|&` or a
+/// redirection (`2>&1`, `<&3`, `&>file`). Quoted `&`s count too, which only costs them the
+/// sourced path.
+fn starts_a_job(command: &[u8]) -> bool {
+    let mut i = 0;
+    while i < command.len() {
+        if command[i] == b'&' {
+            let before = i.checked_sub(1).map(|j| command[j]);
+            let after = command.get(i + 1).copied();
+            match (before, after) {
+                (_, Some(b'&')) => i += 1,
+                (Some(b'>' | b'<' | b'|'), _) | (_, Some(b'>')) => {}
+                _ => return true,
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Appends `bytes` as a bash ANSI-C quoted word (`$'…'`), escaping everything that is not
 /// printable ASCII, so any byte string survives the shell's parser unchanged.
 fn ansi_c_quote(bytes: &[u8], out: &mut Vec<u8>) {
@@ -370,6 +400,29 @@ fn ansi_c_quote(bytes: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_background_job_is_told_from_and_lists_and_redirections() {
+        for job in [
+            "sleep 1 &",
+            "a & b",
+            "a&",
+            "x=1 && sleep 2 & wait",
+            "echo '&'",
+        ] {
+            assert!(starts_a_job(job.as_bytes()), "{job}");
+        }
+        for not in [
+            "a && b",
+            "cmd 2>&1 | tail",
+            "cat <&3",
+            "make &> log",
+            "a |& b",
+            "true",
+        ] {
+            assert!(!starts_a_job(not.as_bytes()), "{not}");
+        }
+    }
 
     fn feed_all(d: &mut ShellDriver, stream: Stream, chunks: &[&[u8]]) -> (Vec<u8>, Vec<Marker>) {
         let mut out = Vec::new();
