@@ -17,6 +17,7 @@ mod mcp_http;
 mod mcp_stdio;
 mod persistence;
 mod process_kind;
+mod pty;
 mod registry;
 mod repl_kind;
 mod shell;

@@ -10,6 +10,7 @@
 mod fds;
 pub mod guardian;
 pub mod limits;
+pub mod pty;
 mod spawn;
 mod terminate;
 pub mod users;

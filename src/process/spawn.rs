@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 
+use super::pty::{self, TermSize};
 use super::users::RunAs;
 
 use super::guardian::{self, Announcer};
@@ -85,6 +86,9 @@ pub struct SpawnSpec {
     /// Open `cgroup.procs` files the child joins (writes `0` to) before anything else runs:
     /// the session's cgroup. The caller keeps them open until `spawn` returns.
     pub join: Vec<RawFd>,
+    /// Run under a new pseudo-terminal of this size, as its controlling terminal (the child
+    /// leads a new session) with the terminal as stdin, stdout and stderr; pipes otherwise.
+    pub terminal: Option<TermSize>,
 }
 
 /// A running child and the parent ends of its pipes.
@@ -98,8 +102,11 @@ pub struct Spawned {
     pub stdin: pipe::Sender,
     /// Readable end of the child's stdout.
     pub stdout: pipe::Receiver,
-    /// Readable end of the child's stderr.
+    /// Readable end of the child's stderr (at its end at once under a terminal, where
+    /// stderr is the terminal too).
     pub stderr: pipe::Receiver,
+    /// The terminal's master, for resizing, when the child runs under one.
+    pub terminal: Option<OwnedFd>,
 }
 
 /// A child process, held through its pidfd (registered with the current tokio reactor).
@@ -207,6 +214,7 @@ enum Step {
     Gid,
     Uid,
     Cgroup,
+    Terminal,
 }
 
 impl Step {
@@ -221,13 +229,14 @@ impl Step {
             8 => Self::Gid,
             9 => Self::Uid,
             10 => Self::Cgroup,
+            11 => Self::Terminal,
             _ => Self::Exec,
         }
     }
 
     fn what(self) -> &'static str {
         match self {
-            Self::Group => "setpgid",
+            Self::Group => "setpgid (or setsid)",
             Self::DeathSignal => "prctl(PR_SET_PDEATHSIG)",
             Self::Rlimit => "setrlimit",
             Self::Stdio => "dup2 of a stdio pipe",
@@ -237,6 +246,7 @@ impl Step {
             Self::Gid => "setgid",
             Self::Uid => "setuid",
             Self::Cgroup => "joining the session's cgroup",
+            Self::Terminal => "taking the terminal as the controlling terminal",
         }
     }
 }
@@ -250,8 +260,10 @@ struct Plan {
     envp: Vec<*const libc::c_char>,
     _strings: Vec<CString>,
     cwd: CString,
-    /// Child ends of the stdin, stdout and stderr pipes.
+    /// Child ends of the stdin, stdout and stderr pipes (the terminal's slave three times).
     stdio: [RawFd; 3],
+    /// The child leads a new session with its stdin as the controlling terminal.
+    terminal: bool,
     parent: libc::pid_t,
     limits: Vec<(libc::__rlimit_resource_t, u64)>,
     /// `cgroup.procs` descriptors to join.
@@ -318,6 +330,7 @@ impl Plan {
             _strings: strings,
             cwd: cstring(OsStr::new(&spec.cwd).as_bytes(), "the working directory")?,
             stdio,
+            terminal: spec.terminal.is_some(),
             // SAFETY: getpid has no preconditions.
             parent: unsafe { libc::getpid() },
             limits: spec.rlimits.pairs(),
@@ -353,6 +366,9 @@ impl Plan {
 /// are registered with the current runtime, and the parent-death signal fires when this
 /// *thread* exits.
 pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
+    if let Some(size) = spec.terminal {
+        return spawn_in_terminal(spec, size);
+    }
     let (stdin_r, stdin_w) = io::pipe()?;
     let (stdout_r, stdout_w) = io::pipe()?;
     let (stderr_r, stderr_w) = io::pipe()?;
@@ -364,7 +380,42 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
             stderr_w.as_raw_fd(),
         ],
     )?;
-    let (pid, pidfd) = clone_child(&plan)?;
+    let (pid, child) = start(&plan)?;
+    drop((stdin_r, stdout_w, stderr_w));
+    Ok(Spawned {
+        child,
+        pid,
+        stdin: pipe::Sender::from_owned_fd(OwnedFd::from(stdin_w))?,
+        stdout: pipe::Receiver::from_owned_fd(OwnedFd::from(stdout_r))?,
+        stderr: pipe::Receiver::from_owned_fd(OwnedFd::from(stderr_r))?,
+        terminal: None,
+    })
+}
+
+/// [`spawn`] under a new pseudo-terminal: the master is read as stdout and written as stdin.
+fn spawn_in_terminal(spec: &SpawnSpec, size: TermSize) -> io::Result<Spawned> {
+    let (master, slave) = pty::open(size)?;
+    let plan = Plan::new(spec, [slave.as_raw_fd(); 3])?;
+    let (pid, child) = start(&plan)?;
+    // The child holds the slave now; ours closed, the master reads EOF (EIO) when it exits.
+    drop(slave);
+    let (none_r, none_w) = io::pipe()?;
+    drop(none_w);
+    let reader = master.try_clone()?;
+    let writer = master.try_clone()?;
+    Ok(Spawned {
+        child,
+        pid,
+        stdin: pipe::Sender::from_owned_fd_unchecked(writer)?,
+        stdout: pipe::Receiver::from_owned_fd_unchecked(reader)?,
+        stderr: pipe::Receiver::from_owned_fd(OwnedFd::from(none_r))?,
+        terminal: Some(master),
+    })
+}
+
+/// Clones the child of `plan`, registers its pidfd and has the guardian watch its group.
+fn start(plan: &Plan) -> io::Result<(u32, Child)> {
+    let (pid, pidfd) = clone_child(plan)?;
     if let Some(e) = plan.failure() {
         // The child has already exited: reap it at once.
         let _ = try_reap(pidfd.as_raw_fd());
@@ -373,19 +424,11 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     // SAFETY: the pidfd is owned by the AsyncFd and stays open for its whole life.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
         .map_err(io::Error::from)?;
-    let child = Child { pidfd: Some(pidfd) };
     let pid = pid as u32;
     // Again from the server, which (unlike the child) can log a failure; a duplicate is
     // harmless.
     guardian::watch(pid);
-    drop((stdin_r, stdout_w, stderr_w));
-    Ok(Spawned {
-        child,
-        pid,
-        stdin: pipe::Sender::from_owned_fd(OwnedFd::from(stdin_w))?,
-        stdout: pipe::Receiver::from_owned_fd(OwnedFd::from(stdout_r))?,
-        stderr: pipe::Receiver::from_owned_fd(OwnedFd::from(stderr_r))?,
-    })
+    Ok((pid, Child { pidfd: Some(pidfd) }))
 }
 
 /// Clones the child that runs `plan` and waits (CLONE_VFORK) until it has exec'd or failed.
@@ -468,7 +511,14 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         libc::sigemptyset(empty.as_mut_ptr());
         libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
 
-        if libc::setpgid(0, 0) != 0 {
+        // Its own process group (and, under a terminal, its own session): the group id is
+        // the child's pid either way.
+        let grouped = if plan.terminal {
+            libc::setsid() >= 0
+        } else {
+            libc::setpgid(0, 0) == 0
+        };
+        if !grouped {
             fail(plan, Step::Group);
         }
         // Into the session's cgroup while still the server's user, before anything can fork.
@@ -514,6 +564,9 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             if libc::dup2(fd, target as libc::c_int) < 0 {
                 fail(plan, Step::Stdio);
             }
+        }
+        if plan.terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            fail(plan, Step::Terminal);
         }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             fail(plan, Step::Chdir);

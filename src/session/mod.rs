@@ -287,6 +287,7 @@ impl Session {
             rlimits,
             run_as: self.spec.run_as.clone(),
             join: process::limits::raw(&join),
+            terminal: None,
         };
         let spawned = process::spawn(&spawn_spec);
         drop(join);
