@@ -443,6 +443,8 @@ pub struct Profile {
     pub agent: Vec<String>,
     /// Debug adapters debug sessions may start (`*` allows any).
     pub debug: Vec<String>,
+    /// Programs terminal sessions may start (`*` allows any).
+    pub terminal: Vec<String>,
     /// Directories a session's cwd must be inside; empty allows any.
     pub cwd_roots: Vec<PathBuf>,
 }
@@ -519,6 +521,7 @@ impl Default for Profile {
             repl: vec!["*".into()],
             agent: vec!["*".into()],
             debug: vec!["*".into()],
+            terminal: vec!["*".into()],
             cwd_roots: Vec::new(),
         }
     }
@@ -733,6 +736,7 @@ impl Profile {
             Kind::Repl => &self.repl,
             Kind::Agent => &self.agent,
             Kind::Debug => &self.debug,
+            Kind::Terminal => &self.terminal,
         }
     }
 

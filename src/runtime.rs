@@ -17,7 +17,8 @@ use crate::registry::{
 use crate::session::messages::{
     BreakpointsResult, Continue, CreateRequest, DebugOutcome, End, EndResult, Evaluate,
     EvaluateResult, Exec, ExecResult, GetInfo, Pause, Read, ReadResult, SendInput, SendResult,
-    SendSignal, SessionInfo, SetBreakpoints, SignalResult, Step,
+    SendSignal, SessionInfo, SetBreakpoints, SignalResult, Step, TerminalResize, TerminalScreen,
+    TerminalSend, TerminalView,
 };
 use crate::session::snapshot::{NamespaceSnapshot, SnapshotNamespace};
 use crate::session::state::{Event, Refused};
@@ -306,6 +307,29 @@ impl Handle {
         self.store
             .off_thread(move |store| Ok(stored::info(&shared, &stored_record(store, id)?)))
             .await
+    }
+
+    /// Types text and keys into a terminal session, then waits for its screen.
+    pub async fn terminal_send(&self, id: SessionId, req: TerminalSend) -> Result<TerminalView> {
+        self.call(id, "terminal_send", req).await
+    }
+
+    /// The screen of a terminal session.
+    pub async fn terminal_screen(
+        &self,
+        id: SessionId,
+        req: TerminalScreen,
+    ) -> Result<TerminalView> {
+        self.call(id, "terminal_screen", req).await
+    }
+
+    /// Resizes a terminal session.
+    pub async fn terminal_resize(
+        &self,
+        id: SessionId,
+        req: TerminalResize,
+    ) -> Result<TerminalView> {
+        self.call(id, "terminal_resize", req).await
     }
 
     /// Sends a signal to the session's process group.

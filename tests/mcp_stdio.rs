@@ -39,7 +39,10 @@ fn legacy_handshake_negotiates_and_lists_tools_in_stable_order() {
             "debug_continue",
             "debug_step",
             "debug_pause",
-            "debug_evaluate"
+            "debug_evaluate",
+            "terminal_send",
+            "terminal_screen",
+            "terminal_resize"
         ]
     );
     let tools = s.call(4, "tools/list", json!({}))["result"]["tools"].clone();

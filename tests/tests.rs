@@ -25,3 +25,4 @@ mod soak;
 mod state_machine;
 mod store;
 mod supervision;
+mod terminal_kind;

@@ -18,16 +18,20 @@ pub enum Kind {
     Agent,
     /// A debugger: a Debug Adapter Protocol adapter (debugpy by default) running a program.
     Debug,
+    /// Any program (an interactive bash by default) under a pseudo-terminal, with the screen
+    /// a terminal emulator shows.
+    Terminal,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Shell,
         Kind::Process,
         Kind::Repl,
         Kind::Agent,
         Kind::Debug,
+        Kind::Terminal,
     ];
 
     /// The lower-case name.
@@ -38,6 +42,7 @@ impl Kind {
             Kind::Repl => "repl",
             Kind::Agent => "agent",
             Kind::Debug => "debug",
+            Kind::Terminal => "terminal",
         }
     }
 }
@@ -55,7 +60,9 @@ impl std::str::FromStr for Kind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                format!("unknown kind {s:?}; expected shell, process, repl, agent or debug")
+                format!(
+                    "unknown kind {s:?}; expected shell, process, repl, agent, debug or terminal"
+                )
             })
     }
 }
@@ -133,4 +140,43 @@ pub enum KindOptions {
     Agent(AgentOptions),
     /// What a debugger launches.
     Debug(DebugOptions),
+    /// Terminal sessions: the screen size.
+    Terminal(TerminalOptions),
+}
+
+/// A terminal session's screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TerminalOptions {
+    /// Columns (default 120, at most 1000).
+    pub cols: u16,
+    /// Rows (default 40, at most 500).
+    pub rows: u16,
+}
+
+impl Default for TerminalOptions {
+    fn default() -> Self {
+        Self {
+            cols: 120,
+            rows: 40,
+        }
+    }
+}
+
+/// Most columns a terminal may have.
+pub const MAX_COLS: u16 = 1000;
+/// Most rows a terminal may have.
+pub const MAX_ROWS: u16 = 500;
+
+impl TerminalOptions {
+    /// Refuses a size of 0 or beyond [`MAX_COLS`] × [`MAX_ROWS`], naming what was wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if self.cols == 0 || self.cols > MAX_COLS || self.rows == 0 || self.rows > MAX_ROWS {
+            return Err(format!(
+                "{} x {} is not a terminal size: cols must be 1 to {MAX_COLS} and rows 1 to {MAX_ROWS}",
+                self.cols, self.rows
+            ));
+        }
+        Ok(())
+    }
 }

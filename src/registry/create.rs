@@ -26,7 +26,12 @@ pub(crate) fn resolve(
     check_program(config, kind, &argv)?;
     let cwd = resolve_cwd(config, req, &options)?;
     check_name(req.name.as_deref())?;
-    let env = merge_env(base_env, &req.env)?;
+    let mut env = merge_env(base_env, &req.env)?;
+    if kind == Kind::Terminal && !req.env.contains_key("TERM") {
+        // What the emulator understands, unless the caller says otherwise.
+        env.retain(|(name, _)| name != "TERM");
+        env.push(("TERM".into(), "xterm-256color".into()));
+    }
     Ok(SessionSpec {
         kind,
         argv,
@@ -47,7 +52,7 @@ pub(crate) fn resolve(
 fn command(config: &Config, kind: Kind, req: &CreateRequest) -> Result<Vec<String>> {
     Ok(match (&req.command, kind) {
         (Some(cmd), _) => cmd.clone(),
-        (None, Kind::Shell) => config.commands.shell.clone(),
+        (None, Kind::Shell | Kind::Terminal) => config.commands.shell.clone(),
         (None, Kind::Repl) => config.commands.repl.clone(),
         (None, Kind::Debug) => config.commands.debug.clone(),
         (None, Kind::Process | Kind::Agent) => {
@@ -158,6 +163,12 @@ fn kind_options(kind: Kind, req: &CreateRequest) -> Result<KindOptions> {
             format!("only agent sessions take agent options, not {kind}"),
         ));
     }
+    if req.terminal.is_some() && kind != Kind::Terminal {
+        return Err(Error::invalid(
+            "terminal",
+            format!("only terminal sessions take terminal options, not {kind}"),
+        ));
+    }
     if req.debug.is_some() && kind != Kind::Debug {
         return Err(Error::invalid(
             "debug",
@@ -187,6 +198,11 @@ fn kind_options(kind: Kind, req: &CreateRequest) -> Result<KindOptions> {
                 ))
             }
         },
+        Kind::Terminal => {
+            let t = req.terminal.unwrap_or_default();
+            t.check().map_err(|e| Error::invalid("terminal", e))?;
+            KindOptions::Terminal(t)
+        }
         _ => KindOptions::None,
     })
 }

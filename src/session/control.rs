@@ -34,7 +34,7 @@ const MAX_GRACE_MS: u64 = 10 * 60 * 1000;
 
 impl Session {
     /// Refuses `verb` unless a child is running.
-    fn require_live(&self, verb: &'static str) -> Result<u32> {
+    pub(super) fn require_live(&self, verb: &'static str) -> Result<u32> {
         let live = matches!(
             self.state.kind(),
             StateKind::Starting | StateKind::Ready | StateKind::Busy | StateKind::Paused

@@ -180,6 +180,13 @@ impl Session {
                 self.complete_if_done(ctx);
             }
             Marker::Dap(message) => self.on_dap(message, ctx),
+            Marker::Reply(bytes) => {
+                if let Some(ctx) = ctx {
+                    if let Err(e) = self.write(bytes, ctx) {
+                        debug!(session = %self.shared.id, error = %e, "answering the terminal's query failed");
+                    }
+                }
+            }
             Marker::ExecStderr => {
                 if let Some(r) = &mut self.running {
                     r.done[stream.index()] = true;

@@ -12,6 +12,7 @@ use super::kind::{AgentOptions, DebugOptions};
 use super::{Kind, StateKind, Stream};
 use crate::ids::SessionId;
 pub use crate::model::audit::{AuditAction, AuditEntry, Via};
+use crate::model::kind::TerminalOptions;
 use crate::process::Signal;
 use crate::Result;
 
@@ -42,6 +43,8 @@ pub struct CreateRequest {
     pub agent: Option<AgentOptions>,
     /// For `debug` sessions (required): the program to debug and how to launch it.
     pub debug: Option<DebugOptions>,
+    /// For `terminal` sessions: the screen size (default 120 x 40).
+    pub terminal: Option<TerminalOptions>,
     /// Memory (MiB) and process limits of the whole session; default and maximum from the
     /// server's config.
     pub limits: Option<Limits>,
@@ -341,3 +344,108 @@ pub enum SessionEvent {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Crash;
+
+/// Type into a terminal session, then wait for its screen.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
+)]
+#[rtype(result = "Result<TerminalView>")]
+#[serde(default, deny_unknown_fields)]
+pub struct TerminalSend {
+    /// Text to type (newlines are sent as Enter; several lines go as one bracketed paste when
+    /// the program asked for it).
+    pub text: Option<String>,
+    /// Named keys to press after the text, in order: enter, tab, backspace, escape, space,
+    /// up, down, left, right, home, end, pageup, pagedown, insert, delete, f1-f12,
+    /// ctrl-<key> (ctrl-c interrupts as a real Ctrl-C does), alt-<key>.
+    pub keys: Vec<String>,
+    /// Wait until this regular expression matches the screen (rows joined by newlines)
+    /// instead of until the screen is still.
+    pub wait_for: Option<String>,
+    /// How long the screen must stay unchanged to count as settled, in ms (default 150).
+    pub settle_ms: Option<u64>,
+    /// Longest wait, in ms (default 10000); the screen is returned either way.
+    pub timeout_ms: Option<u64>,
+    /// Return only the rows that changed since the previous screen returned.
+    pub changed_only: bool,
+}
+
+/// The screen of a terminal session, optionally with scrollback.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
+)]
+#[rtype(result = "Result<TerminalView>")]
+#[serde(default, deny_unknown_fields)]
+pub struct TerminalScreen {
+    /// Lines of scrollback (above the screen, oldest first) to include, at most 2000.
+    pub scrollback: u32,
+}
+
+/// Resize a terminal session (the program gets SIGWINCH).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Message, schemars::JsonSchema,
+)]
+#[rtype(result = "Result<TerminalView>")]
+#[serde(deny_unknown_fields)]
+pub struct TerminalResize {
+    /// New number of columns (1 to 1000).
+    pub cols: u16,
+    /// New number of rows (1 to 500).
+    pub rows: u16,
+}
+
+/// A row of the screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TerminalRow {
+    /// Its index from the top, from 0.
+    pub row: u16,
+    /// Its text, trailing blanks trimmed.
+    pub text: String,
+}
+
+/// Where the cursor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TerminalCursor {
+    /// Row from the top, from 0.
+    pub row: u16,
+    /// Column from the left, from 0.
+    pub col: u16,
+    /// Whether the program shows it.
+    pub visible: bool,
+}
+
+/// A terminal session's screen and what happened since the previous call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TerminalView {
+    /// The rows of the screen, top to bottom, trailing blanks trimmed (rows below the last
+    /// non-blank one left out). With `changed_only`, empty: see `changed`.
+    pub screen: Vec<String>,
+    /// With `changed_only`: the rows that differ from the previous screen returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<TerminalRow>>,
+    /// Scrollback lines asked for, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub scrollback: Vec<String>,
+    /// Columns and rows.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+    /// The cursor.
+    pub cursor: TerminalCursor,
+    /// True while a full-screen program (an editor, a pager, top) uses the alternate screen.
+    pub alternate_screen: bool,
+    /// The window title the program set, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// terminal_send: whether `wait_for` matched, or the screen settled, before the timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited: Option<bool>,
+    /// terminal_send: what the program wrote since the previous terminal_send, escape
+    /// sequences removed (the last 64 KiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Cursor of the raw output (session_read, stdout) after `output`.
+    pub cursor_out: u64,
+    /// The session's state.
+    pub state: StateKind,
+}

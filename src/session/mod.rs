@@ -18,6 +18,7 @@ pub mod messages;
 pub mod output;
 mod persist;
 pub(crate) mod shared;
+mod terminal;
 pub use crate::model::state;
 pub(crate) mod stored;
 
@@ -81,6 +82,8 @@ struct ChildIo {
     /// session holds no file descriptors.
     pipes: [Option<Rc<tokio::net::unix::pipe::Receiver>>; 2],
     exit: watch::Receiver<Option<ExitStatus>>,
+    /// A terminal session's pseudo-terminal master, for resizing.
+    terminal: Option<std::os::fd::OwnedFd>,
 }
 
 /// One session: an actix actor on one of the runtime's arbiters.
@@ -287,7 +290,13 @@ impl Session {
             rlimits,
             run_as: self.spec.run_as.clone(),
             join: process::limits::raw(&join),
-            terminal: None,
+            terminal: match &self.spec.options {
+                kind::KindOptions::Terminal(t) => Some(process::pty::TermSize {
+                    cols: t.cols,
+                    rows: t.rows,
+                }),
+                _ => None,
+            },
         };
         let spawned = process::spawn(&spawn_spec);
         drop(join);
@@ -306,6 +315,7 @@ impl Session {
             stdin: Some(stdin),
             pipes: [Some(Rc::new(spawned.stdout)), Some(Rc::new(spawned.stderr))],
             exit: exit_rx,
+            terminal: spawned.terminal,
         });
         self.shared.set_pid(Some(spawned.pid));
         info!(session = %self.shared.id, kind = %self.spec.kind, pid = spawned.pid, "session started");

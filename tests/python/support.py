@@ -33,6 +33,9 @@ TOOL_NAMES = {
     "debug_step",
     "debug_pause",
     "debug_evaluate",
+    "terminal_send",
+    "terminal_screen",
+    "terminal_resize",
 }
 
 

@@ -17,6 +17,9 @@ mod session_send;
 mod session_signal;
 mod session_snapshot;
 mod session_state;
+mod terminal_resize;
+mod terminal_screen;
+mod terminal_send;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -254,6 +257,9 @@ pub(crate) fn all() -> Vec<ToolDef> {
         debug_step::def(),
         debug_pause::def(),
         debug_evaluate::def(),
+        terminal_send::def(),
+        terminal_screen::def(),
+        terminal_resize::def(),
     ]
 }
 

@@ -7,6 +7,7 @@ pub mod debug;
 mod process;
 pub(crate) mod repl;
 mod shell;
+pub(crate) mod terminal;
 mod token;
 
 pub(crate) use debug::dap::frame as dap_frame;
@@ -48,6 +49,8 @@ pub(crate) enum Marker {
     /// The shell has read and parsed the running exec's whole line and is about to run it
     /// (its `PS0`). An interrupt sent before this could cut the line in two.
     Started,
+    /// Bytes to write back to the program: a terminal's answer to a query it sent.
+    Reply(Vec<u8>),
 }
 
 /// How an exec of this kind knows it is over.
@@ -95,6 +98,11 @@ pub(crate) trait Driver {
     /// Adds the kind's fields to an exec result: `payload` is what the end marker carried
     /// (`None` on timeout or when the child died mid-exec).
     fn finish(&mut self, _payload: Option<&serde_json::Value>, _result: &mut ExecResult) {}
+
+    /// The screen of a terminal session.
+    fn screen(&self) -> Option<std::rc::Rc<std::cell::RefCell<terminal::Screen>>> {
+        None
+    }
 }
 
 /// Builds the driver for `kind`.
@@ -114,5 +122,9 @@ pub(crate) fn driver_for(kind: Kind, options: &KindOptions) -> Box<dyn Driver> {
         }
         Kind::Repl => Box::new(repl::ReplDriver::default()),
         Kind::Debug => Box::new(debug::dap::DapDriver::default()),
+        Kind::Terminal => Box::new(terminal::TerminalDriver::new(match options {
+            KindOptions::Terminal(o) => *o,
+            _ => Default::default(),
+        })),
     }
 }

@@ -1,0 +1,273 @@
+//! Terminal sessions' operations: typing and waiting for the screen (`terminal_send`),
+//! reading it (`terminal_screen`), resizing it (`terminal_resize`).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use alacritty_terminal::vte::{Parser, Perform};
+use tokio::time::Instant;
+
+use super::kind::terminal::{keys, Screen, SCROLLBACK};
+use super::messages::{
+    TerminalCursor, TerminalResize, TerminalRow, TerminalScreen, TerminalSend, TerminalView,
+};
+use super::{Kind, Session};
+use crate::model::kind::TerminalOptions;
+use crate::{Error, Result};
+
+/// Default quiet time after which the screen counts as settled.
+const SETTLE_MS: u64 = 150;
+/// Default and largest wait of a `terminal_send`.
+const TIMEOUT_MS: u64 = 10_000;
+const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Most program output a `terminal_send` returns (its tail).
+const MAX_OUTPUT: usize = 64 * 1024;
+
+/// How a `terminal_send` waits.
+enum Until {
+    Settled(Duration),
+    Shows(regex::Regex),
+}
+
+impl Session {
+    /// The screen of a terminal session, or why there is none.
+    fn screen(&self, op: &'static str) -> Result<Rc<RefCell<Screen>>> {
+        self.driver.screen().ok_or(Error::Unsupported {
+            op,
+            kind: self.spec.kind,
+        })
+    }
+
+    /// The screen as a view; `output` and `waited` for a `terminal_send`.
+    fn view(
+        &mut self,
+        screen: &RefCell<Screen>,
+        changed_only: bool,
+        scrollback: usize,
+    ) -> TerminalView {
+        let mut s = screen.borrow_mut();
+        let rows = s.rows();
+        let changed = changed_only.then(|| {
+            rows.iter()
+                .enumerate()
+                .filter(|(i, text)| s.last_rows.get(*i) != Some(*text))
+                .map(|(i, text)| TerminalRow {
+                    row: i as u16,
+                    text: text.clone(),
+                })
+                .collect()
+        });
+        let mut shown = if changed_only {
+            Vec::new()
+        } else {
+            rows.clone()
+        };
+        while shown.last().is_some_and(String::is_empty) {
+            shown.pop();
+        }
+        s.last_rows = rows;
+        let cursor = s.cursor();
+        let (cols, nrows) = s.size();
+        TerminalView {
+            screen: shown,
+            changed,
+            scrollback: s.scrollback(scrollback),
+            cols,
+            rows: nrows,
+            cursor: TerminalCursor {
+                row: cursor.row,
+                col: cursor.col,
+                visible: cursor.visible,
+            },
+            alternate_screen: s.alternate_screen(),
+            title: s.title(),
+            waited: None,
+            output: None,
+            cursor_out: self.logs[0].end(),
+            state: self.state.kind(),
+        }
+    }
+
+    /// Program output since the previous `terminal_send`, escape sequences removed.
+    fn output_since_last_send(&mut self, screen: &RefCell<Screen>) -> String {
+        let end = self.logs[0].end();
+        let from = screen
+            .borrow()
+            .output_seen
+            .max(end.saturating_sub(MAX_OUTPUT as u64));
+        screen.borrow_mut().output_seen = end;
+        let raw = self.logs[0].read(from, MAX_OUTPUT).data;
+        plain_text(&raw)
+    }
+}
+
+impl Handler<TerminalSend> for Session {
+    type Result = ResponseActFuture<Self, Result<TerminalView>>;
+
+    fn handle(&mut self, msg: TerminalSend, ctx: &mut Self::Context) -> Self::Result {
+        let prepared = (|| {
+            let screen = self.screen("terminal_send")?;
+            self.require_live("terminal_send")?;
+            let until = match &msg.wait_for {
+                Some(pattern) => Until::Shows(regex::Regex::new(pattern).map_err(|e| {
+                    Error::invalid("wait_for", format!("not a regular expression: {e}"))
+                })?),
+                None => Until::Settled(Duration::from_millis(msg.settle_ms.unwrap_or(SETTLE_MS))),
+            };
+            let timeout = msg.timeout_ms.unwrap_or(TIMEOUT_MS);
+            if timeout > MAX_TIMEOUT_MS {
+                return Err(Error::invalid(
+                    "timeout_ms",
+                    format!("{timeout} is above the most, {MAX_TIMEOUT_MS}"),
+                ));
+            }
+            let mut bytes = Vec::new();
+            {
+                let s = screen.borrow();
+                if let Some(text) = &msg.text {
+                    bytes.extend(keys::text(text, s.bracketed_paste()));
+                }
+                for key in &msg.keys {
+                    bytes.extend(keys::encode(key, s.app_cursor())?);
+                }
+            }
+            Ok((screen, until, Duration::from_millis(timeout), bytes))
+        })();
+        let (screen, until, timeout, bytes) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        if !bytes.is_empty() {
+            if let Err(e) = self.write(bytes, ctx) {
+                return Box::pin(actix::fut::ready(Err(e)));
+            }
+            self.shared.touch();
+        }
+        let changed = std::sync::Arc::clone(&self.changed);
+        let watched = Rc::clone(&screen);
+        // The program's end ends the wait: its last screen is the answer.
+        let mut exit = self.child.as_ref().map(|c| c.exit.clone());
+        let wait = async move {
+            let deadline = Instant::now() + timeout;
+            let mut seen = watched.borrow().generation;
+            let mut quiet_since = Instant::now();
+            loop {
+                let notified = changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let now = Instant::now();
+                let generation = watched.borrow().generation;
+                if generation != seen {
+                    (seen, quiet_since) = (generation, now);
+                }
+                let wake = match &until {
+                    Until::Shows(re) => {
+                        if re.is_match(&watched.borrow().rows().join("\n")) {
+                            return true;
+                        }
+                        deadline
+                    }
+                    Until::Settled(quiet) => {
+                        if now >= quiet_since + *quiet {
+                            return true;
+                        }
+                        (quiet_since + *quiet).min(deadline)
+                    }
+                };
+                if now >= deadline {
+                    return false;
+                }
+                let Some(exit) = exit.as_mut().filter(|e| e.borrow().is_none()) else {
+                    return true;
+                };
+                tokio::select! {
+                    () = notified => {}
+                    () = tokio::time::sleep_until(wake) => {}
+                    _ = exit.changed() => {}
+                }
+            }
+        };
+        Box::pin(wait.into_actor(self).map(move |met, act, _| {
+            let output = act.output_since_last_send(&screen);
+            let mut view = act.view(&screen, msg.changed_only, 0);
+            view.waited = Some(met);
+            view.output = Some(output);
+            Ok(view)
+        }))
+    }
+}
+
+impl Handler<TerminalScreen> for Session {
+    type Result = Result<TerminalView>;
+
+    fn handle(&mut self, msg: TerminalScreen, _: &mut Self::Context) -> Self::Result {
+        let screen = self.screen("terminal_screen")?;
+        let lines = (msg.scrollback as usize).min(SCROLLBACK);
+        Ok(self.view(&screen, false, lines))
+    }
+}
+
+impl Handler<TerminalResize> for Session {
+    type Result = Result<TerminalView>;
+
+    fn handle(&mut self, msg: TerminalResize, _: &mut Self::Context) -> Self::Result {
+        let screen = self.screen("terminal_resize")?;
+        self.require_live("terminal_resize")?;
+        let size = TerminalOptions {
+            cols: msg.cols,
+            rows: msg.rows,
+        };
+        size.check().map_err(|e| Error::invalid("cols/rows", e))?;
+        let master = self
+            .child
+            .as_ref()
+            .and_then(|c| c.terminal.as_ref())
+            .ok_or(Error::Unsupported {
+                op: "terminal_resize",
+                kind: Kind::Terminal,
+            })?;
+        crate::process::pty::resize(
+            master,
+            crate::process::pty::TermSize {
+                cols: size.cols,
+                rows: size.rows,
+            },
+        )
+        .map_err(|e| Error::Io(format!("resizing the terminal: {e}")))?;
+        screen.borrow_mut().resize(size);
+        Ok(self.view(&screen, false, 0))
+    }
+}
+
+/// Text of terminal output: what it prints, with newlines; escape sequences and other
+/// controls dropped.
+fn plain_text(raw: &[u8]) -> String {
+    struct Text(String);
+    impl Perform for Text {
+        fn print(&mut self, c: char) {
+            self.0.push(c);
+        }
+        fn execute(&mut self, byte: u8) {
+            match byte {
+                b'\n' => self.0.push('\n'),
+                b'\t' => self.0.push('\t'),
+                _ => {}
+            }
+        }
+    }
+    let mut parser = Parser::new();
+    let mut text = Text(String::with_capacity(raw.len()));
+    parser.advance(&mut text, raw);
+    text.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_text_drops_escape_sequences_and_carriage_returns() {
+        let raw = b"\x1b[1;32mok\x1b[0m\r\n\x1b]0;title\x07done\x1b[K";
+        assert_eq!(super::plain_text(raw), "ok\ndone");
+    }
+}

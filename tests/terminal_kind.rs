@@ -1,0 +1,243 @@
+//! Terminal sessions: real interactive programs under a pseudo-terminal, read through the
+//! screen of the emulator.
+
+use stablehand::model::kind::TerminalOptions;
+use stablehand::session::messages::{
+    CreateRequest, TerminalResize, TerminalScreen, TerminalSend, TerminalView,
+};
+use stablehand::session::{Kind, StateKind};
+use stablehand::{Handle, SessionId};
+
+use crate::util::*;
+
+async fn terminal(h: &Handle, command: Option<Vec<String>>) -> SessionId {
+    let req = CreateRequest {
+        kind: Some(Kind::Terminal),
+        command,
+        terminal: Some(TerminalOptions {
+            cols: 100,
+            rows: 30,
+        }),
+        env: [("PYTHON_BASIC_REPL".to_owned(), "1".to_owned())].into(),
+        ..Default::default()
+    };
+    bounded(LIMIT, h.create(req))
+        .await
+        .expect("a terminal starts")
+        .session_id
+}
+
+/// Types `text` and waits until `pattern` is on the screen; fails if it never is.
+async fn type_until(h: &Handle, id: SessionId, text: &str, pattern: &str) -> TerminalView {
+    let req = TerminalSend {
+        text: Some(text.to_owned()),
+        wait_for: Some(pattern.to_owned()),
+        timeout_ms: Some(LIMIT.as_millis() as u64 / 2),
+        ..Default::default()
+    };
+    let view = bounded(LIMIT, h.terminal_send(id, req)).await.unwrap();
+    if view.waited != Some(true) {
+        let read = stablehand::session::messages::Read {
+            cursor: Some(0),
+            max_bytes: Some(1 << 16),
+            ..Default::default()
+        };
+        let raw = h.read(id, read).await.map(|r| r.data);
+        panic!(
+            "{pattern:?} never showed: {:#?}\nraw output: {raw:?}",
+            view.screen
+        );
+    }
+    view
+}
+
+fn python() -> String {
+    std::env::var("STABLEHAND_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+#[test]
+fn a_python_repl_takes_a_multi_line_def_typed_line_by_line() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = terminal(&h, Some(vec![python(), "-q".into()])).await;
+        type_until(&h, id, "", r"(?m)^>>>$").await;
+        type_until(&h, id, "def f(x):\n", r"(?m)^\.\.\.$").await;
+        type_until(&h, id, "    return x * 7\n", r"(?m)^\.\.\.$").await;
+        type_until(&h, id, "\n", r"(?m)^>>>$").await;
+        let v = type_until(&h, id, "f(6)\n", r"(?m)^42$").await;
+        assert!(v.screen.iter().any(|r| r == ">>> f(6)"), "{:#?}", v.screen);
+        assert!(v.output.unwrap().contains("42\n"));
+        rt
+    });
+}
+
+#[test]
+fn a_password_prompt_does_not_echo_and_the_program_gets_the_password() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = terminal(&h, None).await;
+        type_until(
+            &h,
+            id,
+            "read -s -p 'Password: ' pw; echo; echo \"got ${#pw}\"\n",
+            r"(?m)^Password:$",
+        )
+        .await;
+        let v = type_until(&h, id, "hunter2\n", r"(?m)^got 7$").await;
+        assert!(
+            !v.screen.iter().any(|r| r.contains("hunter2")),
+            "{:#?}",
+            v.screen
+        );
+        let script = format!(
+            "{} -c 'import getpass; print(len(getpass.getpass(\"pw: \")))'\n",
+            python()
+        );
+        type_until(&h, id, &script, r"(?m)^pw:$").await;
+        let v = type_until(&h, id, "s3cret\n", r"(?m)^6$").await;
+        assert!(
+            !v.screen.iter().any(|r| r.contains("s3cret")),
+            "{:#?}",
+            v.screen
+        );
+        rt
+    });
+}
+
+#[test]
+fn ctrl_c_interrupts_the_foreground_program_and_exit_ends_the_session() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = terminal(&h, None).await;
+        type_until(&h, id, "sleep 100; echo after-sleep\n", "sleep 100").await;
+        let req = TerminalSend {
+            keys: vec!["ctrl-c".into()],
+            ..Default::default()
+        };
+        bounded(LIMIT, h.terminal_send(id, req)).await.unwrap();
+        let v = type_until(&h, id, "echo alive\n", r"(?m)^alive$").await;
+        assert!(
+            !v.screen.iter().any(|r| r == "after-sleep"),
+            "{:#?}",
+            v.screen
+        );
+        let req = TerminalSend {
+            text: Some("exit 3\n".into()),
+            ..Default::default()
+        };
+        bounded(LIMIT, h.terminal_send(id, req)).await.unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let info = h.state(id).await.unwrap();
+            if info.state == StateKind::Ended {
+                assert_eq!(info.exit_code, Some(3));
+                break;
+            }
+            assert!(start.elapsed() < LIMIT, "{info:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        rt
+    });
+}
+
+#[test]
+fn a_resize_reaches_the_program_and_queries_are_answered() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = terminal(&h, None).await;
+        type_until(&h, id, "tput cols\n", r"(?m)^100$").await;
+        let req = TerminalResize { cols: 72, rows: 20 };
+        let v = bounded(LIMIT, h.terminal_resize(id, req)).await.unwrap();
+        assert_eq!((v.cols, v.rows), (72, 20));
+        type_until(&h, id, "tput cols; tput lines\n", r"(?m)^72\n20$").await;
+        // A program that asks the terminal where the cursor is, and waits for the answer.
+        let ask = format!(
+            "{} -c 'import sys,tty,termios; a=termios.tcgetattr(0); tty.setraw(0); \
+             sys.stdout.write(\"\\x1b[6n\"); sys.stdout.flush(); r=b\"\"\n\
+while not r.endswith(b\"R\"): r+=sys.stdin.buffer.read(1)\n\
+termios.tcsetattr(0, termios.TCSADRAIN, a); print(\"answer\", r[2:-1].decode())'\n",
+            python()
+        );
+        type_until(&h, id, &ask, r"answer \d+;\d+").await;
+        let screen = bounded(
+            LIMIT,
+            h.terminal_screen(id, TerminalScreen { scrollback: 0 }),
+        )
+        .await
+        .unwrap();
+        assert!(!screen.alternate_screen);
+        rt
+    });
+}
+
+#[test]
+fn bad_terminal_requests_are_refused_naming_the_problem_and_the_session_lives_on() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = terminal(&h, None).await;
+        let shell = shell(&h).await;
+        let send = |keys: Vec<&str>, wait_for: Option<&str>| TerminalSend {
+            keys: keys.into_iter().map(str::to_owned).collect(),
+            wait_for: wait_for.map(str::to_owned),
+            ..Default::default()
+        };
+        let err = h
+            .terminal_send(id, send(vec!["enter", "hyper-q"], None))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key \"hyper-q\"") && err.contains("pagedown"),
+            "{err}"
+        );
+        let err = h
+            .terminal_send(id, send(vec![], Some("(unclosed")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wait_for") && err.contains("regular expression"),
+            "{err}"
+        );
+        let err = h
+            .terminal_resize(id, TerminalResize { cols: 0, rows: 10 })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cols must be 1 to 1000"), "{err}");
+        let err = h
+            .terminal_screen(shell, TerminalScreen::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("terminal_screen") && err.contains("shell"),
+            "{err}"
+        );
+        let req = CreateRequest {
+            kind: Some(Kind::Terminal),
+            terminal: Some(TerminalOptions {
+                cols: 5000,
+                rows: 10,
+            }),
+            ..Default::default()
+        };
+        let err = h.create(req).await.unwrap_err().to_string();
+        assert!(err.contains("5000 x 10 is not a terminal size"), "{err}");
+        let err = h
+            .exec(
+                id,
+                stablehand::session::messages::Exec {
+                    input: "true".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("terminal_send"), "{err}");
+        // Nothing above disturbed the session.
+        type_until(&h, id, "echo still-here\n", r"(?m)^still-here$").await;
+        rt
+    });
+}
