@@ -22,6 +22,22 @@ else
     echo "up to date"
 fi
 
+section "debian packages (programs the terminal tests run)"
+missing=()
+for pair in less:less vi:vim-tiny top:procps tput:ncurses-bin; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if ((${#missing[@]} == 0)); then
+    echo "up to date"
+elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+else
+    echo "missing Debian packages: ${missing[*]} (the terminal tests run less, vi, top and tput); install them and run again" >&2
+    exit 1
+fi
+
 # The Rust tests of REPL and debug sessions run this interpreter (debugpy is installed in it).
 export STABLEHAND_TEST_PYTHON="$PWD/.venv/bin/python"
 

@@ -109,7 +109,10 @@ fn ctrl_c_interrupts_the_foreground_program_and_exit_ends_the_session() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = terminal(&h, None).await;
-        type_until(&h, id, "sleep 100; echo after-sleep\n", "sleep 100").await;
+        // "ready" comes from the program in the foreground (sh, then sleep in its place):
+        // a Ctrl-C before that would reach the shell between commands instead.
+        let line = "sh -c 'echo ready; exec sleep 100'; echo after-sleep\n";
+        type_until(&h, id, line, r"(?m)^ready$").await;
         let req = TerminalSend {
             keys: vec!["ctrl-c".into()],
             ..Default::default()
@@ -238,6 +241,85 @@ fn bad_terminal_requests_are_refused_naming_the_problem_and_the_session_lives_on
         assert!(err.contains("terminal_send"), "{err}");
         // Nothing above disturbed the session.
         type_until(&h, id, "echo still-here\n", r"(?m)^still-here$").await;
+        rt
+    });
+}
+
+/// Presses `keys` and waits for the screen to settle.
+async fn press(h: &Handle, id: SessionId, keys: &[&str]) -> TerminalView {
+    let req = TerminalSend {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        ..Default::default()
+    };
+    bounded(LIMIT, h.terminal_send(id, req)).await.unwrap()
+}
+
+/// Proves the shell reads its own input again (the full-screen program is gone).
+async fn back_at_the_shell(h: &Handle, id: SessionId) {
+    let v = type_until(h, id, "echo back-$((6*7))\n", r"(?m)^back-42$").await;
+    assert!(!v.alternate_screen, "{:#?}", v.screen);
+}
+
+#[test]
+fn less_pages_and_searches_a_long_file_and_q_returns_to_the_shell() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("long.txt");
+        let text: String = (1..=1000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&file, text).unwrap();
+        let id = terminal(&h, None).await;
+        let v = type_until(
+            &h,
+            id,
+            &format!("less {}\n", file.display()),
+            r"(?m)^line 29$",
+        )
+        .await;
+        assert!(v.alternate_screen);
+        assert_eq!(v.screen[0], "line 1");
+        let req = TerminalSend {
+            keys: vec!["space".into()],
+            wait_for: Some(r"(?m)^line 50$".into()),
+            timeout_ms: Some(LIMIT.as_millis() as u64 / 2),
+            ..Default::default()
+        };
+        let v = bounded(LIMIT, h.terminal_send(id, req)).await.unwrap();
+        assert_eq!(v.waited, Some(true), "{:#?}", v.screen);
+        assert!(!v.screen.iter().any(|r| r == "line 1"), "{:#?}", v.screen);
+        let v = type_until(&h, id, "/line 777\n", r"(?m)^line 778$").await;
+        assert_eq!(v.screen[0], "line 777", "{:#?}", v.screen);
+        press(&h, id, &["q"]).await;
+        back_at_the_shell(&h, id).await;
+        rt
+    });
+}
+
+#[test]
+fn an_editor_saves_what_was_typed_and_top_gives_the_screen_back() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("note.txt");
+        let id = terminal(&h, None).await;
+        let v = type_until(&h, id, &format!("vi {}\n", file.display()), r"(?m)^~").await;
+        assert!(v.alternate_screen || v.screen.iter().any(|r| r.starts_with('~')));
+        press(&h, id, &["i"]).await;
+        type_until(&h, id, "typed in vi", "typed in vi").await;
+        press(&h, id, &["escape"]).await;
+        type_until(&h, id, ":wq\n", r"(?m)^bash").await;
+        back_at_the_shell(&h, id).await;
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "typed in vi\n");
+
+        // top redraws the whole screen (procps' top does not switch to the alternate one).
+        let v = type_until(&h, id, "top\n", r"(?m)^top - ").await;
+        assert!(
+            v.screen.iter().any(|r| r.contains("PID USER")),
+            "{:#?}",
+            v.screen
+        );
+        press(&h, id, &["q"]).await;
+        back_at_the_shell(&h, id).await;
         rt
     });
 }

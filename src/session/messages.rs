@@ -24,8 +24,9 @@ pub use crate::model::metrics::{Metrics, Timings};
 #[serde(default, deny_unknown_fields)]
 pub struct CreateRequest {
     /// What to run: `shell` (a persistent bash, the default), `process` (any program),
-    /// `repl` (a Python REPL), `agent` (an agent CLI speaking JSON lines) or `debug` (a
-    /// program under a Debug Adapter Protocol adapter, debugpy by default).
+    /// `repl` (a Python REPL), `agent` (an agent CLI speaking JSON lines), `debug` (a
+    /// program under a Debug Adapter Protocol adapter, debugpy by default) or `terminal` (a
+    /// program under a pseudo-terminal, read through its screen).
     pub kind: Option<Kind>,
     /// Program and arguments; default per kind (shell: `bash --noprofile --norc`). Required
     /// for `process`.

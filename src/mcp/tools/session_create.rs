@@ -22,6 +22,9 @@ pub(super) fn def() -> ToolDef {
          another): debug.program (relative to cwd) is required, debug.args optional; it \
          starts Paused at the first line (debug.stop_on_entry=false runs at once), then use \
          debug_set_breakpoints, debug_continue, debug_step, debug_pause, debug_evaluate. \
+         kind 'terminal' runs a program (default an interactive bash) under a pseudo-terminal \
+         (terminal.cols x terminal.rows, default 120 x 40) for prompts, REPLs, pagers and \
+         editors: drive it with terminal_send, terminal_screen and terminal_resize. \
          With a name, \
          an existing live session of yours with that name is returned instead (get-or-create). \
          The session lives until session_end, until idle for idle_timeout_ms (default 30 \

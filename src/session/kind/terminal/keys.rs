@@ -3,7 +3,7 @@
 use crate::Error;
 
 /// The key names `encode` knows, for error messages.
-pub(crate) const NAMES: &str = "enter, tab, backspace, escape, space, up, down, left, right, \
+pub(crate) const NAMES: &str = "a single character (types itself), enter, tab, backspace, escape, space, up, down, left, right, \
 home, end, pageup, pagedown, insert, delete, f1-f12, ctrl-<key> (ctrl-a..ctrl-z, ctrl-@, \
 ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_, ctrl-space) and alt-<key> (alt- before any of these or \
 a single character)";
@@ -38,6 +38,9 @@ pub(crate) fn encode(name: &str, app_cursor: bool) -> Result<Vec<u8>, Error> {
             _ => return Err(unknown()),
         };
         return Ok(vec![byte]);
+    }
+    if name.chars().count() == 1 {
+        return Ok(name.as_bytes().to_vec());
     }
     let arrow = |c: u8| {
         if app_cursor {
@@ -119,6 +122,9 @@ mod tests {
             "{err}"
         );
         assert!(encode("ctrl-1", false).is_err());
+        assert_eq!(encode("q", false).unwrap(), b"q");
+        assert_eq!(encode("Q", false).unwrap(), b"Q");
+        assert_eq!(encode(" ", false).unwrap(), b" ");
     }
 
     #[test]
