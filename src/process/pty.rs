@@ -70,3 +70,10 @@ pub fn resize(master: &OwnedFd, size: TermSize) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The process group in the terminal's foreground, if any (and not init's or the kernel's).
+pub fn foreground_group(master: &OwnedFd) -> Option<u32> {
+    // SAFETY: tcgetpgrp reads the terminal's foreground group from an open descriptor.
+    let group = unsafe { libc::tcgetpgrp(master.as_raw_fd()) };
+    u32::try_from(group).ok().filter(|g| *g > 1)
+}

@@ -286,7 +286,9 @@ impl Handler<SendSignal> for Session {
             && matches!(self.spec.kind, Kind::Shell | Kind::Repl)
             && self.running.is_some();
         if !wait_for_line {
-            let delivered = process::signal_group(pid, msg.signal);
+            // A terminal's signal goes where a keyboard's would: to its foreground job.
+            let group = self.foreground_group().unwrap_or(pid);
+            let delivered = process::signal_group(group, msg.signal);
             return Box::pin(actix::fut::ready(Ok(SignalResult { delivered })));
         }
         let seq = self.running.as_ref().map(|r| r.seq());

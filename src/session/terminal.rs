@@ -90,6 +90,12 @@ impl Session {
         }
     }
 
+    /// The process group in the foreground of a terminal session's terminal (the shell's
+    /// own, or the job it runs); `None` for other kinds.
+    pub(super) fn foreground_group(&self) -> Option<u32> {
+        crate::process::pty::foreground_group(self.child.as_ref()?.terminal.as_ref()?)
+    }
+
     /// Program output since the previous `terminal_send`, escape sequences removed.
     fn output_since_last_send(&mut self, screen: &RefCell<Screen>) -> String {
         let end = self.logs[0].end();
