@@ -140,16 +140,8 @@ fn ctrl_c_interrupts_the_foreground_program_and_exit_ends_the_session() {
             ..Default::default()
         };
         bounded(LIMIT, h.terminal_send(id, req)).await.unwrap();
-        let start = std::time::Instant::now();
-        loop {
-            let info = h.state(id).await.unwrap();
-            if info.state == StateKind::Ended {
-                assert_eq!(info.exit_code, Some(3));
-                break;
-            }
-            assert!(start.elapsed() < LIMIT, "{info:?}");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        until_state(&h, id, StateKind::Ended).await;
+        assert_eq!(h.state(id).await.unwrap().exit_code, Some(3));
         rt
     });
 }
