@@ -45,15 +45,6 @@ async fn limited(h: &Handle, kind: Kind, command: Option<&[&str]>, limits: Limit
         .session_id
 }
 
-/// Waits (bounded) until `done` holds, polling every few ms.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < LIMIT, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn end(h: &Handle, id: SessionId) {
     let end = End {
         grace_ms: Some(200),
@@ -313,15 +304,8 @@ fn the_cgroups_of_a_server_that_is_gone_are_emptied_and_removed_at_the_next_star
         assert!(tries < 100, "cannot move {left} into {}", session.display());
     }
     with_runtime(c, |rt| async move {
-        until("the process left behind is killed", || {
-            std::fs::read_to_string(format!("/proc/{left}/stat"))
-                .map(|stat| {
-                    stat.rsplit_once(") ")
-                        .is_some_and(|(_, rest)| rest.starts_with('Z'))
-                })
-                .unwrap_or(true)
-        })
-        .await;
+        let left: u32 = left.parse().unwrap();
+        until("the process left behind is killed", || exited(left)).await;
         rt
     });
     assert!(!stale.exists(), "{} is still there", stale.display());

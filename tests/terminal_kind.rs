@@ -355,19 +355,10 @@ fn ending_a_terminal_session_leaves_none_of_its_jobs_behind() {
             ..Default::default()
         };
         bounded(LIMIT, h.end(id, end)).await.unwrap();
-        let gone = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
-                .unwrap_or(true)
-        };
-        let start = std::time::Instant::now();
-        while !gone() {
-            assert!(
-                start.elapsed() < LIMIT,
-                "the background job {pid} outlived its session"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        until("the background job has ended with its session", || {
+            exited(pid)
+        })
+        .await;
         rt
     });
 }

@@ -299,3 +299,23 @@ pub fn open_sled_when_free(path: &std::path::Path) -> sled::Db {
         }
     }
 }
+
+/// Waits (bounded) until `done` holds, polling every few ms: for conditions nothing announces
+/// (a process that is not ours exiting, a cgroup emptying).
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < LIMIT, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether process `pid` has exited (gone, or a zombie waiting for its parent).
+pub fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
