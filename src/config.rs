@@ -14,6 +14,9 @@ use crate::model::kind::Kind;
 use crate::model::limits::{LimitMode, Limits};
 use crate::process::Rlimits;
 
+/// The most `session.terminal_scrollback_lines` may be.
+pub const MAX_SCROLLBACK_LINES: usize = 100_000;
+
 /// The default configuration as a documented TOML file (what `stablehand default-config`
 /// prints). A test checks that it parses to [`Config::default`].
 pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
@@ -110,6 +113,8 @@ pub struct SessionConfig {
     pub rlimits: Rlimits,
     /// Memory and process limits of each session as a whole.
     pub limits: LimitsConfig,
+    /// Lines of scrollback a terminal session keeps (what scrolled off the top of its screen).
+    pub terminal_scrollback_lines: usize,
 }
 
 /// Memory and process limits per session (`[session.limits]`): defaults, the most a
@@ -499,6 +504,7 @@ impl Default for SessionConfig {
             .to_vec(),
             rlimits: Rlimits::default(),
             limits: LimitsConfig::default(),
+            terminal_scrollback_lines: 2000,
         }
     }
 }
@@ -600,6 +606,12 @@ impl Config {
         }
         if self.session.output_cap_bytes < 2 {
             return bad("session.output_cap_bytes must be at least 2");
+        }
+        if self.session.terminal_scrollback_lines > MAX_SCROLLBACK_LINES {
+            return bad(&format!(
+                "session.terminal_scrollback_lines ({}) is above the most, {MAX_SCROLLBACK_LINES} (a line costs about 1.5 KB at 120 columns)",
+                self.session.terminal_scrollback_lines
+            ));
         }
         if self.commands.shell.is_empty() {
             return bad("commands.shell must name a program");

@@ -22,7 +22,7 @@ use crate::session::messages::{
 };
 use crate::session::snapshot::{NamespaceSnapshot, SnapshotNamespace};
 use crate::session::state::{Event, Refused};
-use crate::session::{stored, Session, StateKind};
+use crate::session::{stored, Kind, Session, StateKind};
 use crate::store::{Store, StoreStats};
 use crate::{Error, Result};
 
@@ -314,13 +314,42 @@ impl Handle {
         self.call(id, "terminal_send", req).await
     }
 
-    /// The screen of a terminal session.
+    /// The screen of a terminal session. A terminal without a process (Suspended, or
+    /// stopped) answers with the screen it stored last.
     pub async fn terminal_screen(
         &self,
         id: SessionId,
         req: TerminalScreen,
     ) -> Result<TerminalView> {
-        self.call(id, "terminal_screen", req).await
+        let entry = self.index.get(&self.owner, id)?;
+        if let Some(result) = self.try_actor(&entry, req.clone()).await {
+            return result;
+        }
+        let shared = Arc::clone(&entry.shared);
+        if shared.kind != Kind::Terminal {
+            return Err(Error::Unsupported {
+                op: "terminal_screen",
+                kind: shared.kind,
+            });
+        }
+        self.store
+            .off_thread(move |store| {
+                let state = shared.state();
+                let blob = store
+                    .blob(id, crate::session::terminal::SCREEN_BLOB)
+                    .map_err(|e| Error::Store(e.to_string()))?
+                    .ok_or_else(|| {
+                        Error::WrongState(Refused {
+                            verb: "terminal_screen",
+                            current: state.to_string(),
+                            needed: "live or Suspended (an ended terminal's output stays \
+                                     readable with read)",
+                        })
+                    })?;
+                let lines = req.scrollback as usize;
+                crate::session::terminal::stored_view(&blob, lines, state)
+            })
+            .await
     }
 
     /// Resizes a terminal session.

@@ -92,6 +92,38 @@ fn a_shell_comes_back_suspended_after_a_restart_and_resumes_in_its_cwd() {
 }
 
 #[test]
+fn a_terminal_shows_its_last_screen_after_a_restart_and_its_resume_says_it_starts_again() {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = server_on(data.path(), &[]);
+    let id = ok(s.tool(1, "session_create", json!({"kind": "terminal"})))["session_id"].clone();
+    let typed =
+        json!({"session_id": id, "text": "echo before-$((2+3))\n", "wait_for": "(?m)^before-5$"});
+    assert_eq!(ok(s.tool(2, "terminal_send", typed))["waited"], true);
+    s.close_stdin();
+    assert!(s.wait_exit().success());
+
+    let mut s = server_on(data.path(), &[]);
+    let saved = ok(s.tool(3, "terminal_screen", json!({"session_id": id})));
+    assert_eq!(saved["state"], "Suspended");
+    let rows = saved["screen"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r == "before-5"), "{saved}");
+    let resumed = s.tool(4, "session_resume", json!({"session_id": id}));
+    let text = resumed["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("the program started again"), "{text}");
+    let typed =
+        json!({"session_id": id, "text": "echo after-$((3+4))\n", "wait_for": "(?m)^after-7$"});
+    let view = ok(s.tool(5, "terminal_send", typed));
+    assert!(
+        !view["screen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "before-5"),
+        "{view}"
+    );
+}
+
+#[test]
 fn resuming_a_session_that_is_not_suspended_is_refused_with_its_state() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();

@@ -329,36 +329,93 @@ fn an_editor_saves_what_was_typed_and_top_gives_the_screen_back() {
 
 #[test]
 fn ending_a_terminal_session_leaves_none_of_its_jobs_behind() {
-    // Job control puts each job in its own process group, out of reach of the session's
-    // group; the session's cgroup holds them all. Without cgroups this is not yet kept.
-    let cgroups =
-        stablehand::process::limits::Enforcer::new(stablehand::model::limits::LimitMode::Cgroup)
-            .is_ok_and(|e| e.mechanism().is_cgroup());
-    if !cgroups {
-        eprintln!("SKIPPED: no cgroups here (run the suite as root to check that terminal jobs end with their session)");
-        return;
-    }
-    with_runtime(config(), |rt| async move {
+    // Job control puts each job in a process group of its own, out of reach of the session's
+    // group. Without cgroups (here turned off, so the test means the same as any user), the
+    // end hangs the shell up as a closing terminal does, and kills what ignored that.
+    let mut c = config();
+    c.session.limits.mechanism = stablehand::model::limits::LimitMode::Off;
+    with_runtime(c, |rt| async move {
         let h = rt.handle();
         let id = terminal(&h, None).await;
-        let v = type_until(&h, id, "sleep 1000 & echo bg=$!\n", r"(?m)^bg=\d+$").await;
-        let output = v.output.unwrap();
-        let pid: u32 = output
-            .lines()
-            .find_map(|l| l.strip_prefix("bg="))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let mut pids = Vec::new();
+        for (job, tag) in [
+            ("sleep 1000 &", "bg"),
+            ("(trap '' HUP; exec sleep 1000) &", "nohup"),
+        ] {
+            let typed = format!("{job} echo {tag}=$!\n");
+            let v = type_until(&h, id, &typed, &format!(r"(?m)^{tag}=\d+$")).await;
+            let output = v.output.unwrap();
+            let line = output
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{tag}=")));
+            pids.push(line.unwrap().parse::<u32>().unwrap());
+        }
         type_until(&h, id, "sh -c 'echo fg; exec sleep 1000'\n", r"(?m)^fg$").await;
         let end = stablehand::session::messages::End {
             grace_ms: Some(200),
             ..Default::default()
         };
         bounded(LIMIT, h.end(id, end)).await.unwrap();
-        until("the background job has ended with its session", || {
-            exited(pid)
-        })
-        .await;
+        for pid in pids {
+            until("the background job has ended with its session", || {
+                exited(pid)
+            })
+            .await;
+        }
+        rt
+    });
+}
+
+#[test]
+fn an_evicted_terminal_shows_its_last_screen_and_resumes_in_its_cwd_on_a_new_screen() {
+    let mut c = config();
+    c.runtime.max_sessions = 1;
+    with_runtime(c, |rt| async move {
+        let h = rt.handle();
+        let id = terminal(&h, None).await;
+        // 60 lines on a 30-row screen: the first ones scroll off into the scrollback.
+        let cmd = "cd / && seq 1 60 && echo kept-on-$((6*7))\n";
+        type_until(&h, id, cmd, "(?m)^kept-on-42$").await;
+        let other = shell(&h).await; // evicts the terminal, which is idle
+        until_state(&h, id, StateKind::Suspended).await;
+        let saved = bounded(
+            LIMIT,
+            h.terminal_screen(id, TerminalScreen { scrollback: 5 }),
+        )
+        .await
+        .expect("a Suspended terminal shows the screen it stopped with");
+        assert_eq!(saved.state, StateKind::Suspended);
+        assert!(
+            saved.screen.iter().any(|r| r == "kept-on-42"),
+            "{:#?}",
+            saved.screen
+        );
+        let numbers: Vec<u32> = saved
+            .scrollback
+            .iter()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(numbers.len(), 5, "{:?}", saved.scrollback);
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+        let first_on_screen = saved.screen.iter().find_map(|r| r.parse::<u32>().ok());
+        assert_eq!(Some(numbers[4] + 1), first_on_screen, "{:#?}", saved.screen);
+        let typed = TerminalSend {
+            text: Some("x".into()),
+            ..Default::default()
+        };
+        let refused = h.terminal_send(id, typed).await.unwrap_err();
+        assert!(refused.to_string().contains("resume it first"), "{refused}");
+
+        h.end(other, Default::default()).await.unwrap();
+        let info = bounded(LIMIT, h.resume(id)).await.unwrap();
+        assert_eq!(info.cwd.as_deref(), Some("/"), "the shell's last cd");
+        let view = type_until(&h, id, "pwd; echo at-$((1+1))\n", "(?m)^at-2$").await;
+        assert!(view.screen.iter().any(|r| r == "/"), "{:#?}", view.screen);
+        assert!(
+            !view.screen.iter().any(|r| r.contains("kept-on")),
+            "the program starts on a new screen: {:#?}",
+            view.screen
+        );
         rt
     });
 }

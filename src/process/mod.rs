@@ -211,6 +211,28 @@ fn proc_scan(keep: impl Fn(u32, u32, u32) -> bool) -> Vec<u32> {
         .collect()
 }
 
+/// Sends SIGKILL to every process left in Unix session `sid` (a terminal's: its shell and
+/// every job, each in a process group of its own), at most 4096. Returns how many were sent
+/// it. Scans `/proc`: call it off an arbiter.
+pub fn kill_session(sid: u32) -> usize {
+    let Ok(sid) = libc::pid_t::try_from(sid) else {
+        return 0;
+    };
+    if sid <= 1 {
+        return 0;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        // SAFETY: getsid and kill have no memory-safety preconditions; p > 1.
+        .filter(|&p| p > 1 && unsafe { libc::getsid(p) } == sid)
+        .take(4096)
+        .filter(|&p| unsafe { libc::kill(p, libc::SIGKILL) } == 0)
+        .count()
+}
+
 /// The children of `pid` that are in its process group (`pid` leads it): the processes a
 /// session's shell forked for its commands. Like [`group_tree`], may scan `/proc`.
 pub fn group_children(pid: u32) -> Vec<u32> {

@@ -453,15 +453,26 @@ impl Session {
             return Box::pin(actix::fut::ready(Ok(self.end_result())));
         };
         let (pid, exit) = (child.pid, child.exit.clone());
+        // A terminal's program leads a Unix session of its own; its jobs have groups of theirs.
+        let terminal = child.terminal.is_some();
         let program = self.debug.as_ref().and_then(|d| d.program_group());
         debug!(session = %self.shared.id, pid, grace_ms = grace, "ending process group");
         let grace = Duration::from_millis(grace);
         let ending = async move {
+            if terminal {
+                // As a terminal closing does: an interactive shell ignores TERM but hangs up
+                // its jobs and exits on HUP.
+                process::signal_pid(pid, Signal::Hup);
+            }
             let (outcome, ()) = tokio::join!(process::terminate(pid, grace, exit), async {
                 if let Some(g) = program {
                     process::end_group(g, grace).await;
                 }
             });
+            if terminal {
+                // Jobs that ignored the hangup (nohup) go with their session.
+                let _ = tokio::task::spawn_blocking(move || process::kill_session(pid)).await;
+            }
             outcome
         };
         Box::pin(ending.into_actor(self).map(|outcome, act, ctx| {

@@ -378,7 +378,8 @@ pub struct TerminalSend {
 #[rtype(result = "Result<TerminalView>")]
 #[serde(default, deny_unknown_fields)]
 pub struct TerminalScreen {
-    /// Lines of scrollback (above the screen, oldest first) to include, at most 2000.
+    /// Lines of scrollback (above the screen, oldest first) to include, at most what the
+    /// terminal keeps (`session.terminal_scrollback_lines`).
     pub scrollback: u32,
 }
 

@@ -18,7 +18,7 @@ pub mod messages;
 pub mod output;
 mod persist;
 pub(crate) mod shared;
-mod terminal;
+pub(crate) mod terminal;
 pub use crate::model::state;
 pub(crate) mod stored;
 
@@ -174,7 +174,7 @@ impl Session {
             .unwrap_or_else(|| spec.cwd.display().to_string());
         let mut session = Self {
             bounds: limits::Bounds::new(enforcer, spec.limits),
-            driver: driver_for(spec.kind, &spec.options),
+            driver: driver_for(spec.kind, &spec.options, &config),
             debug: debug::Debugger::new(&spec.options, &spec.cwd, resumed.as_ref()),
             shared,
             spec,

@@ -27,6 +27,9 @@ pub(crate) struct Persist {
     armed: bool,
     interval: Duration,
     cap: u64,
+    /// A terminal's screen as last stored: its generation, and whether with all its
+    /// scrollback.
+    screen_saved: Option<(u64, bool)>,
 }
 
 #[derive(Debug)]
@@ -57,6 +60,7 @@ impl Persist {
             armed: false,
             interval,
             cap,
+            screen_saved: None,
         }
     }
 
@@ -105,9 +109,11 @@ impl Session {
         let ends = [self.logs[0].end(), self.logs[1].end()];
         self.output_until(&mut p, ends, now, &mut events);
         let state = self.state.kind();
-        if state.is_terminal() || state == StateKind::Suspended {
+        let stopped = state.is_terminal() || state == StateKind::Suspended;
+        if stopped {
             p.settled_at_ms.get_or_insert(now);
         }
+        self.note_terminal_cwd();
         let record = Record {
             spec: Arc::clone(&p.spec),
             live: LiveRecord {
@@ -128,6 +134,16 @@ impl Session {
                 audit: self.audit.iter().map(Into::into).collect(),
             },
         };
+        // Lazy: the record's push below wakes the writer as `when` says, for both.
+        let (id, name) = (self.shared.id, super::terminal::SCREEN_BLOB);
+        if state.is_terminal() {
+            // An ended session is only an index entry and files: nothing of it stays in sled.
+            if p.screen_saved.take().is_some() {
+                p.store.put_blob(id, name, None, When::Lazy);
+            }
+        } else if let Some(screen) = self.screen_to_save(&mut p.screen_saved, stopped) {
+            p.store.put_blob(id, name, Some(screen), When::Lazy);
+        }
         p.store.put(record, events, when);
         self.persist = Some(p);
     }

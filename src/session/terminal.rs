@@ -9,11 +9,11 @@ use actix::prelude::*;
 use alacritty_terminal::vte::{Parser, Perform};
 use tokio::time::Instant;
 
-use super::kind::terminal::{keys, Screen, SCROLLBACK};
+use super::kind::terminal::{keys, Screen};
 use super::messages::{
     TerminalCursor, TerminalResize, TerminalRow, TerminalScreen, TerminalSend, TerminalView,
 };
-use super::{Kind, Session};
+use super::{Kind, Session, StateKind};
 use crate::model::kind::TerminalOptions;
 use crate::{Error, Result};
 
@@ -24,6 +24,12 @@ const TIMEOUT_MS: u64 = 10_000;
 const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Most program output a `terminal_send` returns (its tail).
 const MAX_OUTPUT: usize = 64 * 1024;
+
+/// Name of the store blob holding a terminal's last screen (JSON of its [`TerminalView`]),
+/// which `terminal_screen` answers from while the session has no process.
+pub(crate) const SCREEN_BLOB: &str = "screen";
+/// Scrollback lines stored with the screen while the session runs; once it stops, all of it.
+const LIVE_SAVED_SCROLLBACK: usize = 200;
 
 /// How a `terminal_send` waits.
 enum Until {
@@ -40,7 +46,8 @@ impl Session {
         })
     }
 
-    /// The screen as a view; `output` and `waited` for a `terminal_send`.
+    /// The screen as a view, with `changed` rows when asked (the baseline for the next
+    /// `changed_only` moves to this screen); `output` and `waited` are the caller's.
     fn view(
         &mut self,
         screen: &RefCell<Screen>,
@@ -49,44 +56,57 @@ impl Session {
     ) -> TerminalView {
         let mut s = screen.borrow_mut();
         let rows = s.rows();
-        let changed = changed_only.then(|| {
-            rows.iter()
-                .enumerate()
-                .filter(|(i, text)| s.last_rows.get(*i) != Some(*text))
-                .map(|(i, text)| TerminalRow {
-                    row: i as u16,
-                    text: text.clone(),
-                })
-                .collect()
-        });
-        let mut shown = if changed_only {
-            Vec::new()
-        } else {
-            rows.clone()
-        };
-        while shown.last().is_some_and(String::is_empty) {
-            shown.pop();
+        let mut view = snapshot(&s, &rows, scrollback, self.logs[0].end(), self.state.kind());
+        if changed_only {
+            view.changed = Some(
+                rows.iter()
+                    .enumerate()
+                    .filter(|(i, text)| s.last_rows.get(*i) != Some(*text))
+                    .map(|(i, text)| TerminalRow {
+                        row: i as u16,
+                        text: text.clone(),
+                    })
+                    .collect(),
+            );
+            view.screen.clear();
         }
         s.last_rows = rows;
-        let cursor = s.cursor();
-        let (cols, nrows) = s.size();
-        TerminalView {
-            screen: shown,
-            changed,
-            scrollback: s.scrollback(scrollback),
-            cols,
-            rows: nrows,
-            cursor: TerminalCursor {
-                row: cursor.row,
-                col: cursor.col,
-                visible: cursor.visible,
-            },
-            alternate_screen: s.alternate_screen(),
-            title: s.title(),
-            waited: None,
-            output: None,
-            cursor_out: self.logs[0].end(),
-            state: self.state.kind(),
+        view
+    }
+
+    /// The screen to store, if it changed since `saved` (its generation, and whether it went
+    /// with all its scrollback): JSON of its view. Once the session has `stopped`, the view
+    /// carries all the scrollback; before, the last lines of it.
+    pub(super) fn screen_to_save(
+        &mut self,
+        saved: &mut Option<(u64, bool)>,
+        stopped: bool,
+    ) -> Option<Vec<u8>> {
+        let screen = self.driver.screen()?;
+        let s = screen.borrow();
+        if *saved == Some((s.generation, true))
+            || (*saved == Some((s.generation, false)) && !stopped)
+        {
+            return None;
+        }
+        *saved = Some((s.generation, stopped));
+        let lines = if stopped {
+            s.scrollback_cap()
+        } else {
+            LIVE_SAVED_SCROLLBACK
+        };
+        let view = snapshot(&s, &s.rows(), lines, self.logs[0].end(), self.state.kind());
+        serde_json::to_vec(&view).ok()
+    }
+
+    /// A terminal's working directory is its program's: read it from the process, so a
+    /// resume starts there (a shell's `cd` is not reported as an exec's is).
+    pub(super) fn note_terminal_cwd(&mut self) {
+        let Some(child) = self.child.as_ref().filter(|c| c.terminal.is_some()) else {
+            return;
+        };
+        if let Ok(dir) = std::fs::read_link(format!("/proc/{}/cwd", child.pid)) {
+            self.cwd = Some(dir.display().to_string());
         }
     }
 
@@ -210,8 +230,7 @@ impl Handler<TerminalScreen> for Session {
 
     fn handle(&mut self, msg: TerminalScreen, _: &mut Self::Context) -> Self::Result {
         let screen = self.screen("terminal_screen")?;
-        let lines = (msg.scrollback as usize).min(SCROLLBACK);
-        Ok(self.view(&screen, false, lines))
+        Ok(self.view(&screen, false, msg.scrollback as usize))
     }
 }
 
@@ -245,6 +264,56 @@ impl Handler<TerminalResize> for Session {
         screen.borrow_mut().resize(size);
         Ok(self.view(&screen, false, 0))
     }
+}
+
+/// The screen `s` (whose `rows` are given) as a view with up to `scrollback` lines of it.
+fn snapshot(
+    s: &Screen,
+    rows: &[String],
+    scrollback: usize,
+    cursor_out: u64,
+    state: StateKind,
+) -> TerminalView {
+    let mut shown = rows.to_vec();
+    while shown.last().is_some_and(String::is_empty) {
+        shown.pop();
+    }
+    let cursor = s.cursor();
+    let (cols, nrows) = s.size();
+    TerminalView {
+        screen: shown,
+        changed: None,
+        scrollback: s.scrollback(scrollback),
+        cols,
+        rows: nrows,
+        cursor: TerminalCursor {
+            row: cursor.row,
+            col: cursor.col,
+            visible: cursor.visible,
+        },
+        alternate_screen: s.alternate_screen(),
+        title: s.title(),
+        waited: None,
+        output: None,
+        cursor_out,
+        state,
+    }
+}
+
+/// The view of a terminal session without a process (Suspended or stopped), from the screen
+/// it stored last (`blob`), with up to `scrollback` lines of what was stored of its
+/// scrollback, and `state` now.
+pub(crate) fn stored_view(
+    blob: &[u8],
+    scrollback: usize,
+    state: StateKind,
+) -> Result<TerminalView> {
+    let mut view: TerminalView = serde_json::from_slice(blob)
+        .map_err(|e| Error::Store(format!("the stored screen does not decode: {e}")))?;
+    let skip = view.scrollback.len().saturating_sub(scrollback);
+    view.scrollback.drain(..skip);
+    view.state = state;
+    Ok(view)
 }
 
 /// Text of terminal output: what it prints, with newlines; escape sequences and other

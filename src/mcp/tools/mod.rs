@@ -230,7 +230,8 @@ fn failure_text(e: &Error) -> String {
             .replace(
                 "a cursor returned by list",
                 "a cursor returned by session_list",
-            ),
+            )
+            .replace("readable with read", "readable with session_read"),
     }
 }
 

@@ -24,19 +24,23 @@ pub(super) fn def() -> ToolDef {
          environment and limits, a shell in the working directory it last had, with its \
          transcript, cursors and counters kept (variables and background jobs of the old \
          process are not; a repl gets back the variables its namespace snapshot could save; an \
-         agent starts a fresh process, without the old conversation). Returns the \
-         session_state result. A session's saved output stays readable with session_read while \
-         it is Suspended.",
+         agent starts a fresh process, without the old conversation; a terminal starts its \
+         program again in its last working directory, on a new screen). Returns the \
+         session_state result. A session's saved output stays readable with session_read \
+         while it is Suspended, and a terminal's last screen with terminal_screen.",
         Hints {
             read_only: false,
             destructive: false,
             idempotent: false,
         },
         |r: &SessionInfo| {
-            let fresh = if r.kind == Kind::Agent {
-                "; a fresh agent process: the old conversation is not restored"
-            } else {
-                ""
+            let fresh = match r.kind {
+                Kind::Agent => "; a fresh agent process: the old conversation is not restored",
+                Kind::Terminal => {
+                    "; the program started again on a new screen: what ran in the old terminal \
+                     is gone"
+                }
+                _ => "",
             };
             format!(
                 "session {} ({}) resumed: {}, pid {}, cwd {}{fresh}",

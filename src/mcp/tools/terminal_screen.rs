@@ -12,8 +12,8 @@ use crate::session::messages::TerminalScreen;
 pub(super) struct Args {
     /// The session_id of a terminal session.
     session_id: String,
-    /// Lines of scrollback (what scrolled off the top, oldest first) to include, at most
-    /// 2000 (default 0).
+    /// Lines of scrollback (what scrolled off the top, oldest first) to include (default 0;
+    /// a terminal keeps 2000 unless configured otherwise).
     #[serde(default)]
     scrollback: u32,
 }
@@ -24,7 +24,8 @@ pub(super) fn def() -> ToolDef {
         "Read a terminal's screen",
         "Return the current screen of a terminal session as text rows (trailing blanks \
          trimmed), the cursor, the size, whether the alternate screen is on and the window \
-         title, optionally with scrollback lines. Does not type or wait.",
+         title, optionally with scrollback lines. Does not type or wait. A Suspended or \
+         ended terminal answers with the screen it had when it stopped.",
         Hints {
             read_only: true,
             destructive: false,

@@ -106,7 +106,11 @@ pub(crate) trait Driver {
 }
 
 /// Builds the driver for `kind`.
-pub(crate) fn driver_for(kind: Kind, options: &KindOptions) -> Box<dyn Driver> {
+pub(crate) fn driver_for(
+    kind: Kind,
+    options: &KindOptions,
+    config: &crate::config::SessionConfig,
+) -> Box<dyn Driver> {
     match kind {
         Kind::Shell => Box::new(ShellDriver::default()),
         Kind::Process => Box::new(ProcessDriver),
@@ -122,9 +126,12 @@ pub(crate) fn driver_for(kind: Kind, options: &KindOptions) -> Box<dyn Driver> {
         }
         Kind::Repl => Box::new(repl::ReplDriver::default()),
         Kind::Debug => Box::new(debug::dap::DapDriver::default()),
-        Kind::Terminal => Box::new(terminal::TerminalDriver::new(match options {
-            KindOptions::Terminal(o) => *o,
-            _ => Default::default(),
-        })),
+        Kind::Terminal => Box::new(terminal::TerminalDriver::new(
+            match options {
+                KindOptions::Terminal(o) => *o,
+                _ => Default::default(),
+            },
+            config.terminal_scrollback_lines,
+        )),
     }
 }

@@ -27,9 +27,6 @@ use super::{Completion, Driver, Marker, Stream};
 use crate::model::kind::TerminalOptions;
 use crate::{Error, Result};
 
-/// Lines of scrollback a terminal keeps (about 1.5 KB each at 120 columns).
-pub(crate) const SCROLLBACK: usize = 2000;
-
 /// What the emulator asks of the session: bytes to answer the program with, a new title.
 #[derive(Default)]
 struct Outbox {
@@ -105,6 +102,8 @@ pub(crate) struct Screen {
     pub(crate) last_rows: Vec<String>,
     /// The stdout cursor up to which output was returned by the last `terminal_send`.
     pub(crate) output_seen: u64,
+    /// Lines of scrollback kept at most.
+    scrollback_cap: usize,
 }
 
 impl std::fmt::Debug for Screen {
@@ -125,13 +124,14 @@ pub(crate) struct Cursor {
 }
 
 impl Screen {
-    pub(crate) fn new(size: TerminalOptions) -> Self {
+    /// A blank screen of `size` keeping up to `scrollback` lines that scroll off its top.
+    pub(crate) fn new(size: TerminalOptions, scrollback: usize) -> Self {
         let outbox = Rc::new(RefCell::new(Outbox {
             size: (size.cols, size.rows),
             ..Outbox::default()
         }));
         let config = Config {
-            scrolling_history: SCROLLBACK,
+            scrolling_history: scrollback,
             ..Config::default()
         };
         let dims = Size {
@@ -145,7 +145,13 @@ impl Screen {
             generation: 0,
             last_rows: Vec::new(),
             output_seen: 0,
+            scrollback_cap: scrollback,
         }
+    }
+
+    /// Lines of scrollback kept at most.
+    pub(crate) fn scrollback_cap(&self) -> usize {
+        self.scrollback_cap
     }
 
     /// Feeds program output; returns the bytes to answer the program with (empty if none).
@@ -239,9 +245,10 @@ pub(crate) struct TerminalDriver {
 }
 
 impl TerminalDriver {
-    pub(crate) fn new(size: TerminalOptions) -> Self {
+    /// A driver with a blank screen of `size` keeping up to `scrollback` lines.
+    pub(crate) fn new(size: TerminalOptions, scrollback: usize) -> Self {
         Self {
-            screen: Rc::new(RefCell::new(Screen::new(size))),
+            screen: Rc::new(RefCell::new(Screen::new(size, scrollback))),
         }
     }
 }
@@ -289,7 +296,7 @@ mod tests {
 
     #[test]
     fn the_screen_shows_text_wide_and_combining_characters_in_their_cells() {
-        let mut s = Screen::new(TerminalOptions { cols: 20, rows: 4 });
+        let mut s = Screen::new(TerminalOptions { cols: 20, rows: 4 }, 100);
         s.feed("ab\r\n日本x\r\ne\u{301}!\x1b]0;hello\x07".as_bytes());
         assert_eq!(s.rows(), ["ab", "日本x", "e\u{301}!", ""]);
         assert_eq!(
@@ -305,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_cursor_position_query_is_answered_and_the_alternate_screen_is_seen() {
-        let mut s = Screen::new(TerminalOptions { cols: 20, rows: 4 });
+        let mut s = Screen::new(TerminalOptions { cols: 20, rows: 4 }, 100);
         assert_eq!(s.feed(b"abc\x1b[6n"), b"\x1b[1;4R");
         assert!(!s.feed(b"\x1b[c").is_empty(), "device attributes");
         s.feed(b"\x1b[?1049h");
@@ -317,7 +324,7 @@ mod tests {
 
     #[test]
     fn scrollback_keeps_what_scrolled_off_oldest_first() {
-        let mut s = Screen::new(TerminalOptions { cols: 10, rows: 2 });
+        let mut s = Screen::new(TerminalOptions { cols: 10, rows: 2 }, 100);
         s.feed(b"1\r\n2\r\n3\r\n4");
         assert_eq!(s.rows(), ["3", "4"]);
         assert_eq!(s.scrollback(5), ["1", "2"]);
