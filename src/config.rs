@@ -779,6 +779,17 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_scrollback_above_the_most_is_refused_naming_the_field() {
+        let err = Config::from_toml("[session]\nterminal_scrollback_lines = 100001")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("session.terminal_scrollback_lines (100001) is above the most, 100000"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_documented_default_file_is_the_default() {
         assert_eq!(Config::from_toml(DEFAULT_TOML).unwrap(), Config::default());
     }
