@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from support import call_error, call_ok, end_quietly
+from conftest import start_http_server, stop_http_server
+from support import call_error, call_ok, end_quietly, open_client
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +75,61 @@ async def test_terminal_tools_on_another_kind_say_what_they_need(connect):
             assert "terminal_screen" in message and "shell" in message, message
         finally:
             await end_quietly(client, sid)
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+PRINTED_BYTES = 100 * 1024 * 1024
+RSS_GROWTH_LIMIT_KIB = 64 * 1024
+
+
+# A debug build's emulator takes 10-20 s for 100 MB here; more on a loaded machine.
+@pytest.mark.timeout(300)
+async def test_a_terminal_printing_100_mb_leaves_the_server_bounded_and_responsive(stablehand_bin, tmp_path):
+    """`yes` under a terminal until 100 MB have been printed: every call is answered while the
+    output streams, the server's memory stays within a fixed bound (scrollback and output logs
+    are capped), and Ctrl-C gives the shell back."""
+    server = start_http_server(stablehand_bin, ["--data-dir", str(tmp_path / "data"), "--http", "127.0.0.1:0"])
+    try:
+        async with open_client(server.url, "2026-07-28", deadline=240) as client:
+            sid = (await call_ok(client, "session_create", {"kind": "terminal"}))["session_id"]
+            await call_ok(client, "terminal_send", {"session_id": sid, "wait_for": r"\$ $|# $"})
+            baseline = _rss_kib(server.proc.pid)
+            peak = baseline
+            line = "0123456789" * 10
+            await call_ok(client, "terminal_send", {"session_id": sid, "text": f"yes {line}\n", "timeout_ms": 0})
+            calls = 0
+            while True:
+                # The output never settles: each call returns at its timeout, mid-stream.
+                view = await call_ok(
+                    client, "terminal_send", {"session_id": sid, "settle_ms": 60000, "timeout_ms": 300}
+                )
+                calls += 1
+                peak = max(peak, _rss_kib(server.proc.pid))
+                if view["cursor_out"] >= PRINTED_BYTES:
+                    break
+                assert view["waited"] is False, "the output stopped before 100 MB"
+            assert line in view["screen"], view["screen"]
+            view = await call_ok(
+                client,
+                "terminal_send",
+                {"session_id": sid, "keys": ["ctrl-c"]},
+            )
+            view = await call_ok(
+                client,
+                "terminal_send",
+                {"session_id": sid, "text": "echo back-$((2*21))\n", "wait_for": r"(?m)^back-42$", "timeout_ms": 60000},
+            )
+            assert view["waited"] is True, view
+            growth = peak - baseline
+            print(f"printed {view['cursor_out']} bytes over {calls} calls; server RSS {baseline} KiB -> peak {peak} KiB")
+            assert growth < RSS_GROWTH_LIMIT_KIB, f"server RSS grew {growth} KiB while a terminal printed 100 MB"
+            await end_quietly(client, sid)
+    finally:
+        assert stop_http_server(server) == 0, server.log_tail()
