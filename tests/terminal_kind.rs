@@ -147,7 +147,7 @@ fn ctrl_c_interrupts_the_foreground_program_and_exit_ends_the_session() {
 }
 
 #[test]
-fn a_resize_reaches_the_program_and_queries_are_answered() {
+fn a_resize_reaches_the_program_wide_characters_take_two_cells_and_queries_are_answered() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = terminal(&h, None).await;
@@ -156,6 +156,10 @@ fn a_resize_reaches_the_program_and_queries_are_answered() {
         let v = bounded(LIMIT, h.terminal_resize(id, req)).await.unwrap();
         assert_eq!((v.cols, v.rows), (72, 20));
         type_until(&h, id, "tput cols; tput lines\n", r"(?m)^72\n20$").await;
+        // A wide character takes two cells and a combining mark none: the cursor moves
+        // (ESC [ n G) land right after them, overwriting nothing they hold.
+        let wide = "printf '\\xe6\\x97\\xa5\\xe6\\x9c\\xac\\e[5GX|e\\xcc\\x81Z\\e[8GY\\n'\n";
+        type_until(&h, id, wide, "(?m)^日本X\\|e\u{301}Y$").await;
         // A program that asks the terminal where the cursor is, and waits for the answer.
         let ask = format!(
             "{} -c 'import sys,tty,termios; a=termios.tcgetattr(0); tty.setraw(0); \
