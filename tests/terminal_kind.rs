@@ -142,6 +142,15 @@ fn ctrl_c_interrupts_the_foreground_program_and_exit_ends_the_session() {
         bounded(LIMIT, h.terminal_send(id, req)).await.unwrap();
         until_state(&h, id, StateKind::Ended).await;
         assert_eq!(h.state(id).await.unwrap().exit_code, Some(3));
+        let typed = TerminalSend {
+            text: Some("echo too-late\n".into()),
+            ..Default::default()
+        };
+        let err = h.terminal_send(id, typed).await.unwrap_err().to_string();
+        assert!(
+            err.contains("terminal_send") && err.contains("Ended"),
+            "{err}"
+        );
         rt
     });
 }
