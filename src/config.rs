@@ -35,6 +35,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Snapshots of sessions in the embedded store (sled).
     pub store: StoreConfig,
+    /// Tasks: long tool calls whose result is fetched later.
+    pub tasks: TasksConfig,
     /// Name of the active profile in `profiles`.
     pub profile: String,
     /// Named profiles; `permissive` always exists unless redefined.
@@ -58,6 +60,32 @@ pub struct PrincipalConfig {
     pub gid: Option<u32>,
     /// Allow this principal's sessions to run as root (uid 0); refused otherwise.
     pub allow_root: bool,
+}
+
+/// How long tasks are kept and how often clients should ask about them (`[tasks]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// How long a task is kept after it was created when the client names no ttl, in ms.
+    pub default_ttl_ms: u64,
+    /// The longest ttl a client may ask for, in ms.
+    pub max_ttl_ms: u64,
+    /// How often clients are told to poll a running task, in ms.
+    pub poll_interval_ms: u64,
+    /// 2026-07-28 clients that accept tasks: a call still running after this long becomes
+    /// a task (one that finishes sooner answers at once), in ms; 0: a task from the start.
+    pub task_after_ms: u64,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_ms: 3_600_000,
+            max_ttl_ms: 7 * 24 * 3_600_000,
+            poll_interval_ms: 1000,
+            task_after_ms: 1000,
+        }
+    }
 }
 
 /// Runtime-wide settings.
@@ -464,6 +492,7 @@ impl Default for Config {
             commands: Commands::default(),
             http: HttpConfig::default(),
             store: StoreConfig::default(),
+            tasks: TasksConfig::default(),
             profile: "permissive".to_owned(),
             profiles,
             principals: BTreeMap::new(),
@@ -612,6 +641,16 @@ impl Config {
                 "session.terminal_scrollback_lines ({}) is above the most, {MAX_SCROLLBACK_LINES} (a line costs about 1.5 KB at 120 columns)",
                 self.session.terminal_scrollback_lines
             ));
+        }
+        let t = &self.tasks;
+        if t.default_ttl_ms == 0 || t.default_ttl_ms > t.max_ttl_ms {
+            return bad(&format!(
+                "tasks.default_ttl_ms ({}) must be at least 1 and at most tasks.max_ttl_ms ({})",
+                t.default_ttl_ms, t.max_ttl_ms
+            ));
+        }
+        if t.poll_interval_ms == 0 {
+            return bad("tasks.poll_interval_ms must be at least 1");
         }
         if self.commands.shell.is_empty() {
             return bad("commands.shell must name a program");

@@ -14,6 +14,14 @@ pub enum Error {
         /// The id that was asked for.
         id: String,
     },
+    /// No task with this id exists for this principal (or it expired).
+    #[error(
+        "task not found: {id} (unknown id, another principal's task, or expired after its ttl)"
+    )]
+    TaskNotFound {
+        /// The id that was asked for.
+        id: String,
+    },
     /// The session's state does not allow the operation.
     #[error(transparent)]
     WrongState(#[from] Refused),

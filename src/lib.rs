@@ -8,6 +8,7 @@
 //!   shared index that keeps it off the hot path.
 //! - [`session`]: the session actor — child, state machine, output logs — and its kind drivers.
 //! - [`store`]: sled trees of session records, transcripts and blobs; restore at start.
+//! - [`tasks`]: operations whose outcome outlives their call and the server.
 //! - [`process`]: spawning into process groups, signals, TERM/grace/KILL/reap, the guardian.
 //! - [`config`]: the TOML configuration and profiles.
 //! - [`ids`]: session ids and owners.
@@ -39,6 +40,7 @@ pub mod registry;
 pub mod runtime;
 pub mod session;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 
 pub use model::ids;

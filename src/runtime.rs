@@ -24,6 +24,7 @@ use crate::session::snapshot::{NamespaceSnapshot, SnapshotNamespace};
 use crate::session::state::{Event, Refused};
 use crate::session::{stored, Kind, Session, StateKind};
 use crate::store::{Store, StoreStats};
+use crate::tasks::Tasks;
 use crate::{Error, Result};
 
 /// A running runtime: the registry, the session arbiters, and a handle to use them.
@@ -58,6 +59,11 @@ impl Runtime {
         }
         let (store, records) =
             Store::open(&config.store).map_err(|e| Error::Store(e.to_string()))?;
+        let tasks = Tasks::load(store.clone(), config.tasks.clone())?;
+        actix::spawn(crate::tasks::sweep_loop(
+            Arc::downgrade(&tasks),
+            std::time::Duration::from_millis(config.runtime.sweep_interval_ms),
+        ));
         let principals = crate::registry::principals::Principals::resolve(
             &config,
             &crate::registry::principals::base_dir(&config),
@@ -104,6 +110,7 @@ impl Runtime {
                 store,
                 via: Via::Library,
                 limits: enforcer,
+                tasks,
             },
             arbiters,
         })
@@ -158,6 +165,8 @@ pub struct Handle {
     via: Via,
     /// How sessions' memory and process limits are enforced.
     limits: Arc<process::limits::Enforcer>,
+    /// The runtime's tasks (every principal's; methods take the owner).
+    tasks: Arc<Tasks>,
 }
 
 thread_local! {
@@ -202,6 +211,12 @@ impl Handle {
     /// The owner this handle acts for.
     pub fn owner(&self) -> &Owner {
         &self.owner
+    }
+
+    /// The runtime's tasks: operations whose outcome outlives their call. Its methods take
+    /// the owner; pass [`Handle::owner`].
+    pub fn tasks(&self) -> &Arc<Tasks> {
+        &self.tasks
     }
 
     /// The configuration the runtime runs with.

@@ -25,4 +25,5 @@ mod soak;
 mod state_machine;
 mod store;
 mod supervision;
+mod tasks;
 mod terminal_kind;

@@ -23,6 +23,10 @@ pub(crate) struct CallCtx {
     pub(crate) log_level: Option<usize>,
     /// Fires when the client cancels the request.
     pub(crate) cancel: CancellationToken,
+    /// The client declared the 2026-07-28 tasks extension on this request.
+    pub(crate) client_tasks: bool,
+    /// The call runs as a task (or may become one): nobody waits on the request.
+    pub(crate) as_task: bool,
 }
 
 /// Sends JSON-RPC notifications to the transport that carries the request.

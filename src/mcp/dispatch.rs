@@ -226,7 +226,7 @@ impl McpServer {
                 &protocol::unsupported_version(requested),
             ));
         }
-        let (era, log_level) = match request_era(&origin, &method, params.as_ref()) {
+        let (era, log_level, client_tasks) = match request_era(&origin, &method, params.as_ref()) {
             Ok(resolved) => resolved,
             Err(e) => return Some(error_response(&id, &e)),
         };
@@ -250,6 +250,8 @@ impl McpServer {
             progress_token,
             log_level,
             cancel: cancel.clone(),
+            client_tasks,
+            as_task: false,
         };
         let response = self
             .call_method(&id, &method, params, ctx, origin.conn.clone())
@@ -309,19 +311,26 @@ impl McpServer {
     }
 }
 
-/// The era a request runs in and its log level: from its `_meta` envelope on a modern
-/// connection (which must carry one, except for `server/discover`), from the connection on a
-/// legacy one (which must not).
+/// The era a request runs in, its log level, and whether the client declared the tasks
+/// extension on it: from its `_meta` envelope on a modern connection (which must carry one,
+/// except for `server/discover`), from the connection on a legacy one (which must not).
 fn request_era(
     origin: &Origin,
     method: &str,
     params: Option<&Value>,
-) -> Result<(Era, Option<usize>), WireError> {
+) -> Result<(Era, Option<usize>, bool), WireError> {
     let envelope = envelope(params)?;
     match (&origin.era, envelope) {
-        (Era::Modern(_), Envelope::Modern { version, log_level }) => {
+        (
+            Era::Modern(_),
+            Envelope::Modern {
+                version,
+                log_level,
+                tasks,
+            },
+        ) => {
             let rank = log_level.as_deref().and_then(protocol::log_rank);
-            Ok((Era::Modern(version), rank))
+            Ok((Era::Modern(version), rank, tasks))
         }
         (Era::Modern(v), Envelope::None) if method != "server/discover" => {
             let msg = format!(
@@ -338,6 +347,7 @@ fn request_era(
         (era, _) => Ok((
             era.clone(),
             origin.conn.as_ref().and_then(|c| c.log_level()),
+            false,
         )),
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::dispatch::ConnState;
 use super::params::{ctx, finish, invalid_params, page_offset, parse, rpc_error};
 use super::protocol::{self, decorate, Cache};
+use super::tasks::{self, TaskParam};
 use super::tools::Outcome;
 use super::{resources, ToolTable};
 
@@ -58,6 +59,7 @@ pub(super) fn module(shared: ToolTable) -> RpcModule<ToolTable> {
     reg(&mut m, "resources/read", |p, _, e| {
         Box::pin(resources::read(p, e))
     });
+    tasks::register(&mut m);
     m
 }
 
@@ -83,7 +85,7 @@ fn initialize(params: Params<'static>, ext: &Extensions) -> RpcResult {
     tracing::info!(requested = %p.protocol_version, negotiated = version, "client initialized");
     Ok(json!({
         "protocolVersion": version,
-        "capabilities": protocol::capabilities(),
+        "capabilities": protocol::capabilities(&protocol::Era::Legacy(version)),
         "serverInfo": protocol::server_info(),
         "instructions": protocol::INSTRUCTIONS,
     }))
@@ -94,7 +96,7 @@ fn discover(ext: &Extensions) -> Value {
     versions.extend(protocol::LEGACY_VERSIONS.iter().rev());
     let result = json!({
         "supportedVersions": versions,
-        "capabilities": protocol::capabilities(),
+        "capabilities": protocol::capabilities(&protocol::Era::Modern(protocol::MODERN_VERSIONS[0])),
         "instructions": protocol::INSTRUCTIONS,
     });
     let mut result = object(result);
@@ -155,7 +157,7 @@ async fn tools_call(
     params: Params<'static>,
     shared: Arc<ToolTable>,
     ext: Extensions,
-) -> Result<CallResult, ErrorObjectOwned> {
+) -> Result<CallReply, ErrorObjectOwned> {
     let p: CallParams = parse(&params, "tools/call")?;
     let Some(&index) = shared.tool_index.get(p.name.as_str()) else {
         let names: Vec<&str> = shared.tools.iter().map(|t| t.name).collect();
@@ -173,10 +175,38 @@ async fn tools_call(
         Some(raw) => raw,
         None => RawValue::from_string("{}".to_owned()).expect("valid JSON"),
     };
-    let outcome = shared.tools[index]
-        .call(args, ctx(&ext).clone())
-        .await
-        .map_err(rpc_error)?;
+    let tool = &shared.tools[index];
+    let ctx = ctx(&ext);
+    let task = TaskParam::of(&params)?;
+    if tasks::legacy_task_asked(&ctx.era, task.as_ref()) {
+        let task = task.unwrap_or_default();
+        return tasks::call_legacy(tool, args, task, &ext)
+            .await
+            .map(CallReply::Task);
+    }
+    let outcome = if tasks::modern_task_allowed(ctx, tool) {
+        match tasks::call_modern(tool, args, &ext).await? {
+            Ok(work) => work.map_err(rpc_error)?,
+            Err(task) => return Ok(CallReply::Task(task)),
+        }
+    } else {
+        tool.call(args, ctx.clone()).await.map_err(rpc_error)?
+    };
+    let mut result = call_result(outcome);
+    decorate(&ctx.era, &mut result.era, Cache::None);
+    Ok(CallReply::Done(result))
+}
+
+/// A `tools/call` answer: the result, or (for a call run as a task) the task.
+#[derive(Clone, Serialize)]
+#[serde(untagged)]
+enum CallReply {
+    Done(CallResult),
+    Task(Value),
+}
+
+/// The result of a finished call, without the era's decoration.
+pub(super) fn call_result(outcome: Outcome) -> CallResult {
     let (content, structured, is_error) = match outcome {
         Outcome::Done { structured, text } => {
             (vec![TextContent::new(text)], Some(structured), false)
@@ -184,20 +214,18 @@ async fn tools_call(
         Outcome::Failed(message) => (vec![TextContent::new(message)], None, true),
         Outcome::Cancelled => (Vec::new(), None, true),
     };
-    let mut era = Map::new();
-    decorate(&ctx(&ext).era, &mut era, Cache::None);
-    Ok(CallResult {
+    CallResult {
         content,
         structured,
         is_error,
-        era,
-    })
+        era: Map::new(),
+    }
 }
 
 /// A `tools/call` result. The structured content was serialized once, by the tool, and is
 /// copied into the response as it is.
 #[derive(Clone, Serialize)]
-struct CallResult {
+pub(super) struct CallResult {
     content: Vec<TextContent>,
     #[serde(rename = "structuredContent", skip_serializing_if = "Option::is_none")]
     structured: Option<Box<RawValue>>,

@@ -20,6 +20,7 @@ mod params;
 pub mod protocol;
 mod resources;
 pub mod stdio;
+mod tasks;
 mod tools;
 
 use std::collections::HashMap;

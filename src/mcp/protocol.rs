@@ -18,6 +18,13 @@ pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities"
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// `_meta` key of the server's identity on results (modern era).
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// `_meta` key tying a result to its task (2025-11-25 `tasks/result`).
+pub const META_RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+/// The tasks extension of 2026-07-28 (a client declares it per request, in its capabilities'
+/// `extensions`; the server advertises it in `server/discover`).
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+/// The first handshake-era revision with (experimental) tasks.
+pub const TASKS_LEGACY_VERSION: &str = "2025-11-25";
 
 /// JSON-RPC and MCP error codes used on the wire.
 pub mod code {
@@ -37,6 +44,8 @@ pub mod code {
     pub const HEADER_MISMATCH: i32 = -32020;
     /// Unsupported protocol version (modern).
     pub const UNSUPPORTED_VERSION: i32 = -32022;
+    /// The request needs a client capability it did not declare (modern).
+    pub const MISSING_CAPABILITY: i32 = -32021;
 }
 
 /// Which generation of the protocol a request speaks.
@@ -106,6 +115,8 @@ pub enum Envelope {
         version: &'static str,
         /// `io.modelcontextprotocol/logLevel`, if given.
         log_level: Option<String>,
+        /// The client declared the tasks extension on this request.
+        tasks: bool,
     },
 }
 
@@ -163,7 +174,16 @@ pub fn envelope(params: Option<&Value>) -> Result<Envelope, WireError> {
         .get(META_LOG_LEVEL)
         .and_then(Value::as_str)
         .map(str::to_owned);
-    Ok(Envelope::Modern { version, log_level })
+    let tasks = meta
+        .get(META_CAPABILITIES)
+        .and_then(|c| c.get("extensions"))
+        .and_then(|e| e.get(TASKS_EXTENSION))
+        .is_some_and(Value::is_object);
+    Ok(Envelope::Modern {
+        version,
+        log_level,
+        tasks,
+    })
 }
 
 /// -32022 with the supported and requested versions.
@@ -213,13 +233,34 @@ pub fn server_info() -> Value {
     json!({ "name": "stablehand", "version": env!("CARGO_PKG_VERSION") })
 }
 
-/// Capabilities this server offers.
-pub fn capabilities() -> Value {
-    json!({
+/// Capabilities this server offers in `era`: tasks as the 2025-11-25 capability, or as the
+/// 2026-07-28 extension.
+pub fn capabilities(era: &Era) -> Value {
+    let mut caps = json!({
         "tools": { "listChanged": false },
         "resources": { "subscribe": false, "listChanged": false },
         "logging": {}
-    })
+    });
+    match era {
+        Era::Modern(_) => caps["extensions"] = json!({ TASKS_EXTENSION: {} }),
+        Era::Legacy(TASKS_LEGACY_VERSION) => {
+            caps["tasks"] =
+                json!({ "list": {}, "cancel": {}, "requests": { "tools": { "call": {} } } });
+        }
+        Era::Legacy(_) => {}
+    }
+    caps
+}
+
+/// -32021: the request needs the tasks extension, which the client did not declare on it.
+pub fn tasks_extension_required(method: &str) -> WireError {
+    WireError::new(
+        code::MISSING_CAPABILITY,
+        format!(
+            "{method} needs the client capability extensions.{TASKS_EXTENSION} in this request's _meta {META_CAPABILITIES}"
+        ),
+    )
+    .with_data(json!({ "requiredCapabilities": { "extensions": { TASKS_EXTENSION: {} } } }))
 }
 
 /// What the server tells agents about itself.
@@ -266,7 +307,15 @@ mod tests {
     #[test]
     fn a_modern_envelope_needs_capabilities_and_a_known_version() {
         let ok = json!({"_meta": {META_VERSION: "2026-07-28", META_CAPABILITIES: {}}});
-        assert!(matches!(envelope(Some(&ok)), Ok(Envelope::Modern { .. })));
+        assert!(matches!(
+            envelope(Some(&ok)),
+            Ok(Envelope::Modern { tasks: false, .. })
+        ));
+        let tasks = json!({"_meta": {META_VERSION: "2026-07-28", META_CAPABILITIES: {"extensions": {TASKS_EXTENSION: {}}}}});
+        assert!(matches!(
+            envelope(Some(&tasks)),
+            Ok(Envelope::Modern { tasks: true, .. })
+        ));
         let missing = json!({"_meta": {META_VERSION: "2026-07-28"}});
         assert_eq!(
             envelope(Some(&missing)).unwrap_err().code,

@@ -105,3 +105,39 @@ impl fmt::Display for Owner {
         f.write_str(&self.0)
     }
 }
+
+/// An opaque, unguessable task handle: 128 random bits (uuid v4 from the operating system's
+/// random source), written as 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.simple(), f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = NotAnId;
+    /// Only the 32-hex-digit form this server hands out.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        hex.then(|| Uuid::parse_str(s).ok())
+            .flatten()
+            .map(TaskId)
+            .ok_or_else(|| NotAnId(s.to_owned()))
+    }
+}

@@ -1,5 +1,5 @@
 //! The shared nouns of the runtime: ids and owners, session kinds and their options, states
-//! and events, exit statuses, signals, and what a session reports about itself.
+//! and events, exit statuses, signals, tasks, and what a session reports about itself.
 //!
 //! This is the bottom of the crate: it imports nothing from it (`tests/invariants.rs` checks),
 //! and every other module may use it. A stored form that must stay stable on disk belongs to
@@ -13,3 +13,4 @@ pub mod limits;
 pub mod metrics;
 pub mod signal;
 pub mod state;
+pub mod task;

@@ -38,11 +38,11 @@ pub use files::SESSIONS_DIR;
 pub use lock::LOCK_FILE;
 pub use record::{
     DebugRecord, Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead, SpecRecord,
-    StoredAudit, StoredBreakpoint,
+    StoredAudit, StoredBreakpoint, TaskRecord,
 };
 pub use writer::{Ack, Counters, When};
 
-use crate::ids::SessionId;
+use crate::ids::{SessionId, TaskId};
 
 /// Version of the layout; a store written by a newer layout is refused, not guessed at.
 /// 1: transcripts in a sled tree; 2: transcripts in segment files.
@@ -185,6 +185,66 @@ impl Store {
             .retain(|(i, n, _)| !(*i == id && n == name));
         st.pending.blobs.push((id, name.to_owned(), value));
         self.wake(&mut st, when);
+    }
+
+    /// Queues a task's record (`None` removes the task). A task's creation is pushed with
+    /// [`When::Durable`], so its id is handed out only once a restart would find it.
+    pub fn put_task(&self, id: TaskId, record: Option<&TaskRecord>, when: When) {
+        let value = record.map(codec::seal_json);
+        let mut st = self.inner.shared.state.lock();
+        st.pending.tasks.retain(|(i, _)| *i != id);
+        st.pending.tasks.push((id, value));
+        self.wake(&mut st, when);
+    }
+
+    /// A task's record: pending, in flight or on disk. Blocks: call it off the runtime's
+    /// threads.
+    pub fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let queued = {
+            let st = self.inner.shared.state.lock();
+            let is = |(i, _): &&(TaskId, Option<Vec<u8>>)| *i == id;
+            st.pending
+                .tasks
+                .iter()
+                .rfind(is)
+                .or_else(|| st.in_flight.as_ref().and_then(|b| b.tasks.iter().rfind(is)))
+                .map(|(_, v)| v.clone())
+        };
+        let value = match queued {
+            Some(v) => v,
+            None => {
+                let t = &self.inner.shared.tasks;
+                t.read(id).map_err(|e| StoreError::Io {
+                    path: t.root().to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        value
+            .map(|v| codec::open_json(&v))
+            .transpose()
+            .map_err(|e| StoreError::Sled(format!("task {id}: {e}")))
+    }
+
+    /// Every stored task (read at start). Damaged or unreadable ones are logged and left
+    /// out. Blocks.
+    pub fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let t = &self.inner.shared.tasks;
+        let all = t.all().map_err(|e| StoreError::Io {
+            path: t.root().to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(id, read)| {
+                let decoded = read
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| codec::open_json::<TaskRecord>(&v).map_err(|e| e.to_string()));
+                decoded
+                    .map_err(|e| error!(task = %id, error = %e, "a stored task cannot be read; it is left out"))
+                    .ok()
+            })
+            .collect())
     }
 
     /// Queues the removal of everything stored about a session.

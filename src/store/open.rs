@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info, warn};
 
+use super::files::tasks::{TaskFiles, TASKS_DIR};
 use super::files::{SessionFiles, SESSIONS_DIR};
 use super::record::{self, Event, Record, RecordHead};
 use super::{
@@ -92,8 +93,10 @@ impl Store {
             config.segment_bytes,
             config.transcript_cap_bytes,
         );
+        let tasks = TaskFiles::new(dir.join(TASKS_DIR));
         let (trees, schema, quarantined) = open_or_quarantine(config, &dir, &sled_path)?;
         files.create_root().map_err(|e| io_error(files.root(), e))?;
+        tasks.create_root().map_err(|e| io_error(tasks.root(), e))?;
         let migrated_events = if schema < SCHEMA_VERSION {
             migrate_v1(&trees, &files)?
         } else {
@@ -109,8 +112,14 @@ impl Store {
             skipped = skipped.len(),
             "store opened"
         );
-        let (shared, thread) =
-            start_writer(config, trees, files, sled_path, bytes, records.len() as u64)?;
+        let (shared, thread) = start_writer(
+            config,
+            trees,
+            (files, tasks),
+            sled_path,
+            bytes,
+            records.len() as u64,
+        )?;
         let opened = StoreStats {
             path: temp.is_none().then(|| dir.clone()),
             restored: records.len(),
@@ -155,7 +164,7 @@ fn data_dir(
 fn start_writer(
     config: &StoreConfig,
     trees: Trees,
-    files: SessionFiles,
+    (files, tasks): (SessionFiles, TaskFiles),
     sled_path: PathBuf,
     bytes: u64,
     records: u64,
@@ -166,6 +175,7 @@ fn start_writer(
         counters: writer::Counters::default(),
         trees: RwLock::new(Some(Arc::new(trees))),
         files,
+        tasks,
         last_error: Mutex::new(None),
         cap: config.transcript_cap_bytes,
         hold: Mutex::default(),

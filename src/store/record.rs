@@ -14,6 +14,7 @@ use crate::model::kind::{Kind, KindOptions};
 use crate::model::limits::Limits;
 use crate::model::metrics::{LastStop, Metrics, Timings};
 use crate::model::state::StateKind;
+use crate::model::task::TaskStatus;
 use crate::process::{ExitStatus, Rlimits};
 
 /// One session's stored record.
@@ -467,4 +468,35 @@ impl From<StoredStop> for LastStop {
             reason: s.reason,
         }
     }
+}
+
+/// A task as stored: what is needed to answer for it after a restart. The outcome is the
+/// front end's encoding of what the operation returned (opaque here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task id (32 hex digits).
+    pub id: String,
+    /// The principal that created it (only it may see it).
+    pub owner: String,
+    /// What runs (the front end's name for the operation).
+    pub op: String,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// Why it is there, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Created, Unix ms.
+    pub created_ms: u64,
+    /// Last changed, Unix ms.
+    pub updated_ms: u64,
+    /// Kept this long after it was created, ms.
+    pub ttl_ms: u64,
+    /// How often a caller should ask about it, ms.
+    pub poll_ms: u64,
+    /// Whether the result reports a failure of the work itself (a tool error).
+    #[serde(default)]
+    pub tool_error: bool,
+    /// What the operation returned, once it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }

@@ -19,10 +19,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use super::files::tasks::TaskFiles;
 use super::files::{Log, SessionFiles};
 use super::record::{self, Event, Record};
 use super::{codec, StoreError, Trees};
-use crate::ids::SessionId;
+use crate::ids::{SessionId, TaskId};
 
 /// A waiter for the flush that makes its push durable.
 pub type Ack = oneshot::Sender<Result<(), StoreError>>;
@@ -47,6 +48,8 @@ pub(super) struct Changes {
     /// Blob writes in order (`None` deletes).
     pub blobs: Vec<(SessionId, String, Option<Vec<u8>>)>,
     pub purges: Vec<SessionId>,
+    /// Task records sealed for writing, in order (`None` removes the task).
+    pub tasks: Vec<(TaskId, Option<Vec<u8>>)>,
 }
 
 impl Changes {
@@ -55,6 +58,7 @@ impl Changes {
             && self.events.is_empty()
             && self.blobs.is_empty()
             && self.purges.is_empty()
+            && self.tasks.is_empty()
     }
 
     /// Puts an older batch that failed back in front of these (newer) changes.
@@ -85,6 +89,14 @@ impl Changes {
         let mut purges = older.purges;
         purges.append(&mut self.purges);
         self.purges = purges;
+        let newer_tasks = std::mem::take(&mut self.tasks);
+        let mut tasks: Vec<_> = older
+            .tasks
+            .into_iter()
+            .filter(|(id, _)| !newer_tasks.iter().any(|(i, _)| i == id))
+            .collect();
+        tasks.extend(newer_tasks);
+        self.tasks = tasks;
     }
 
     /// Drops a session's oldest pending events beyond `cap` bytes (they would be trimmed
@@ -162,6 +174,7 @@ pub(super) struct Exchange {
     /// The sled trees; `None` while the writer reopens sled after an I/O error.
     pub trees: RwLock<Option<Arc<Trees>>>,
     pub files: SessionFiles,
+    pub tasks: TaskFiles,
     /// The last write error, while writes fail.
     pub last_error: Mutex<Option<String>>,
     /// Transcript bytes kept per session (bounds pending events while writes fail).
@@ -455,10 +468,14 @@ impl Thread {
         let trees = self.trees()?;
         let events = self.append_events(p)?;
         let (records, settled) = self.stage_records(p)?;
-        if !p.events.is_empty() || records.iter().any(|(_, terminal, _)| *terminal) {
+        let staged_tasks = self.stage_tasks(p)?;
+        if !p.events.is_empty() || records.iter().any(|(_, terminal, _)| *terminal) || staged_tasks
+        {
+            // One syncfs: the task files are on the same file system as the transcripts.
             let t = &self.shared.files;
             t.sync().map_err(|e| io_error(t.root(), e))?;
         }
+        self.commit_tasks(p)?;
         self.put_records(&trees, records)?;
         self.put_blobs(&trees, p)?;
         for id in &p.purges {
@@ -516,6 +533,36 @@ impl Thread {
             records.push((*id, terminal, value));
         }
         Ok((records, settled))
+    }
+
+    /// Stages the batch's task records (the newest of each task); true if any was staged.
+    fn stage_tasks(&self, p: &Changes) -> Result<bool, StoreError> {
+        let t = &self.shared.tasks;
+        let mut staged = false;
+        for (i, (id, value)) in p.tasks.iter().enumerate() {
+            let newer = p.tasks[i + 1..].iter().any(|(n, _)| n == id);
+            if let (Some(value), false) = (value, newer) {
+                t.stage(*id, value).map_err(|e| io_error(t.root(), e))?;
+                staged = true;
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Puts the staged (and synced) task records in place and removes expired tasks.
+    fn commit_tasks(&self, p: &Changes) -> Result<(), StoreError> {
+        let t = &self.shared.tasks;
+        for (i, (id, value)) in p.tasks.iter().enumerate() {
+            if p.tasks[i + 1..].iter().any(|(n, _)| n == id) {
+                continue;
+            }
+            match value {
+                Some(_) => t.commit(*id),
+                None => t.remove(*id),
+            }
+            .map_err(|e| io_error(t.root(), e))?;
+        }
+        Ok(())
     }
 
     /// Puts the sealed records in place: a final one's staged file replaces its sled key,
@@ -656,5 +703,6 @@ fn clone(c: &Changes) -> Changes {
         events: c.events.clone(),
         blobs: c.blobs.clone(),
         purges: c.purges.clone(),
+        tasks: c.tasks.clone(),
     }
 }

@@ -40,7 +40,8 @@ pub(super) async fn modern(
     one(state, headers, value, origin, true).await
 }
 
-/// `Mcp-Method` must equal the body's method; `Mcp-Name` the tool name or resource uri; the
+/// `Mcp-Method` must equal the body's method; `Mcp-Name` the tool name, resource uri or task
+/// id; the
 /// version header the body's `_meta` version.
 pub(super) fn check_modern_headers(
     headers: &HeaderMap,
@@ -62,6 +63,7 @@ pub(super) fn check_modern_headers(
     let named = match method {
         "tools/call" | "prompts/get" => params.and_then(|p| p.get("name")),
         "resources/read" => params.and_then(|p| p.get("uri")),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => params.and_then(|p| p.get("taskId")),
         _ => None,
     };
     if let Some(expected) = named.and_then(Value::as_str) {

@@ -61,6 +61,8 @@ pub(crate) struct ToolDef {
     pub(crate) name: &'static str,
     /// The listing entry (name, title, description, schemas, annotations).
     pub(crate) listing: Value,
+    /// Its work can be long: a client may run it as a task.
+    pub(crate) task_support: bool,
     call: Arc<CallFn>,
 }
 
@@ -81,6 +83,14 @@ impl ToolDef {
         ctx: CallCtx,
     ) -> BoxFuture<'static, Result<Outcome, WireError>> {
         (self.call)(args, ctx)
+    }
+
+    /// Marks the tool's work as possibly long: clients may run it as a task
+    /// (`execution.taskSupport: "optional"`).
+    fn long(mut self) -> Self {
+        self.task_support = true;
+        self.listing["execution"] = json!({ "taskSupport": "optional" });
+        self
     }
 }
 
@@ -119,7 +129,8 @@ where
             "destructiveHint": hints.destructive,
             "idempotentHint": hints.idempotent,
             "openWorldHint": false
-        }
+        },
+        "execution": { "taskSupport": "forbidden" }
     });
     let f = Arc::new(f);
     let call = Arc::new(
@@ -149,6 +160,7 @@ where
     ToolDef {
         name,
         listing,
+        task_support: false,
         call,
     }
 }
@@ -243,8 +255,8 @@ fn pid_text(pid: Option<u32>) -> String {
 /// Every tool, in listing order.
 pub(crate) fn all() -> Vec<ToolDef> {
     vec![
-        session_create::def(),
-        session_exec::def(),
+        session_create::def().long(),
+        session_exec::def().long(),
         session_send::def(),
         session_read::def(),
         session_state::def(),
@@ -254,11 +266,11 @@ pub(crate) fn all() -> Vec<ToolDef> {
         session_resume::def(),
         session_snapshot::def(),
         debug_set_breakpoints::def(),
-        debug_continue::def(),
-        debug_step::def(),
+        debug_continue::def().long(),
+        debug_step::def().long(),
         debug_pause::def(),
         debug_evaluate::def(),
-        terminal_send::def(),
+        terminal_send::def().long(),
         terminal_screen::def(),
         terminal_resize::def(),
     ]

@@ -20,9 +20,10 @@ pub(super) struct Args {
     session_id: String,
     /// Shell: a command line (any bash, multi-line allowed). Process: a line for its stdin.
     input: String,
-    /// How long to wait, in ms (default 30000). On timeout the result has timed_out=true and
-    /// the output so far; the command keeps running (read the rest with session_read from
-    /// the returned cursor, or interrupt it with session_signal INT).
+    /// How long to wait, in ms (default 30000; as a task, the most allowed). On timeout the
+    /// result has timed_out=true and the output so far; the command keeps running (read the
+    /// rest with session_read from the returned cursor, or interrupt it with session_signal
+    /// INT).
     timeout_ms: Option<u64>,
     /// Connect the command's stdin to the session so session_send can feed it (default: the
     /// command reads /dev/null, so commands that wait for input fail fast).
@@ -52,9 +53,15 @@ pub(super) fn def() -> ToolDef {
         render,
         |args: Args, ctx| async move {
             let id = session_id(&args.session_id)?;
+            // Nobody waits on a task's request: without a timeout of its own, the command
+            // may run as long as any may.
+            let timeout_ms = args.timeout_ms.or_else(|| {
+                ctx.as_task
+                    .then(|| ctx.handle.config().session.max_exec_timeout_ms)
+            });
             let exec = Exec {
                 input: args.input,
-                timeout_ms: args.timeout_ms,
+                timeout_ms,
                 interactive: args.interactive,
             };
             run(id, exec, ctx).await

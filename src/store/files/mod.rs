@@ -9,6 +9,7 @@
 //! segment deleted under it as trimmed.
 
 pub(crate) mod frame;
+pub(crate) mod tasks;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
