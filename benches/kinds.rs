@@ -2,7 +2,9 @@
 //! a shell, and an echo turn of the test suite's fake agent), and runtime memory per idle
 //! session of each kind: the heap bytes the runtime holds for them (a counting allocator;
 //! exact, whatever the allocator reuses) and VmRSS growth (coarse). The children are separate
-//! processes and are not counted.
+//! processes and are not counted. A terminal session (the default: the configured shell,
+//! interactive, under a 120 x 40 screen) is measured idle, its scrollback (2,000 lines) still
+//! empty; `benches/terminal.rs` measures one whose scrollback is full, its worst case.
 //!
 //! A debug session's step round trip (`debug_step` over, the stop looked up with the top
 //! frame's locals) and its runtime memory are measured on the interpreter `BENCH_PYTHON`
@@ -12,9 +14,7 @@
 //! `BENCH_SESSIONS` (default 200) and `BENCH_DEBUG_SESSIONS` (default 40; each one is three
 //! Python processes) size it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::SystemRunner;
 use stablehand::session::kind::DebugOptions;
@@ -22,62 +22,8 @@ use stablehand::session::messages::{CreateRequest, DebugStatus, Exec, Step};
 use stablehand::session::Kind;
 use stablehand::{Config, Handle, Runtime};
 
-/// Live heap bytes of this process.
-static HEAP: AtomicIsize = AtomicIsize::new(0);
-
-/// The system allocator, counting live bytes.
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            HEAP.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            HEAP.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        HEAP.fetch_sub(layout.size() as isize, Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            HEAP.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
+mod common;
+use common::{env, idle_memory};
 
 fn request(kind: Kind) -> CreateRequest {
     let command = match kind {
@@ -158,28 +104,6 @@ fn round_trip(sys: &SystemRunner, h: &Handle, kind: Kind, input: &str, n: usize)
     })
 }
 
-/// Runtime memory per idle session of `kind`, in KiB: (heap, VmRSS growth).
-fn idle_memory(sys: &SystemRunner, h: &Handle, kind: Kind, n: usize) -> (f64, f64) {
-    sys.block_on(async {
-        // The store's pending set is written once per flush interval (1 s); settle first.
-        let settle = Duration::from_millis(1500);
-        tokio::time::sleep(settle).await;
-        let (rss, heap) = (rss_kib(), HEAP.load(Relaxed));
-        let mut ids = Vec::with_capacity(n);
-        for _ in 0..n {
-            ids.push(h.create(request(kind)).await.expect("create").session_id);
-        }
-        tokio::time::sleep(settle).await;
-        let (rss_after, heap_after) = (rss_kib(), HEAP.load(Relaxed));
-        for id in ids {
-            h.end(id, Default::default()).await.expect("end");
-        }
-        let heap_kib = (heap_after - heap) as f64 / 1024.0 / n as f64;
-        let rss_kib = rss_after.saturating_sub(rss) as f64 / n as f64;
-        (heap_kib, rss_kib)
-    })
-}
-
 fn main() {
     let execs = env("BENCH_EXECS", 3000);
     let sessions = env("BENCH_SESSIONS", 200);
@@ -193,7 +117,7 @@ fn main() {
     let h = rt.handle();
     // Memory first, after one throw-away round that grows the runtime's own structures
     // (index, store, allocator arenas), so the first kind measured does not pay for them.
-    idle_memory(&sys, &h, Kind::Process, sessions);
+    idle_memory(&sys, &h, sessions, || request(Kind::Process));
     println!("| kind | sessions | runtime heap per idle session | VmRSS growth per session |\n|---|---|---|---|");
     let debug_sessions = env("BENCH_DEBUG_SESSIONS", 40);
     for (kind, n) in [
@@ -201,9 +125,10 @@ fn main() {
         (Kind::Process, sessions),
         (Kind::Repl, sessions),
         (Kind::Agent, sessions),
+        (Kind::Terminal, sessions),
         (Kind::Debug, debug_sessions),
     ] {
-        let (heap, rss) = idle_memory(&sys, &h, kind, n);
+        let (heap, rss) = idle_memory(&sys, &h, n, || request(kind));
         println!("| {kind} | {n} | {heap:.2} KiB | {rss:.2} KiB |");
     }
     let shell = round_trip(&sys, &h, Kind::Shell, "true", execs);
