@@ -190,7 +190,7 @@ impl Handler<TerminalSend> for Session {
                 }
                 let wake = match &until {
                     Until::Shows(re) => {
-                        if re.is_match(&watched.borrow().rows().join("\n")) {
+                        if re.is_match(&watched.borrow().rendered().text) {
                             return true;
                         }
                         deadline

@@ -104,6 +104,17 @@ pub(crate) struct Screen {
     pub(crate) output_seen: u64,
     /// Lines of scrollback kept at most.
     scrollback_cap: usize,
+    /// The visible rows as text and joined by newlines, at the generation they were
+    /// rendered: a screen is rendered once however often it is looked at.
+    rendered: RefCell<Option<(u64, Rc<Rendered>)>>,
+}
+
+/// The visible rows as text, trailing blanks trimmed, and the same joined by newlines (what
+/// a `wait_for` pattern is matched against).
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    pub rows: Vec<String>,
+    pub text: String,
 }
 
 impl std::fmt::Debug for Screen {
@@ -146,6 +157,7 @@ impl Screen {
             last_rows: Vec::new(),
             output_seen: 0,
             scrollback_cap: scrollback,
+            rendered: RefCell::new(None),
         }
     }
 
@@ -178,9 +190,24 @@ impl Screen {
 
     /// The visible rows as text, trailing blanks trimmed.
     pub(crate) fn rows(&self) -> Vec<String> {
-        (0..self.term.screen_lines() as i32)
+        self.rendered().rows.clone()
+    }
+
+    /// The visible rows rendered, once per generation.
+    pub(crate) fn rendered(&self) -> Rc<Rendered> {
+        let mut cache = self.rendered.borrow_mut();
+        if let Some((generation, r)) = cache.as_ref() {
+            if *generation == self.generation {
+                return Rc::clone(r);
+            }
+        }
+        let rows: Vec<String> = (0..self.term.screen_lines() as i32)
             .map(|l| self.line_text(Line(l)))
-            .collect()
+            .collect();
+        let text = rows.join("\n");
+        let r = Rc::new(Rendered { rows, text });
+        *cache = Some((self.generation, Rc::clone(&r)));
+        r
     }
 
     /// Up to `n` lines of scrollback, oldest first.
