@@ -11,10 +11,12 @@
 #    picks, and reads the real address from its log line.
 # 3. Runs, side by side, the whole active suite with tests/conformance/expected-failures.yml as
 #    the baseline (scenarios that need fixture tools, resources or prompts stablehand does not
-#    have) and each required scenario alone with no baseline, so each of those must pass.
+#    have) and each required scenario alone with no baseline, so each of those must pass; and,
+#    meanwhile, tests/typescript/tasks.mjs: the official TypeScript SDK's client running tool
+#    calls as tasks (callToolStream, getTask, listTasks, cancelTask).
 # 4. Stops the server with SIGTERM (also on any early exit; it must exit 0), prints a table and
-#    a closing "N passed, M failed" line (6 required scenarios + the active suite + the clean
-#    stop), and exits non-zero if anything failed.
+#    a closing "N passed, M failed" line (6 required scenarios + the active suite + the SDK's
+#    tasks + the clean stop), and exits non-zero if anything failed.
 # Outputs: target/conformance/ (server.log, one .txt per run, results/*/checks.json).
 # Needs: bash, flock, sha256sum, and npm once (to install the tools; a warm npm cache is enough).
 set -euo pipefail
@@ -153,12 +155,18 @@ passed=0
 declare -A pids req_rc req_checks
 run_suite active --expected-failures "$EXPECTED" &
 pids[active]=$!
+# The official TypeScript SDK's client drives tasks (tests/typescript/tasks.mjs) meanwhile.
+MCP_SDK_DIR="$PWD/$TOOLS/node_modules/@modelcontextprotocol/sdk" \
+    "$NODE" tests/typescript/tasks.mjs "$URL" >"$OUT/typescript-sdk-tasks.txt" 2>&1 &
+pids[ts]=$!
 for s in "${REQUIRED[@]}"; do
     run_suite "$s" --scenario "$s" &
     pids[$s]=$!
 done
 active_rc=0
 wait "${pids[active]}" || active_rc=$?
+ts_rc=0
+wait "${pids[ts]}" || ts_rc=$?
 for s in "${REQUIRED[@]}"; do
     rc=0
     wait "${pids[$s]}" || rc=$?
@@ -212,6 +220,16 @@ else
 fi
 printf '%-28s %-6s %s\n' "active suite (baseline)" "$result" \
     "$n_pass passed, $n_xfail expected failures, ${#unexpected[@]} unexpected failures, ${#stale[@]} stale baseline entries"
+if [[ $ts_rc -eq 0 ]]; then
+    result=PASS
+    passed=$((passed + 1))
+else
+    result=FAIL
+    failed=$((failed + 1))
+    tail -n 5 "$OUT/typescript-sdk-tasks.txt" >&2
+fi
+printf '%-28s %-6s %s\n' "typescript sdk: tasks" "$result" \
+    "$(grep -c '^ok ' "$OUT/typescript-sdk-tasks.txt" || true) checks passed (log: $OUT/typescript-sdk-tasks.txt)"
 if [[ $server_rc -eq 0 ]]; then
     result=PASS
     passed=$((passed + 1))
