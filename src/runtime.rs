@@ -245,6 +245,13 @@ impl Handle {
             .ok_or_else(|| no_process("be messaged", &entry))
     }
 
+    /// Changes of one of this owner's sessions (its output grew, its state changed): the
+    /// value counts them. It follows the session across a resume and closes when the session
+    /// is purged.
+    pub fn changes(&self, id: SessionId) -> Result<tokio::sync::watch::Receiver<u64>> {
+        Ok(self.index.get(&self.owner, id)?.shared.changes())
+    }
+
     /// Creates a session (or returns the live one with the same name) and waits until it is
     /// Ready.
     pub async fn create(&self, req: CreateRequest) -> Result<SessionInfo> {

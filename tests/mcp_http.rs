@@ -27,14 +27,23 @@ fn legacy_sessions_are_issued_required_and_ended() {
     assert_eq!(status, 404);
     let (status, _, _) = s.request(
         "GET",
-        &[("Mcp-Session-Id", &sid), ("Accept", "text/event-stream")],
+        &[("Mcp-Session-Id", &sid), ("Accept", "application/json")],
         b"",
     );
-    assert_eq!(status, 405);
+    assert_eq!(
+        status, 406,
+        "GET opens an event stream (tests/subscriptions.rs)"
+    );
     let (status, _, _) = s.request("DELETE", &[("Mcp-Session-Id", &sid)], b"");
     assert_eq!(status, 204);
     let (status, _) = s.legacy(&sid, 5, "ping", json!({}));
     assert_eq!(status, 404, "a deleted session is gone");
+    let (status, _, _) = s.request(
+        "GET",
+        &[("Mcp-Session-Id", &sid), ("Accept", "text/event-stream")],
+        b"",
+    );
+    assert_eq!(status, 404, "so is its event stream");
 }
 
 #[test]

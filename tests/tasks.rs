@@ -333,7 +333,31 @@ fn a_2026_07_28_client_that_accepts_tasks_gets_one_for_long_work_and_polls_its_r
     assert_eq!(got["result"]["resultType"], "complete");
     assert_eq!(got["result"]["status"], "working");
     assert!(got["result"].get("result").is_none());
+    // Its notifications come through subscriptions/listen only: its state now, then its end.
+    s.send(&json!({"jsonrpc": "2.0", "id": 50, "method": "subscriptions/listen", "params": {
+        "notifications": {"taskIds": [id]},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS_EXT: {}}}}}}));
+    let ack = s.recv();
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(ack["params"]["notifications"]["taskIds"], json!([id]));
+    let now = s.recv();
+    assert_eq!(now["method"], "notifications/tasks", "{now}");
+    assert_eq!(now["params"]["status"], "working");
+    assert_eq!(
+        now["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        50
+    );
     release(&gate, "go");
+    let end = s.recv();
+    assert_eq!(end["params"]["status"], "completed", "{end}");
+    assert_eq!(
+        end["params"]["result"]["structuredContent"]["stdout"],
+        "got-go\n"
+    );
+    s.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 50}}));
     let done = poll_until_over(&mut s, &id, 100);
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["result"]["structuredContent"]["stdout"], "got-go\n");

@@ -24,6 +24,7 @@ mod shell;
 mod soak;
 mod state_machine;
 mod store;
+mod subscriptions;
 mod supervision;
 mod tasks;
 mod terminal_kind;

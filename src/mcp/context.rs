@@ -1,10 +1,13 @@
 //! What a method or tool call knows about its request: who asks, in which era, how to send
 //! notifications back on the request's channel, and whether the client cancelled it.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::events::EventStream;
 use super::protocol::{log_rank, Era};
 use crate::Handle;
 
@@ -27,28 +30,76 @@ pub(crate) struct CallCtx {
     pub(crate) client_tasks: bool,
     /// The call runs as a task (or may become one): nobody waits on the request.
     pub(crate) as_task: bool,
+    /// The request's JSON-RPC id.
+    pub(crate) request_id: Value,
 }
 
-/// Sends JSON-RPC notifications to the transport that carries the request.
+/// Sends JSON-RPC notifications to the transport that carries the request, or to a
+/// connection's stream of its own.
 #[derive(Debug, Clone)]
-pub(crate) struct Notifier(Option<mpsc::UnboundedSender<String>>);
+pub(crate) struct Notifier(Sink);
+
+#[derive(Debug, Clone)]
+enum Sink {
+    None,
+    Channel(mpsc::UnboundedSender<String>),
+    /// A channel this notifier does not keep open (its holder outlives the request).
+    Weak(mpsc::WeakUnboundedSender<String>),
+    /// A handshake-era HTTP session's event stream (the GET stream).
+    Stream(Arc<EventStream>),
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Self::none()
+    }
+}
 
 impl Notifier {
     /// A notifier delivering to `tx`.
     pub(crate) fn new(tx: mpsc::UnboundedSender<String>) -> Self {
-        Self(Some(tx))
+        Self(Sink::Channel(tx))
     }
 
     /// A notifier that drops everything (no channel back to the client).
     pub(crate) fn none() -> Self {
-        Self(None)
+        Self(Sink::None)
+    }
+
+    /// A notifier appending to a session's event stream.
+    pub(crate) fn stream(events: Arc<EventStream>) -> Self {
+        Self(Sink::Stream(events))
+    }
+
+    /// The same destination without keeping a channel open: for what outlives the request
+    /// (a task's end, a subscription), so that a closing connection is not held up.
+    pub(crate) fn detached(&self) -> Self {
+        match &self.0 {
+            Sink::Channel(tx) => Self(Sink::Weak(tx.downgrade())),
+            other => Self(other.clone()),
+        }
+    }
+
+    /// The event stream this notifier appends to, if it is one.
+    pub(crate) fn events(&self) -> Option<&Arc<EventStream>> {
+        match &self.0 {
+            Sink::Stream(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// Sends one notification; false when the client is gone.
     pub(crate) fn send(&self, method: &str, params: Value) -> bool {
-        let Some(tx) = &self.0 else { return false };
-        let msg = json!({ "jsonrpc": "2.0", "method": method, "params": params });
-        tx.send(msg.to_string()).is_ok()
+        let msg = || json!({ "jsonrpc": "2.0", "method": method, "params": params }).to_string();
+        match &self.0 {
+            Sink::None => false,
+            Sink::Channel(tx) => tx.send(msg()).is_ok(),
+            Sink::Weak(tx) => tx.upgrade().is_some_and(|tx| tx.send(msg()).is_ok()),
+            Sink::Stream(s) => {
+                s.push(msg());
+                true
+            }
+        }
     }
 }
 

@@ -51,9 +51,55 @@ pub struct ConnState {
     log_level: AtomicUsize,
     /// Requests in flight, by id, for `notifications/cancelled`.
     inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// Where notifications that belong to no request go (resource updates, task status):
+    /// the stdio connection (not held open by this), or an HTTP session's event stream.
+    sink: Notifier,
+    /// Live resource subscriptions (`resources/subscribe`), by uri.
+    subscriptions: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        self.end_subscriptions();
+    }
 }
 
 impl ConnState {
+    /// A connection whose notifications outside requests go to `sink`.
+    pub(crate) fn with_sink(sink: Notifier) -> Self {
+        let mut conn = Self::default();
+        conn.sink = sink.detached();
+        conn
+    }
+
+    /// Where notifications outside requests go.
+    pub(crate) fn sink(&self) -> &Notifier {
+        &self.sink
+    }
+
+    /// Keeps the task `watcher` of a subscription to `uri` (ending one it replaces).
+    pub(crate) fn subscribe(&self, uri: String, watcher: tokio::task::AbortHandle) {
+        if let Some(old) = self.subscriptions.lock().insert(uri, watcher) {
+            old.abort();
+        }
+    }
+
+    /// Ends the subscription to `uri`; false when there was none.
+    pub(crate) fn unsubscribe(&self, uri: &str) -> bool {
+        self.subscriptions
+            .lock()
+            .remove(uri)
+            .map(|w| w.abort())
+            .is_some()
+    }
+
+    /// Ends every subscription (the connection closes).
+    pub(crate) fn end_subscriptions(&self) {
+        for (_, w) in self.subscriptions.lock().drain() {
+            w.abort();
+        }
+    }
+
     /// The negotiated version, if the handshake happened.
     pub fn version(&self) -> Option<&'static str> {
         *self.version.lock()
@@ -252,6 +298,7 @@ impl McpServer {
             cancel: cancel.clone(),
             client_tasks,
             as_task: false,
+            request_id: id.clone(),
         };
         let response = self
             .call_method(&id, &method, params, ctx, origin.conn.clone())

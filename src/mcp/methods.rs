@@ -13,7 +13,7 @@ use super::params::{ctx, finish, invalid_params, page_offset, parse, rpc_error};
 use super::protocol::{self, decorate, Cache};
 use super::tasks::{self, TaskParam};
 use super::tools::Outcome;
-use super::{resources, ToolTable};
+use super::{resources, subscriptions, ToolTable};
 
 /// Tools per page of `tools/list`.
 const TOOLS_PAGE: usize = 100;
@@ -58,6 +58,15 @@ pub(super) fn module(shared: ToolTable) -> RpcModule<ToolTable> {
     });
     reg(&mut m, "resources/read", |p, _, e| {
         Box::pin(resources::read(p, e))
+    });
+    reg(&mut m, "resources/subscribe", |p, _, e| {
+        Box::pin(async move { subscriptions::subscribe(&p, &e) })
+    });
+    reg(&mut m, "resources/unsubscribe", |p, _, e| {
+        Box::pin(async move { subscriptions::unsubscribe(&p, &e) })
+    });
+    reg(&mut m, "subscriptions/listen", |p, _, e| {
+        Box::pin(subscriptions::listen(p, e))
     });
     tasks::register(&mut m);
     m

@@ -14,12 +14,14 @@
 mod context;
 mod dispatch;
 mod door;
+mod events;
 pub mod http;
 mod methods;
 mod params;
 pub mod protocol;
 mod resources;
 pub mod stdio;
+mod subscriptions;
 mod tasks;
 mod tools;
 

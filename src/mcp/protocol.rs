@@ -238,7 +238,7 @@ pub fn server_info() -> Value {
 pub fn capabilities(era: &Era) -> Value {
     let mut caps = json!({
         "tools": { "listChanged": false },
-        "resources": { "subscribe": false, "listChanged": false },
+        "resources": { "subscribe": true, "listChanged": false },
         "logging": {}
     });
     match era {

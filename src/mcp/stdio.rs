@@ -34,7 +34,7 @@ where
 {
     let (tx, rx) = mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(write_lines(rx, output));
-    let conn = Arc::new(ConnState::default());
+    let conn = Arc::new(ConnState::with_sink(Notifier::new(tx.clone())));
     let era: Arc<Mutex<Option<Era>>> = Arc::default();
     let all = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(MAX_INFLIGHT));
@@ -74,6 +74,7 @@ where
     }
     tracing::info!("stdin closed: cancelling in-flight requests");
     all.cancel();
+    conn.end_subscriptions();
     // Wait for the in-flight requests to wind down (cancelled execs interrupt their command).
     let _ = permits.acquire_many(MAX_INFLIGHT as u32).await;
     drop(tx);

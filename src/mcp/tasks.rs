@@ -98,7 +98,11 @@ pub(super) async fn call_legacy(
     }
     let mut work_ctx = ctx.clone();
     work_ctx.as_task = true;
-    let task = start(tool, args, work_ctx, task.ttl, Some(ctx.notify.clone())).await?;
+    // The status notification goes where notifications outside requests go.
+    let notify = ext
+        .get::<Arc<super::dispatch::ConnState>>()
+        .map_or_else(|| ctx.notify.detached(), |c| c.sink().clone());
+    let task = start(tool, args, work_ctx, task.ttl, Some(notify)).await?;
     let result = json!({ "task": legacy_task(&task) });
     Ok(finish(ext, object(result), Cache::None))
 }
@@ -273,38 +277,48 @@ async fn get(params: Params<'static>, ext: Extensions) -> RpcResult {
     needs_extension(&ext, "tasks/get")?;
     let p: ById = parse(&params, "tasks/get")?;
     let ctx = ctx(&ext);
-    let tasks = ctx.handle.tasks();
-    let task = tasks
-        .get(ctx.handle.owner(), &p.task_id)
-        .map_err(task_error)?;
     if !ctx.era.is_modern() {
+        let tasks = ctx.handle.tasks();
+        let task = tasks
+            .get(ctx.handle.owner(), &p.task_id)
+            .map_err(task_error)?;
         return Ok(finish(&ext, object(legacy_task(&task)), Cache::None));
     }
-    let mut result = modern_task(&task);
-    if task.status.is_terminal() {
-        let (_, outcome) = tasks
-            .outcome(ctx.handle.owner(), &p.task_id)
-            .await
-            .map_err(task_error)?;
-        match (task.status, outcome.map(|o| decode(&o))) {
-            (TaskStatus::Completed, Some(Ok(result_or_error))) => {
-                result.extend(result_or_error);
-            }
-            (TaskStatus::Failed, Some(Ok(result_or_error))) => result.extend(result_or_error),
-            (TaskStatus::Failed, None) => {
-                let message = task
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| DIED_WITH_SERVER.into());
-                result.insert(
-                    "error".into(),
-                    json!({ "code": code::INTERNAL_ERROR, "message": message }),
-                );
-            }
-            _ => {}
-        }
-    }
+    let result = detailed(&ctx.handle, ctx.handle.owner(), &p.task_id).await?;
     Ok(finish(&ext, result, Cache::None))
+}
+
+/// `owner`'s task `id` as 2026-07-28 shows it (`tasks/get`, `notifications/tasks`): with
+/// the result or the error once it is over.
+pub(super) async fn detailed(
+    handle: &crate::Handle,
+    owner: &crate::Owner,
+    id: &str,
+) -> Result<Map<String, Value>, ErrorObjectOwned> {
+    let tasks = handle.tasks();
+    let task = tasks.get(owner, id).map_err(task_error)?;
+    let mut result = modern_task(&task);
+    if !task.status.is_terminal() {
+        return Ok(result);
+    }
+    let (_, outcome) = tasks.outcome(owner, id).await.map_err(task_error)?;
+    match (task.status, outcome.map(|o| decode(&o))) {
+        (TaskStatus::Completed | TaskStatus::Failed, Some(Ok(result_or_error))) => {
+            result.extend(result_or_error);
+        }
+        (TaskStatus::Failed, None) => {
+            let message = task
+                .message
+                .clone()
+                .unwrap_or_else(|| DIED_WITH_SERVER.into());
+            result.insert(
+                "error".into(),
+                json!({ "code": code::INTERNAL_ERROR, "message": message }),
+            );
+        }
+        _ => {}
+    }
+    Ok(result)
 }
 
 /// The stored outcome as `{"result": …}` or `{"error": …}`.

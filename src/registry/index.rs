@@ -96,7 +96,10 @@ impl Index {
     pub(crate) fn insert(&self, entry: Entry) {
         let id = entry.shared.id;
         let mut map = self.map.write();
-        map.shared.insert(id, entry.shared);
+        if let Some(old) = map.shared.insert(id, entry.shared) {
+            // A resumed session keeps its watchers.
+            map.shared[&id].adopt_watchers(&old);
+        }
         match entry.addr {
             Some(addr) => map.addrs.insert(id, addr),
             None => map.addrs.remove(&id),

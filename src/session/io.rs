@@ -130,6 +130,7 @@ impl Session {
                 self.output_arrived(ctx);
             }
             self.changed.notify_waiters();
+            self.shared.changed();
         }
     }
 

@@ -3,9 +3,11 @@
 //! lookups, listing and eviction decisions avoid actor round trips.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::{Kind, StateKind};
 use crate::ids::{Owner, SessionId};
@@ -34,6 +36,9 @@ pub struct Shared {
     /// When the session settled (Ended, Failed or Suspended), ms since the epoch; 0 = not.
     settled_ms: AtomicU64,
     pid: AtomicU32,
+    /// Counts changes (output, state) once somebody watches; made by the first watcher, so
+    /// an unwatched session pays one atomic load per change.
+    changes: OnceLock<watch::Sender<u64>>,
 }
 
 /// A listing row, read from the index without messaging the session.
@@ -81,6 +86,7 @@ impl Shared {
             last_active_seq: AtomicU64::new(next_activity()),
             settled_ms: AtomicU64::new(0),
             pid: AtomicU32::new(0),
+            changes: OnceLock::new(),
         }
     }
 
@@ -124,6 +130,7 @@ impl Shared {
             last_active_seq: AtomicU64::new(next_activity()),
             settled_ms: AtomicU64::new(0),
             pid: AtomicU32::new(0),
+            changes: OnceLock::new(),
         }
     }
 
@@ -149,6 +156,28 @@ impl Shared {
 
     pub(crate) fn set_state(&self, state: StateKind) {
         self.state.store(state.code(), Ordering::Release);
+        self.changed();
+    }
+
+    /// Changes of the session (its output grew or its state changed): the value counts them.
+    /// Closed when this summary goes (the session was purged, or resumed under a new one).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.get_or_init(|| watch::channel(0).0).subscribe()
+    }
+
+    /// Takes over `old`'s watchers (the summary of the same session it replaces).
+    pub(crate) fn adopt_watchers(&self, old: &Shared) {
+        if let Some(tx) = old.changes.get() {
+            let _ = self.changes.set(tx.clone());
+            self.changed();
+        }
+    }
+
+    /// Tells watchers the session changed.
+    pub(crate) fn changed(&self) {
+        if let Some(tx) = self.changes.get() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// Last activity, ms since the Unix epoch.

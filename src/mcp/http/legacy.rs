@@ -22,9 +22,17 @@ pub(super) async fn expire_sessions(state: std::sync::Weak<HttpState>) {
             ids.iter().filter_map(|id| sessions.remove(id)).collect()
         };
         for s in expired {
+            close_stream(&s);
             tracing::info!(owner = %s.owner, "protocol session expired");
             end_owned(&state, &s).await;
         }
+    }
+}
+
+/// Ends the GET stream of a protocol session that is gone.
+fn close_stream(session: &LegacySession) {
+    if let Some(events) = session.conn.sink().events() {
+        events.close();
     }
 }
 
@@ -45,10 +53,13 @@ pub(super) async fn end_owned(state: &HttpState, session: &LegacySession) {
     }
 }
 
-pub(super) async fn get_or_delete(state: &HttpState, req: &Request<Incoming>) -> Response<Body> {
+pub(super) async fn get_or_delete(
+    state: &Arc<HttpState>,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     let version = header(req.headers(), "mcp-protocol-version");
-    if version.is_some_and(|v| protocol::known_legacy(v).is_none()) || req.method() == Method::GET {
-        // Modern: POST only. Legacy GET: this server has no standalone SSE stream.
+    if version.is_some_and(|v| protocol::known_legacy(v).is_none()) {
+        // Modern: POST only (a subscription is a subscriptions/listen POST).
         return status(
             StatusCode::METHOD_NOT_ALLOWED,
             "only POST is supported here",
@@ -59,12 +70,16 @@ pub(super) async fn get_or_delete(state: &HttpState, req: &Request<Incoming>) ->
         return rpc_status(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
-            "DELETE needs an Mcp-Session-Id header".into(),
+            format!("{} needs an Mcp-Session-Id header", req.method()),
         );
     };
+    if req.method() == Method::GET {
+        return get_stream(state, req.headers(), sid);
+    }
     let removed = state.sessions.write().remove(sid);
     match removed {
         Some(s) => {
+            close_stream(&s);
             end_owned(state, &s).await;
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
@@ -77,6 +92,71 @@ pub(super) async fn get_or_delete(state: &HttpState, req: &Request<Incoming>) ->
             format!("unknown or expired Mcp-Session-Id {sid:?}"),
         ),
     }
+}
+
+/// The standalone GET stream of protocol session `sid`: its notifications outside requests
+/// (resource updates, task status) as numbered events, first those after `Last-Event-ID`
+/// that are still kept, then live ones. A new stream takes over from an older one.
+fn get_stream(state: &Arc<HttpState>, headers: &HeaderMap, sid: &str) -> Response<Body> {
+    if !header(headers, "accept").is_some_and(|a| accepts(a, "text/event-stream", false)) {
+        return rpc_status(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "GET opens an event stream: send Accept: text/event-stream".into(),
+        );
+    }
+    let Some(session) = state.sessions.read().get(sid).cloned() else {
+        return rpc_status(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            format!("unknown or expired Mcp-Session-Id {sid:?}; initialize again"),
+        );
+    };
+    let Some(events) = session.conn.sink().events().cloned() else {
+        return status(StatusCode::METHOD_NOT_ALLOWED, "no event stream here").with_allow();
+    };
+    let resume = header(headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
+    let ticket = events.attach();
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let state = Arc::clone(state);
+    crate::runtime::spawn_here(async move {
+        // A client that loses the stream should come back soon, with Last-Event-ID.
+        if tx
+            .send(Bytes::from_static(b"retry: 3000\n\n"))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut cursor = resume;
+        let mut keepalive = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            let changed = events.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !events.is_attached(ticket) {
+                return; // a newer stream took over
+            }
+            for (id, message) in events.after(cursor) {
+                let event = format!("id: {id}\n{}", sse_event(&message));
+                if tx.send(Bytes::from(event)).await.is_err() {
+                    return;
+                }
+                cursor = Some(id);
+            }
+            // An open stream keeps its protocol session alive.
+            session.last_seen.store(state.now_ms(), Ordering::Relaxed);
+            tokio::select! {
+                () = &mut changed => {}
+                _ = keepalive.tick() => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    event_stream_response(rx)
 }
 
 pub(super) async fn legacy(
@@ -144,7 +224,7 @@ pub(super) async fn initialize(
         None => Owner::default(),
     };
     let session = Arc::new(LegacySession {
-        conn: Arc::new(ConnState::default()),
+        conn: Arc::new(ConnState::with_sink(Notifier::stream(Arc::default()))),
         owner,
         own_principal,
         last_seen: AtomicU64::new(state.now_ms()),

@@ -439,7 +439,12 @@ fn spawn_call(
     origin: Origin,
 ) -> tokio::task::JoinHandle<Option<String>> {
     let server = state.server.clone();
-    let limit = Duration::from_millis(state.config.request_timeout_ms);
+    // A subscription lasts as long as its client keeps the stream open.
+    let limit = if method == "subscriptions/listen" {
+        Duration::MAX
+    } else {
+        Duration::from_millis(state.config.request_timeout_ms)
+    };
     let timeout_id = id.clone();
     crate::runtime::spawn_here(async move {
         match tokio::time::timeout(limit, server.request(id, method, params, origin)).await {

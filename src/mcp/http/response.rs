@@ -49,6 +49,11 @@ pub(super) fn sse(
             }
         }
     });
+    event_stream_response(rx)
+}
+
+/// A `text/event-stream` response whose body is what arrives on `rx`.
+pub(super) fn event_stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -58,6 +63,7 @@ pub(super) fn sse(
         .status(StatusCode::OK)
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-store")
+        .header("x-accel-buffering", "no")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .expect("valid response")
 }
