@@ -564,3 +564,43 @@ fn a_task_is_its_principals_alone_and_mcp_name_must_be_its_id() {
     assert_eq!(status, 400);
     assert!(error_of(&got).1.contains("Mcp-Name"), "{got}");
 }
+
+#[test]
+fn a_task_is_purged_from_memory_and_disk_once_its_ttl_has_run_out() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    let (mut s, _) = stdio_at("2025-11-25", &["--data-dir", dir.to_str().unwrap()]);
+    let sid = shell_id(&mut s, 1);
+    let r = s.call(
+        2,
+        "tools/call",
+        json!({"name": "session_exec", "arguments": {"session_id": sid, "input": "echo brief"}, "task": {"ttl": 300}}),
+    );
+    let id = r["result"]["task"]["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(r["result"]["task"]["ttl"], 300);
+    let done = s.call(3, "tasks/result", json!({"taskId": id}));
+    assert_eq!(
+        done["result"]["structuredContent"]["stdout"], "brief\n",
+        "{done}"
+    );
+    assert!(
+        dir.join("tasks").join(&id).exists(),
+        "stored while it lives"
+    );
+    let start = std::time::Instant::now();
+    for n in 4.. {
+        let got = s.call(n, "tasks/get", json!({"taskId": id}));
+        if got.get("error").is_some() {
+            assert_eq!(error_of(&got).0, -32602, "{got}");
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "the task outlived its ttl: {got}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The file goes with the next write of the store (at most a flush interval later).
+    let gone = dir.join("tasks").join(&id);
+    while gone.exists() {
+        assert!(start.elapsed() < LIMIT, "the task's file outlived its ttl");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

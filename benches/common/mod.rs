@@ -2,6 +2,9 @@
 //! heap bytes of the process, exact whatever the allocator reuses), VmRSS, size knobs from
 //! the environment, and the idle-memory measurement itself.
 
+// Each bench that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Duration;
