@@ -400,19 +400,19 @@ fn subscriptions_listen_acknowledges_first_then_sends_tagged_updates_over_http_a
         ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
         9
     );
-    let r = call(
-        &mut io,
-        10,
-        "tools/call",
-        json!({"name": "session_exec", "arguments": {"session_id": sid, "input": "echo x"}}),
-        false,
-    );
+    let exec = json!({"name": "session_exec", "arguments": {"session_id": sid, "input": "echo x"}, "_meta": modern_meta(false)});
+    io.send(&json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": exec}));
+    // The update may come before the exec's answer or after it.
+    let (r, mut notes) = io.response(10);
     assert_eq!(r["result"]["structuredContent"]["stdout"], "x\n");
     let update = loop {
-        let m = io.recv();
-        if m["method"] == "notifications/resources/updated" {
-            break m;
+        let found = notes
+            .iter()
+            .position(|m| m["method"] == "notifications/resources/updated");
+        if let Some(i) = found {
+            break notes.swap_remove(i);
         }
+        notes.push(io.recv());
     };
     assert_eq!(update["params"]["uri"], state_uri.as_str());
     assert_eq!(

@@ -270,8 +270,10 @@ async fn press(h: &Handle, id: SessionId, keys: &[&str]) -> TerminalView {
     bounded(LIMIT, h.terminal_send(id, req)).await.unwrap()
 }
 
-/// Proves the shell reads its own input again (the full-screen program is gone).
+/// Proves the shell reads its own input again (the full-screen program is gone); whatever
+/// was left on its command line is cleared first.
 async fn back_at_the_shell(h: &Handle, id: SessionId) {
+    press(h, id, &["ctrl-u"]).await;
     let v = type_until(h, id, "echo back-$((6*7))\n", r"(?m)^back-42$").await;
     assert!(!v.alternate_screen, "{:#?}", v.screen);
 }
@@ -305,7 +307,24 @@ fn less_pages_and_searches_a_long_file_and_q_returns_to_the_shell() {
         assert!(!v.screen.iter().any(|r| r == "line 1"), "{:#?}", v.screen);
         let v = type_until(&h, id, "/line 777\n", r"(?m)^line 778$").await;
         assert_eq!(v.screen[0], "line 777", "{:#?}", v.screen);
-        press(&h, id, &["q"]).await;
+        // top drops keys that arrive while it sets its terminal up (it flushes its input):
+        // press q until the prompt is back.
+        let prompt = r"(?m)^bash-[0-9.]+[#$] $";
+        let mut quit = false;
+        for _ in 0..20 {
+            let req = TerminalSend {
+                keys: vec!["q".into()],
+                wait_for: Some(prompt.into()),
+                timeout_ms: Some(2000),
+                ..Default::default()
+            };
+            let v = bounded(LIMIT, h.terminal_send(id, req)).await.unwrap();
+            if v.waited == Some(true) && !v.screen.iter().any(|r| r.starts_with("top - ")) {
+                quit = true;
+                break;
+            }
+        }
+        assert!(quit, "top never quit on q");
         back_at_the_shell(&h, id).await;
         rt
     });

@@ -35,8 +35,9 @@ const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
-/// The session a subscribable resource names, or the era's not-found error.
-fn session_of(handle: &Handle, uri: &str, era: &Era) -> Result<SessionId, WireError> {
+/// The changes of the session a subscribable resource names (watched from now on: a change
+/// right after this returns is seen), or the era's not-found error.
+fn session_of(handle: &Handle, uri: &str, era: &Era) -> Result<Changes, WireError> {
     let not_found = |why: &str| {
         WireError::new(
             era.resource_not_found(),
@@ -54,17 +55,15 @@ fn session_of(handle: &Handle, uri: &str, era: &Era) -> Result<SessionId, WireEr
     .ok_or_else(|| not_found("not a session's transcript or state"))?;
     handle
         .changes(id)
-        .map_err(|_| not_found("no such session of yours"))?;
-    Ok(id)
+        .map_err(|_| not_found("no such session of yours"))
 }
 
-/// Calls `emit` after each change of session `id` — at most once per [`COALESCE`] — until the
-/// session is purged or `emit` says the client is gone.
-async fn follow_session(handle: Handle, id: SessionId, mut emit: impl FnMut() -> bool) {
-    let Ok(mut changes) = handle.changes(id) else {
-        return;
-    };
-    changes.borrow_and_update();
+/// A session's change counter (see `Handle::changes`).
+type Changes = tokio::sync::watch::Receiver<u64>;
+
+/// Calls `emit` after each change seen on `changes` — at most once per [`COALESCE`] — until
+/// the session is purged or `emit` says the client is gone.
+async fn follow_session(mut changes: Changes, mut emit: impl FnMut() -> bool) {
     let mut last: Option<Instant> = None;
     while changes.changed().await.is_ok() {
         if let Some(at) = last {
@@ -79,12 +78,18 @@ async fn follow_session(handle: Handle, id: SessionId, mut emit: impl FnMut() ->
     }
 }
 
-/// Sends task `id` of `owner` (as `tasks/get` would show it) now and each time its status
+/// Sends task `id` of `owner` (as `tasks/get` would show it) now and each time `status`
 /// changes, tagged for listen request `listen`, until it is over (or purged).
-async fn follow_task(handle: Handle, owner: Owner, id: TaskId, notify: Notifier, listen: Value) {
-    let Some(mut status) = handle.tasks().watch(&owner, id) else {
-        return;
-    };
+async fn follow_task(
+    handle: Handle,
+    owner: Owner,
+    (id, mut status): (
+        TaskId,
+        tokio::sync::watch::Receiver<crate::model::task::TaskStatus>,
+    ),
+    notify: Notifier,
+    listen: Value,
+) {
     loop {
         let now = *status.borrow_and_update();
         match super::tasks::detailed(&handle, &owner, &id.to_string()).await {
@@ -120,7 +125,7 @@ pub(super) fn subscribe(params: &Params<'static>, ext: &Extensions) -> RpcResult
         return Err(removed(&c.era, "resources/subscribe"));
     }
     let p: UriParams = parse(params, "resources/subscribe")?;
-    let id = session_of(&c.handle, &p.uri, &c.era).map_err(rpc_error)?;
+    let changes = session_of(&c.handle, &p.uri, &c.era).map_err(rpc_error)?;
     let Some(conn) = ext.get::<Arc<ConnState>>() else {
         return Err(rpc_error(WireError::new(
             code::INVALID_REQUEST,
@@ -129,7 +134,7 @@ pub(super) fn subscribe(params: &Params<'static>, ext: &Extensions) -> RpcResult
     };
     let sink = conn.sink().clone();
     let uri = p.uri.clone();
-    let watcher = crate::runtime::spawn_here(follow_session(c.handle.clone(), id, move || {
+    let watcher = crate::runtime::spawn_here(follow_session(changes, move || {
         sink.send("notifications/resources/updated", json!({ "uri": uri }))
     }));
     conn.subscribe(p.uri, watcher.abort_handle());
@@ -202,12 +207,16 @@ pub(super) async fn listen(params: Params<'static>, ext: Extensions) -> RpcResul
     let owner = c.handle.owner().clone();
     let mut tasks = Vec::new();
     for id in filter.task_ids.iter().flatten() {
-        let task = c
+        let unknown =
+            |e: crate::Error| rpc_error(WireError::new(code::INVALID_PARAMS, e.to_string()));
+        let task = c.handle.tasks().get(&owner, id).map_err(unknown)?;
+        // Watched from now on, before the acknowledgement: no change is missed.
+        let status = c
             .handle
             .tasks()
-            .get(&owner, id)
-            .map_err(|e| rpc_error(WireError::new(code::INVALID_PARAMS, e.to_string())))?;
-        tasks.push(task.id);
+            .watch(&owner, task.id)
+            .ok_or_else(|| unknown(crate::Error::TaskNotFound { id: id.clone() }))?;
+        tasks.push((task.id, status));
     }
     let listen = c.request_id.clone();
     let mut agreed = Map::new();
@@ -215,7 +224,7 @@ pub(super) async fn listen(params: Params<'static>, ext: Extensions) -> RpcResul
         agreed.insert("resourceSubscriptions".into(), json!(uris));
     }
     if !tasks.is_empty() {
-        let ids: Vec<String> = tasks.iter().map(ToString::to_string).collect();
+        let ids: Vec<String> = tasks.iter().map(|(id, _)| id.to_string()).collect();
         agreed.insert("taskIds".into(), json!(ids));
     }
     // Only what is supported is acknowledged: lists never change here, so list-change
@@ -229,7 +238,6 @@ pub(super) async fn listen(params: Params<'static>, ext: Extensions) -> RpcResul
     for (uri, session) in uris.into_iter().zip(sessions) {
         let (notify, params) = (notify.clone(), tagged(&listen, json!({ "uri": uri })));
         followers.push(crate::runtime::spawn_here(follow_session(
-            c.handle.clone(),
             session,
             move || notify.send("notifications/resources/updated", params.clone()),
         )));

@@ -468,10 +468,10 @@ impl Thread {
         let trees = self.trees()?;
         let events = self.append_events(p)?;
         let (records, settled) = self.stage_records(p)?;
-        let staged_tasks = self.stage_tasks(p)?;
-        if !p.events.is_empty() || records.iter().any(|(_, terminal, _)| *terminal) || staged_tasks
-        {
-            // One syncfs: the task files are on the same file system as the transcripts.
+        // Each task file is synced on its own: a task's creation is waited for, and a syncfs
+        // would wait for every other program's writes on the file system too.
+        self.stage_tasks(p)?;
+        if !p.events.is_empty() || records.iter().any(|(_, terminal, _)| *terminal) {
             let t = &self.shared.files;
             t.sync().map_err(|e| io_error(t.root(), e))?;
         }
@@ -535,18 +535,16 @@ impl Thread {
         Ok((records, settled))
     }
 
-    /// Stages the batch's task records (the newest of each task); true if any was staged.
-    fn stage_tasks(&self, p: &Changes) -> Result<bool, StoreError> {
+    /// Stages the batch's task records (the newest of each task), each synced.
+    fn stage_tasks(&self, p: &Changes) -> Result<(), StoreError> {
         let t = &self.shared.tasks;
-        let mut staged = false;
         for (i, (id, value)) in p.tasks.iter().enumerate() {
             let newer = p.tasks[i + 1..].iter().any(|(n, _)| n == id);
             if let (Some(value), false) = (value, newer) {
                 t.stage(*id, value).map_err(|e| io_error(t.root(), e))?;
-                staged = true;
             }
         }
-        Ok(staged)
+        Ok(())
     }
 
     /// Puts the staged (and synced) task records in place and removes expired tasks.

@@ -1,6 +1,5 @@
 //! Task records as files: `tasks/<id>`, one small file per task, written whole (staged as
-//! `<id>.tmp`, made durable by the batch's sync, then renamed), removed when the task
-//! expires. They live outside sled for the reason final session records do: a key per task
+//! `<id>.tmp` and synced, then renamed), removed when the task expires. They live outside sled for the reason final session records do: a key per task
 //! would grow sled's bookkeeping with every task ever made.
 
 use std::fs::{self, OpenOptions};
@@ -44,15 +43,18 @@ impl TaskFiles {
         self.root.join(format!("{id}{suffix}"))
     }
 
-    /// Writes a task's record beside the current one; a sync of the file system, then
-    /// [`TaskFiles::commit`], make it the current one.
+    /// Writes a task's record beside the current one, durably (its own fsync: a sync of
+    /// the whole file system would wait for every other program's writes too);
+    /// [`TaskFiles::commit`] makes it the current one. Until the rename is on disk, a reader
+    /// falls back to the staged file.
     pub(crate) fn stage(&self, id: TaskId, value: &[u8]) -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(self.path(id, STAGED))?;
-        f.write_all(value)
+        f.write_all(value)?;
+        f.sync_data()
     }
 
     /// Makes a staged (and synced) record the current one.
