@@ -14,6 +14,9 @@ pub enum Error {
         /// The id that was asked for.
         id: String,
     },
+    /// The caller called the operation off (its command was interrupted, or it never ran).
+    #[error("cancelled by the caller")]
+    Cancelled,
     /// No task with this id exists for this principal (or it expired).
     #[error(
         "task not found: {id} (unknown id, another principal's task, or expired after its ttl)"

@@ -292,6 +292,20 @@ impl Handle {
         self.durable_ok(result).await
     }
 
+    /// Runs a command like [`Handle::exec`]; when `cancel` fires, its command is interrupted
+    /// if it runs, or it leaves the queue if it waits (another exec is never touched), and
+    /// the call ends with [`Error::Cancelled`].
+    pub async fn exec_until(
+        &self,
+        id: SessionId,
+        req: Exec,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ExecResult> {
+        let msg = crate::session::messages::ExecUntil { exec: req, cancel };
+        let result = self.call(id, "exec", msg).await?;
+        self.durable_ok(result).await
+    }
+
     /// Writes to the session's stdin.
     pub async fn send(&self, id: SessionId, req: SendInput) -> Result<SendResult> {
         let result = self.call(id, "send", req).await?;

@@ -169,6 +169,42 @@ fn cancelling_a_2025_11_25_task_interrupts_its_command_and_the_session_answers_n
 }
 
 #[test]
+fn cancelling_a_queued_task_leaves_the_running_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = fifo(dir.path(), "gate");
+    let (mut s, _) = stdio_at("2025-11-25", &["--in-memory"]);
+    let sid = shell_id(&mut s, 1);
+    let input = format!("read -r x < {}; echo first-$x", gate.display());
+    let first = exec_task(&mut s, 2, &sid, &input)["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queued = exec_task(&mut s, 3, &sid, "echo second")["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cancelled = s.call(4, "tasks/cancel", json!({"taskId": queued}));
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    let got = s.call(5, "tasks/get", json!({"taskId": first}));
+    assert_eq!(got["result"]["status"], "working", "{got}");
+    release(&gate, "done");
+    let r = s.call(6, "tasks/result", json!({"taskId": first}));
+    assert_eq!(
+        r["result"]["structuredContent"]["stdout"], "first-done\n",
+        "not interrupted: {r}"
+    );
+    let r = s.tool(
+        7,
+        "session_exec",
+        json!({"session_id": sid, "input": "echo next"}),
+    );
+    assert_eq!(
+        r["structuredContent"]["stdout"], "next\n",
+        "the cancelled one never ran: {r}"
+    );
+}
+
+#[test]
 fn a_tool_error_fails_a_2025_11_25_task_and_bad_task_requests_are_refused_by_code() {
     let (mut s, _) = stdio_at("2025-11-25", &["--in-memory"]);
     let unknown = "00000000-0000-4000-8000-000000000000";

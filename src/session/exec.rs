@@ -5,13 +5,15 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::messages::{Exec, ExecResult};
+use super::messages::{Exec, ExecResult, ExecUntil, SendSignal};
 use super::output::copy_overlap;
 use super::state::Event;
 use super::{elapsed_ms, Session, StateKind, Stream};
-use crate::process::ExitStatus;
+use crate::model::audit::Via;
+use crate::process::{ExitStatus, Signal};
 use crate::store::When;
 use crate::{Error, Result};
 
@@ -74,6 +76,26 @@ impl Handler<Exec> for Session {
     type Result = ResponseActFuture<Self, Result<ExecResult>>;
 
     fn handle(&mut self, msg: Exec, ctx: &mut Self::Context) -> Self::Result {
+        self.exec(msg, None, ctx)
+    }
+}
+
+impl Handler<ExecUntil> for Session {
+    type Result = ResponseActFuture<Self, Result<ExecResult>>;
+
+    fn handle(&mut self, msg: ExecUntil, ctx: &mut Self::Context) -> Self::Result {
+        self.exec(msg.exec, Some(msg.cancel), ctx)
+    }
+}
+
+impl Session {
+    /// Runs `msg` now or queues it; `cancel` calls it off.
+    fn exec(
+        &mut self,
+        msg: Exec,
+        cancel: Option<CancellationToken>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<ExecResult>> {
         let _span = tracing::debug_span!("exec", session = %self.shared.id).entered();
         if self.debug.is_some() {
             return self.refuse(Error::Unsupported {
@@ -117,16 +139,49 @@ impl Handler<Exec> for Session {
         Box::pin(
             async move {
                 let mut rx = rx;
-                let outcome = tokio::time::timeout_at(deadline, &mut rx).await;
+                let called_off = async {
+                    match &cancel {
+                        Some(c) => c.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let outcome = tokio::select! {
+                    outcome = tokio::time::timeout_at(deadline, &mut rx) => Some(outcome),
+                    () = called_off => None,
+                };
                 (outcome, rx)
             }
             .into_actor(self)
-            .map(move |(outcome, mut rx), act, _| match outcome {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(Error::Io("the exec was abandoned".into())),
-                Err(_) => act.on_deadline(seq, &mut rx),
+            .map(move |(outcome, mut rx), act, ctx| match outcome {
+                Some(Ok(Ok(result))) => result,
+                Some(Ok(Err(_))) => Err(Error::Io("the exec was abandoned".into())),
+                Some(Err(_)) => act.on_deadline(seq, &mut rx),
+                None => act.call_off(seq, ctx),
             }),
         )
+    }
+}
+
+impl Session {
+    /// Exec `seq`'s caller called it off: out of the queue if it waits; interrupted (as
+    /// `interrupt_exec` does, until it ends) if it runs.
+    fn call_off(&mut self, seq: u64, ctx: &mut Context<Self>) -> Result<ExecResult> {
+        if let Some(pos) = self.queue.iter().position(|q| q.seq == seq) {
+            self.queue.remove(pos);
+        } else if self.running.as_ref().is_some_and(|r| r.seq() == seq) {
+            if let Some(r) = self.running.as_mut() {
+                r.tx = None; // nobody waits for its result any more
+            }
+            // Handled now, while `seq` is the running exec: the interrupt is tied to it.
+            let interrupt = SendSignal {
+                signal: Signal::Int,
+                via: Via::Runtime,
+                until_exec_ends: true,
+            };
+            let signalled = <Self as Handler<SendSignal>>::handle(self, interrupt, ctx);
+            ctx.spawn(signalled.map(|_, _, _| ()));
+        }
+        Err(Error::Cancelled)
     }
 }
 

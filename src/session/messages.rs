@@ -66,6 +66,18 @@ pub struct Exec {
     pub interactive: bool,
 }
 
+/// An exec that `cancel` can call off: its command is interrupted if it runs, or it leaves
+/// the queue if it waits (another exec is never touched). It then ends with
+/// [`Error::Cancelled`](crate::Error::Cancelled).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ExecResult>")]
+pub struct ExecUntil {
+    /// The exec.
+    pub exec: Exec,
+    /// Fires when the caller gives up.
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
 /// The outcome of an exec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecResult {

@@ -72,7 +72,8 @@ pub(super) fn def() -> ToolDef {
 /// Runs the exec with progress reports and cancellation.
 async fn run(id: SessionId, exec: Exec, ctx: CallCtx) -> Result<Option<ExecResult>, Error> {
     let total = exec.timeout_ms;
-    let call = ctx.handle.exec(id, exec);
+    // Calling it off interrupts this exec if it runs, or drops it if it waits.
+    let call = ctx.handle.exec_until(id, exec, ctx.cancel.clone());
     tokio::pin!(call);
     let started = Instant::now();
     let mut tick = tokio::time::interval_at(
@@ -82,7 +83,10 @@ async fn run(id: SessionId, exec: Exec, ctx: CallCtx) -> Result<Option<ExecResul
     loop {
         tokio::select! {
             result = &mut call => {
-                let result = result?;
+                let result = match result {
+                    Err(Error::Cancelled) => return Ok(None),
+                    other => other?,
+                };
                 if result.timed_out {
                     ctx.log("warning", json!(format!(
                         "exec in session {id} timed out after {} ms; the command keeps running", result.duration_ms
@@ -94,12 +98,6 @@ async fn run(id: SessionId, exec: Exec, ctx: CallCtx) -> Result<Option<ExecResul
                 let elapsed = started.elapsed().as_millis() as u64;
                 let bytes = ctx.handle.state(id).await.map(|s| s.metrics.bytes_out).unwrap_or(0);
                 ctx.progress(elapsed, total, format!("running for {elapsed} ms; {bytes} bytes of output in this session so far"));
-            }
-            () = ctx.cancel.cancelled() => {
-                // The client gave up: interrupt the command so the session becomes usable again.
-                let _ = ctx.handle.interrupt_exec(id).await;
-                let _ = tokio::time::timeout(Duration::from_secs(5), &mut call).await;
-                return Ok(None);
             }
         }
     }
