@@ -397,6 +397,11 @@ fn ending_a_terminal_session_leaves_none_of_its_jobs_behind() {
                 exited(pid)
             })
             .await;
+            // Orphaned, it came to this process (the subreaper), which reaped it: no zombie.
+            until("the background job has been reaped", || {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
+            .await;
         }
         rt
     });

@@ -212,9 +212,11 @@ fn proc_scan(keep: impl Fn(u32, u32, u32) -> bool) -> Vec<u32> {
 }
 
 /// Sends SIGKILL to every process left in Unix session `sid` (a terminal's: its shell and
-/// every job, each in a process group of its own), at most 4096. Returns how many were sent
-/// it. Scans `/proc`: call it off an arbiter.
-pub fn kill_session(sid: u32) -> usize {
+/// every job, each in a process group of its own), at most 4096, and reaps those that end
+/// up this process's children (orphans come to it as the subreaper): for up to `limit`,
+/// until each is reaped or gone. Returns how many were sent SIGKILL. Scans `/proc` and
+/// sleeps: call it off an arbiter.
+pub fn kill_session(sid: u32, limit: std::time::Duration) -> usize {
     let Ok(sid) = libc::pid_t::try_from(sid) else {
         return 0;
     };
@@ -224,13 +226,32 @@ pub fn kill_session(sid: u32) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
-    dir.flatten()
+    let mut killed: Vec<libc::pid_t> = dir
+        .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
         // SAFETY: getsid and kill have no memory-safety preconditions; p > 1.
         .filter(|&p| p > 1 && unsafe { libc::getsid(p) } == sid)
         .take(4096)
         .filter(|&p| unsafe { libc::kill(p, libc::SIGKILL) } == 0)
-        .count()
+        .collect();
+    let sent = killed.len();
+    let deadline = std::time::Instant::now() + limit;
+    let mut pause = std::time::Duration::from_micros(250);
+    while !killed.is_empty() {
+        killed.retain(|&p| {
+            let mut status = 0;
+            // SAFETY: waitpid writes only to `status`; it reaps `p` only if it is our child
+            // and has exited. Signal 0 only checks for existence.
+            let reaped = unsafe { libc::waitpid(p, &mut status, libc::WNOHANG) } == p;
+            !reaped && unsafe { libc::kill(p, 0) } == 0
+        });
+        if killed.is_empty() || std::time::Instant::now() + pause > deadline {
+            break;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
+    sent
 }
 
 /// The children of `pid` that are in its process group (`pid` leads it): the processes a

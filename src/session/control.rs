@@ -471,7 +471,8 @@ impl Session {
             });
             if terminal {
                 // Jobs that ignored the hangup (nohup) go with their session.
-                let _ = tokio::task::spawn_blocking(move || process::kill_session(pid)).await;
+                let reap = Duration::from_secs(2);
+                let _ = tokio::task::spawn_blocking(move || process::kill_session(pid, reap)).await;
             }
             outcome
         };
