@@ -298,3 +298,36 @@ fn a_program_is_looked_up_on_path_like_execvp_and_spawn_failures_name_their_step
         rt
     });
 }
+
+#[test]
+fn a_program_that_cannot_start_leaves_no_zombie_in_the_server() {
+    let mut s = crate::wire::StdioServer::start();
+    s.initialize();
+    let create = serde_json::json!({"kind": "process", "command": ["/nonexistent/program"]});
+    for n in 0..8 {
+        let r = s.tool(1 + n, "session_create", create.clone());
+        assert_eq!(r["isError"], true, "{r}");
+        assert!(r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/program"));
+    }
+    // The server's children now: its guardian, alive; none exited and unreaped.
+    let pid = s.child.id();
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(list.split_whitespace().map(str::to_owned));
+    }
+    let zombies: Vec<&String> = children
+        .iter()
+        .filter(|c| exited(c.parse().unwrap()))
+        .collect();
+    assert!(
+        zombies.is_empty(),
+        "zombie children of the server: {zombies:?}"
+    );
+}

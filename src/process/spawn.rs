@@ -157,6 +157,22 @@ async fn wait_exit(pidfd: &AsyncFd<OwnedFd>) -> io::Result<ExitStatus> {
     }
 }
 
+/// Reaps the child behind `pidfd`, waiting for it: only for a child known to be exiting.
+fn reap_exiting(pidfd: RawFd) {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: waitid writes one siginfo_t to the pointer we pass; `pidfd` is open.
+    while unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd as libc::id_t,
+            info.as_mut_ptr(),
+            libc::WEXITED,
+        )
+    } != 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+}
+
 /// Reaps the child behind `pidfd` if it has exited.
 fn try_reap(pidfd: RawFd) -> io::Result<Option<ExitStatus>> {
     let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
@@ -417,8 +433,9 @@ fn spawn_in_terminal(spec: &SpawnSpec, size: TermSize) -> io::Result<Spawned> {
 fn start(plan: &Plan) -> io::Result<(u32, Child)> {
     let (pid, pidfd) = clone_child(plan)?;
     if let Some(e) = plan.failure() {
-        // The child has already exited: reap it at once.
-        let _ = try_reap(pidfd.as_raw_fd());
+        // The child is exiting (it released us from its _exit, a moment before it is a
+        // zombie): wait for it, or it stays a zombie of the server.
+        reap_exiting(pidfd.as_raw_fd());
         return Err(e);
     }
     // SAFETY: the pidfd is owned by the AsyncFd and stays open for its whole life.
