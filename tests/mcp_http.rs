@@ -334,16 +334,7 @@ fn a_modern_client_that_disconnects_cancels_its_exec_and_the_session_stays_usabl
 fn a_legacy_client_that_disconnects_lets_its_exec_complete() {
     let s = HttpServer::start();
     let sid = s.initialize();
-    let (_, created) = s.legacy(
-        &sid,
-        2,
-        "tools/call",
-        json!({"name": "session_create", "arguments": {}}),
-    );
-    let id = created["result"]["structuredContent"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = s.legacy_shell(&sid);
     let gate = crate::util::Gate::new();
     let input = format!("{}; echo finished", gate.wait());
     let msg = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": input}}});

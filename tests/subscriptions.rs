@@ -212,16 +212,7 @@ impl Events {
 fn the_get_stream_carries_updates_and_task_status_and_resumes_after_last_event_id() {
     let s = HttpServer::start();
     let sid = s.initialize();
-    let (_, created) = s.legacy(
-        &sid,
-        2,
-        "tools/call",
-        json!({"name": "session_create", "arguments": {}}),
-    );
-    let session = created["result"]["structuredContent"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let session = s.legacy_shell(&sid);
     let get = |last: Option<&str>| {
         let mut headers = vec![
             ("Accept", "text/event-stream"),

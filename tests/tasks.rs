@@ -1,32 +1,14 @@
 //! Tool calls as tasks, through the real binary: the 2025-11-25 experimental tasks over a
 //! handshake, the 2026-07-28 tasks extension, durability across a SIGKILL, and bad input.
-//! Work that must still be running when the test looks is blocked on a FIFO the test opens
-//! when it wants the work to end, so no outcome depends on timing.
+//! Work that must still be running when the test looks waits at a `Gate` the test opens when
+//! it wants the work to end, so no outcome depends on timing.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 
 use crate::util::*;
 use crate::wire::{HttpServer, StdioServer};
-
-/// A FIFO in `dir`: a command that reads it blocks until [`release`] writes a line.
-fn fifo(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    let status = std::process::Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    path
-}
-
-/// Lets the command blocked on `fifo` go on, reading `line`.
-fn release(fifo: &Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
-    writeln!(f, "{line}").unwrap();
-}
 
 /// A stdio server that negotiated `version`.
 fn stdio_at(version: &str, args: &[&str]) -> (StdioServer, Value) {
@@ -71,8 +53,7 @@ fn error_of(r: &Value) -> (i64, String) {
 
 #[test]
 fn a_2025_11_25_task_answers_at_once_and_tasks_result_returns_what_the_call_would_have() {
-    let dir = tempfile::tempdir().unwrap();
-    let gate = fifo(dir.path(), "gate");
+    let gate = Gate::new();
     let (mut s, init) = stdio_at("2025-11-25", &["--in-memory"]);
     assert_eq!(
         init["capabilities"]["tasks"],
@@ -88,12 +69,7 @@ fn a_2025_11_25_task_answers_at_once_and_tasks_result_returns_what_the_call_woul
     assert_eq!(support("session_state"), "forbidden");
 
     let sid = shell_id(&mut s, 2);
-    let task = exec_task(
-        &mut s,
-        3,
-        &sid,
-        &format!("read -r x < {}; echo got-$x", gate.display()),
-    );
+    let task = exec_task(&mut s, 3, &sid, &format!("{}; echo got-go", gate.wait()));
     let id = task["taskId"].as_str().unwrap().to_owned();
     assert!(
         id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -109,7 +85,7 @@ fn a_2025_11_25_task_answers_at_once_and_tasks_result_returns_what_the_call_woul
 
     // tasks/result waits for the work, which the gate holds.
     s.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/result", "params": {"taskId": id}}));
-    release(&gate, "go");
+    gate.open_blocking();
     let (result, mut notes) = s.response(5);
     let result = &result["result"];
     assert_eq!(
@@ -170,11 +146,10 @@ fn cancelling_a_2025_11_25_task_interrupts_its_command_and_the_session_answers_n
 
 #[test]
 fn cancelling_a_queued_task_leaves_the_running_one_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let gate = fifo(dir.path(), "gate");
+    let gate = Gate::new();
     let (mut s, _) = stdio_at("2025-11-25", &["--in-memory"]);
     let sid = shell_id(&mut s, 1);
-    let input = format!("read -r x < {}; echo first-$x", gate.display());
+    let input = format!("{}; echo first-done", gate.wait());
     let first = exec_task(&mut s, 2, &sid, &input)["taskId"]
         .as_str()
         .unwrap()
@@ -187,7 +162,7 @@ fn cancelling_a_queued_task_leaves_the_running_one_alone() {
     assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
     let got = s.call(5, "tasks/get", json!({"taskId": first}));
     assert_eq!(got["result"]["status"], "working", "{got}");
-    release(&gate, "done");
+    gate.open_blocking();
     let r = s.call(6, "tasks/result", json!({"taskId": first}));
     assert_eq!(
         r["result"]["structuredContent"]["stdout"], "first-done\n",
@@ -331,7 +306,7 @@ fn poll_until_over(s: &mut StdioServer, id: &str, first_request: u64) -> Value {
 #[test]
 fn a_2026_07_28_client_that_accepts_tasks_gets_one_for_long_work_and_polls_its_result() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = fifo(dir.path(), "gate");
+    let gate = Gate::new();
     // Every long call becomes a task at once: what is checked does not race the window.
     let mut s = stdio_with_tasks(dir.path(), "task_after_ms = 0");
     let discovered = modern(&mut s, 1, "server/discover", json!({}), false);
@@ -353,7 +328,7 @@ fn a_2026_07_28_client_that_accepts_tasks_gets_one_for_long_work_and_polls_its_r
         .unwrap_or_else(|| panic!("{created}"))
         .to_owned();
 
-    let input = format!("read -r x < {}; echo got-$x", gate.display());
+    let input = format!("{}; echo got-go", gate.wait());
     let call = json!({"name": "session_exec", "arguments": {"session_id": sid, "input": input}});
     let r = modern(&mut s, 3, "tools/call", call, true);
     let task = &r["result"];
@@ -386,7 +361,7 @@ fn a_2026_07_28_client_that_accepts_tasks_gets_one_for_long_work_and_polls_its_r
         now["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
         50
     );
-    release(&gate, "go");
+    gate.open_blocking();
     let end = s.recv();
     assert_eq!(end["params"]["status"], "completed", "{end}");
     assert_eq!(
@@ -499,7 +474,7 @@ fn a_2026_07_28_call_that_ends_within_the_window_is_answered_directly() {
 #[test]
 fn tasks_outlive_a_sigkill_finished_ones_with_their_results_running_ones_failed() {
     let data = tempfile::tempdir().unwrap();
-    let gate = fifo(data.path(), "gate");
+    let gate = Gate::new();
     let dir = data.path().join("data");
     let dir = dir.to_str().unwrap();
     let (mut s, _) = stdio_at("2025-11-25", &["--data-dir", dir]);
@@ -510,7 +485,7 @@ fn tasks_outlive_a_sigkill_finished_ones_with_their_results_running_ones_failed(
         .to_owned();
     let r = s.call(3, "tasks/result", json!({"taskId": finished}));
     assert_eq!(r["result"]["structuredContent"]["stdout"], "kept\n", "{r}");
-    let input = format!("read -r x < {}", gate.display());
+    let input = gate.wait();
     let running = exec_task(&mut s, 4, &sid, &input)["taskId"]
         .as_str()
         .unwrap()

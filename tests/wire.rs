@@ -326,6 +326,16 @@ impl HttpServer {
         header(&headers, "mcp-session-id").expect("a session id is issued at initialize")
     }
 
+    /// A shell session created over protocol session `sid`; returns its id.
+    pub fn legacy_shell(&self, sid: &str) -> String {
+        let call = json!({"name": "session_create", "arguments": {}});
+        let (_, created) = self.legacy(sid, 1, "tools/call", call);
+        created["result"]["structuredContent"]["session_id"]
+            .as_str()
+            .expect("a session id")
+            .to_owned()
+    }
+
     pub fn legacy(&self, sid: &str, id: u64, method: &str, params: Value) -> (u16, Value) {
         let (status, _, body) = self.post(
             &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
