@@ -14,6 +14,9 @@ use crate::model::kind::Kind;
 use crate::model::limits::{LimitMode, Limits};
 use crate::process::Rlimits;
 
+pub mod agents;
+pub use agents::AgentProfile;
+
 /// The most `session.terminal_scrollback_lines` may be.
 pub const MAX_SCROLLBACK_LINES: usize = 100_000;
 
@@ -45,6 +48,9 @@ pub struct Config {
     /// run as that user. Needs a server running as root. `local` names the principal of
     /// requests without a token.
     pub principals: BTreeMap<String, PrincipalConfig>,
+    /// Agent profiles: how an agent CLI's conversation is kept across resumes and forked
+    /// (`claude` is built in; a file may redefine it or add others).
+    pub agents: BTreeMap<String, AgentProfile>,
 }
 
 /// The Unix user a principal's sessions run as: by `user` name or by `uid` (with a password
@@ -496,6 +502,7 @@ impl Default for Config {
             profile: "permissive".to_owned(),
             profiles,
             principals: BTreeMap::new(),
+            agents: agents::builtin(),
         }
     }
 }
@@ -609,6 +616,9 @@ impl Config {
             message: e.to_string(),
         })?;
         config.resolve_secrets()?;
+        for (name, profile) in agents::builtin() {
+            config.agents.entry(name).or_insert(profile);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -629,6 +639,9 @@ impl Config {
                 self.profile,
                 self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
+        }
+        for (name, profile) in &self.agents {
+            profile.validate(name).map_err(ConfigError::Invalid)?;
         }
         if self.runtime.max_sessions == 0 {
             return bad("runtime.max_sessions must be at least 1");
