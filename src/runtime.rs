@@ -273,6 +273,12 @@ impl Handle {
     /// Resumes a Suspended session: the same spec is spawned again (a shell in its last
     /// working directory) under the same id, keeping its transcript and counters.
     pub async fn resume(&self, id: SessionId) -> Result<SessionInfo> {
+        self.resume_with(id, false).await
+    }
+
+    /// [`Handle::resume`]; with `fresh`, an agent session starts a new conversation instead
+    /// of continuing its own (its `agent_session_id` is forgotten).
+    pub async fn resume_with(&self, id: SessionId, fresh: bool) -> Result<SessionInfo> {
         let info = self
             .registry
             .send(Resume {
@@ -280,6 +286,7 @@ impl Handle {
                 via: self.via,
                 id,
                 prefer_arbiter: CURRENT_ARBITER.get(),
+                fresh,
             })
             .await
             .map_err(|_| Error::ShuttingDown)??;

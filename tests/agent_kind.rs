@@ -117,6 +117,7 @@ fn a_custom_turn_end_rule_and_summed_usage() {
         let options = AgentOptions {
             turn_end_pointer: "/kind".into(),
             turn_end_value: json!("done"),
+            ..AgentOptions::default()
         };
         let id = agent(&h, &["--kind-done"], Some(options)).await;
         let r = exec(&h, id, "hi").await;
@@ -299,4 +300,313 @@ fn a_turn_end_pointer_that_is_not_a_json_pointer_is_refused_at_create() {
         assert!(err.to_string().contains("agent.turn_end_pointer"), "{err}");
         rt
     });
+}
+
+// Conversations: the fake agent keeps them like Claude Code (tests/fixtures/fake_agent.py),
+// under the agent profile `fake` (Claude Code's rules, matched by name, not by program).
+
+/// A config whose store is `dir`, with the `fake` profile (and `max_sessions` live).
+fn kept(dir: &std::path::Path, max_sessions: usize) -> stablehand::Config {
+    let mut c = config();
+    c.store.in_memory = false;
+    c.store.data_dir = Some(dir.to_owned());
+    c.runtime.max_sessions = max_sessions;
+    let mut fake = stablehand::config::AgentProfile::claude();
+    fake.programs.clear();
+    c.agents.insert("fake".into(), fake);
+    c
+}
+
+/// The `fake` profile's options.
+fn fake() -> Option<AgentOptions> {
+    Some(AgentOptions {
+        profile: Some("fake".into()),
+        ..AgentOptions::default()
+    })
+}
+
+/// The turn number of the conversation that answered `r`, and its id.
+fn turn(r: &stablehand::session::messages::ExecResult) -> (u64, String) {
+    let result = r
+        .result
+        .as_ref()
+        .unwrap_or_else(|| panic!("no result: {r:?}"));
+    (
+        result["turn"].as_u64().unwrap(),
+        result["session_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Suspends idle `id` by creating (and ending) a shell that needs its place.
+async fn evict(h: &Handle, id: SessionId) {
+    let other = shell(h).await;
+    until_state(h, id, StateKind::Suspended).await;
+    h.end(other, Default::default()).await.unwrap();
+}
+
+#[test]
+fn the_conversation_and_counters_survive_eviction() {
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().to_owned();
+    with_runtime(kept(data.path(), 1), |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], fake()).await;
+        let r = exec(&h, id, "one").await;
+        let (n, conversation) = turn(&r);
+        assert_eq!(n, 1);
+        let info = h.state(id).await.unwrap();
+        assert_eq!(
+            info.agent_session_id.as_deref(),
+            Some(conversation.as_str())
+        );
+        assert_eq!(
+            info.agent_conversation.as_deref(),
+            Some("a new conversation")
+        );
+        let own = root.join("agents").join(id.to_string());
+        assert!(own.join("conversations").join(&conversation).is_file());
+        let before = info.metrics;
+        assert_eq!((before.messages, before.input_tokens), (3, 3));
+
+        evict(&h, id).await;
+        let stored = h.state(id).await.unwrap();
+        assert_eq!(
+            stored.agent_session_id.as_deref(),
+            Some(conversation.as_str())
+        );
+        assert_eq!(stored.metrics, before);
+
+        let resumed = bounded(LIMIT, h.resume(id)).await.expect("resume");
+        let note = resumed.agent_conversation.unwrap();
+        assert_eq!(
+            note,
+            format!("continues conversation {conversation} (agents.fake.resume_args)")
+        );
+        let r = exec(&h, id, "two").await;
+        assert_eq!(turn(&r), (2, conversation.clone()), "{r:?}");
+        let info = h.state(id).await.unwrap();
+        assert_eq!(info.metrics.messages, before.messages + 3); // a new process: init again
+        assert_eq!(info.metrics.input_tokens, before.input_tokens + 3);
+        rt
+    });
+}
+
+#[test]
+fn the_agents_directory_goes_when_its_session_is_purged() {
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().to_owned();
+    let mut c = kept(data.path(), 10);
+    c.runtime.retention_ms = 0;
+    with_runtime(c, |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], fake()).await;
+        let (_, conversation) = turn(&exec(&h, id, "one").await);
+        let own = root.join("agents").join(id.to_string());
+        assert!(own.join("conversations").join(conversation).is_file());
+        // Ended, then purged after retention (0): the agent's directory goes with it.
+        h.end(id, Default::default()).await.unwrap();
+        until("the agent's directory is removed", || !own.exists()).await;
+        rt
+    });
+}
+
+#[test]
+fn a_conversation_the_agent_cannot_continue_leaves_the_session_suspended_until_a_fresh_start() {
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().to_owned();
+    with_runtime(kept(data.path(), 1), |rt| async move {
+        let h = rt.handle();
+        let id = agent(&h, &[], fake()).await;
+        let (_, conversation) = turn(&exec(&h, id, "one").await);
+        evict(&h, id).await;
+        let file = root
+            .join("agents")
+            .join(id.to_string())
+            .join("conversations")
+            .join(&conversation);
+        std::fs::remove_file(file).unwrap();
+
+        // The agent exits at once: the session is Suspended again, saying why, with its record.
+        bounded(LIMIT, h.resume(id))
+            .await
+            .expect("resume starts the agent");
+        until_state(&h, id, StateKind::Suspended).await;
+        let info = h.state(id).await.unwrap();
+        let detail = &info.state_detail;
+        assert!(
+            detail.contains("agents.fake.resume_args (--resume ")
+                && detail.contains("No conversation found with session ID")
+                && detail.contains("fresh=true"),
+            "{detail}"
+        );
+        assert_eq!(
+            info.agent_session_id.as_deref(),
+            Some(conversation.as_str())
+        );
+        // Nothing restarts it: it stays Suspended until asked (one resume in the trail).
+        let resumes = |i: &stablehand::session::messages::SessionInfo| {
+            i.audit
+                .iter()
+                .filter(|a| a.action == stablehand::model::audit::AuditAction::Resumed)
+                .count()
+        };
+        assert_eq!(resumes(&info), 1);
+        let e = h
+            .exec(
+                id,
+                stablehand::session::messages::Exec {
+                    input: "two".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("Suspended"), "{e}");
+
+        let fresh = bounded(LIMIT, h.resume_with(id, true))
+            .await
+            .expect("a fresh start");
+        assert_eq!(
+            fresh.agent_conversation.as_deref(),
+            Some("a new conversation, as asked (fresh)")
+        );
+        assert_eq!(fresh.agent_session_id, None);
+        let (n, other) = turn(&exec(&h, id, "again").await);
+        assert_eq!(n, 1);
+        assert_ne!(other, conversation);
+        assert_eq!(resumes(&h.state(id).await.unwrap()), 2);
+        rt
+    });
+}
+
+#[test]
+fn an_agent_that_rejects_the_resume_flag_is_suspended_and_a_pointer_that_never_matches_starts_fresh(
+) {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = kept(data.path(), 1);
+    let mut blind = stablehand::config::AgentProfile::claude();
+    blind.programs.clear();
+    blind.session_id_pointer = "/no_such_field".into();
+    c.agents.insert("blind".into(), blind);
+    with_runtime(c, |rt| async move {
+        let h = rt.handle();
+        // A CLI without --resume: it exits 2 when resumed with it.
+        let id = agent(&h, &["--no-resume"], fake()).await;
+        exec(&h, id, "one").await;
+        evict(&h, id).await;
+        bounded(LIMIT, h.resume(id))
+            .await
+            .expect("resume starts the agent");
+        until_state(&h, id, StateKind::Suspended).await;
+        let detail = h.state(id).await.unwrap().state_detail;
+        assert!(
+            detail.contains("exit code 2")
+                && detail.contains("agents.fake.resume_args")
+                && detail.contains("unknown option '--resume'"),
+            "{detail}"
+        );
+        h.end(id, Default::default()).await.unwrap();
+
+        // A pointer that matches no line: nothing to continue, and the resume says why.
+        let options = AgentOptions {
+            profile: Some("blind".into()),
+            ..AgentOptions::default()
+        };
+        let id = agent(&h, &[], Some(options)).await;
+        exec(&h, id, "one").await;
+        assert_eq!(h.state(id).await.unwrap().agent_session_id, None);
+        evict(&h, id).await;
+        let info = bounded(LIMIT, h.resume(id)).await.unwrap();
+        let note = info.agent_conversation.unwrap();
+        assert!(
+            note.contains("agents.blind.session_id_pointer = \"/no_such_field\""),
+            "{note}"
+        );
+        assert_eq!(turn(&exec(&h, id, "two").await).0, 1);
+
+        // An unknown profile is refused at create, naming the defined ones.
+        let e = h
+            .create(CreateRequest {
+                kind: Some(Kind::Agent),
+                command: Some(vec!["cat".into()]),
+                agent: Some(AgentOptions {
+                    profile: Some("nope".into()),
+                    ..AgentOptions::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("agent.profile") && e.contains("blind, claude, fake"),
+            "{e}"
+        );
+        rt
+    });
+}
+
+#[test]
+fn a_fork_continues_a_copy_and_the_original_goes_on_alone() {
+    let data = tempfile::tempdir().unwrap();
+    with_runtime(kept(data.path(), 10), |rt| async move {
+        let h = rt.handle();
+        let parent = agent(&h, &[], fake()).await;
+        // Not yet: the parent has reported no conversation.
+        let fork = |from: SessionId| CreateRequest {
+            kind: Some(Kind::Agent),
+            agent: Some(AgentOptions {
+                fork_from: Some(from),
+                ..AgentOptions::default()
+            }),
+            ..Default::default()
+        };
+        let e = h.create(fork(parent)).await.unwrap_err().to_string();
+        assert!(
+            e.contains("agent.fork_from") && e.contains("no conversation to fork yet"),
+            "{e}"
+        );
+        exec(&h, parent, "one").await;
+        let (_, original) = turn(&exec(&h, parent, "two").await);
+
+        let child = bounded(LIMIT, h.create(fork(parent))).await.expect("fork");
+        assert_eq!(child.command, h.state(parent).await.unwrap().command);
+        let note = child.agent_conversation.unwrap();
+        assert!(
+            note.contains(&original) && note.contains("agents.fake.fork_args"),
+            "{note}"
+        );
+        let (n, forked) = turn(&exec(&h, child.session_id, "three").await);
+        assert_eq!(n, 3);
+        assert_ne!(forked, original);
+        assert_eq!(
+            h.state(child.session_id).await.unwrap().agent_session_id,
+            Some(forked)
+        );
+        // The original did not see the fork's turn.
+        assert_eq!(turn(&exec(&h, parent, "three").await), (3, original));
+
+        // Only agents fork, and only your own.
+        let sh = shell(&h).await;
+        let e = h.create(fork(sh)).await.unwrap_err().to_string();
+        assert!(
+            e.contains("agent.fork_from") && e.contains("not an agent"),
+            "{e}"
+        );
+        let stranger = h.with_owner(stablehand::Owner::new("mallory"));
+        let e = stranger.create(fork(parent)).await.unwrap_err();
+        assert!(matches!(e, stablehand::Error::NotFound { .. }), "{e}");
+        rt
+    });
+}
+
+#[test]
+fn a_bad_resume_template_is_refused_at_load_naming_the_setting() {
+    let toml = "[agents.x]\nprograms = [\"x\"]\nresume_args = [\"--resume\", \"{id}\"]\n";
+    let e = stablehand::Config::from_toml(toml).unwrap_err().to_string();
+    assert!(e.contains("agents.x.resume_args[1] = \"{id}\""), "{e}");
+    assert!(e.contains("{agent_session_id}"), "{e}");
+    // The built-in profile stays beside a file's own.
+    let c = stablehand::Config::from_toml("[agents.x]\nprograms = [\"x\"]\n").unwrap();
+    assert!(c.agents.contains_key("claude") && c.agents.contains_key("x"));
 }

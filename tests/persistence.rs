@@ -518,3 +518,53 @@ fn over_the_store_size_cap_ended_sessions_are_purged_and_live_ones_kept() {
         rt
     });
 }
+
+/// An agent's conversation id and its counters (messages, tokens) are in the record an
+/// acknowledged turn left, so a SIGKILL keeps them, and the resumed agent continues.
+#[test]
+fn an_agents_conversation_and_counters_survive_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("agents.toml");
+    std::fs::write(
+        &cfg,
+        "[store]\ndurability = \"always\"\n\n\
+         [agents.fake]\nsession_id_pointer = \"/session_id\"\n\
+         session_id_when = { \"/type\" = \"system\", \"/subtype\" = \"init\" }\n\
+         resume_args = [\"--resume\", \"{agent_session_id}\"]\n\
+         config_dir_env = \"CLAUDE_CONFIG_DIR\"\n",
+    )
+    .unwrap();
+    let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_agent.py");
+    let config = cfg.to_str().unwrap();
+    let mut s = server_on(data.path(), &["--config", config]);
+    let create =
+        json!({"kind": "agent", "command": ["python3", fake], "agent": {"profile": "fake"}});
+    let id = ok(s.tool(1, "session_create", create))["session_id"].clone();
+    let r = ok(s.tool(2, "session_exec", json!({"session_id": id, "input": "one"})));
+    let conversation = r["result"]["session_id"].clone();
+    assert_eq!(r["result"]["turn"], 1, "{r}");
+    let before = ok(s.tool(3, "session_state", json!({"session_id": id})));
+    assert_eq!(before["agent_session_id"], conversation);
+    assert_eq!(before["metrics"]["messages"], 3);
+    s.child.kill().unwrap(); // SIGKILL
+    s.child.wait().unwrap();
+
+    let mut s = server_on(data.path(), &["--config", config]);
+    let after = ok(s.tool(4, "session_state", json!({"session_id": id})));
+    assert_eq!(after["state"], "Suspended");
+    assert_eq!(after["agent_session_id"], conversation);
+    for counter in ["messages", "input_tokens", "output_tokens", "ops"] {
+        assert_eq!(
+            after["metrics"][counter], before["metrics"][counter],
+            "{counter}"
+        );
+    }
+    let resumed = ok(s.tool(5, "session_resume", json!({"session_id": id})));
+    let note = resumed["agent_conversation"].as_str().unwrap().to_owned();
+    assert!(note.starts_with("continues conversation"), "{note}");
+    let r = ok(s.tool(6, "session_exec", json!({"session_id": id, "input": "two"})));
+    assert_eq!(r["result"]["turn"], 2, "{r}");
+    assert_eq!(r["result"]["session_id"], conversation);
+    s.close_stdin();
+    assert!(s.wait_exit().success());
+}

@@ -95,6 +95,15 @@ pub struct AgentOptions {
     pub turn_end_pointer: String,
     /// A line whose value at the pointer equals this ends the turn; default `"result"`.
     pub turn_end_value: serde_json::Value,
+    /// The agent profile (`[agents.<name>]` in the server's config) that keeps the agent's
+    /// conversation; default: the profile whose `programs` names the program, if any
+    /// (`claude` is built in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Fork: start from a copy of the conversation of this agent session of yours. The
+    /// command, environment and working directory default to that session's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fork_from: Option<crate::ids::SessionId>,
 }
 
 impl Default for AgentOptions {
@@ -102,6 +111,8 @@ impl Default for AgentOptions {
         Self {
             turn_end_pointer: "/type".into(),
             turn_end_value: serde_json::Value::String("result".into()),
+            profile: None,
+            fork_from: None,
         }
     }
 }

@@ -113,7 +113,11 @@ pub enum State {
         reason: String,
     },
     /// See [`StateKind::Suspended`].
-    Suspended,
+    Suspended {
+        /// Why, when it is not an eviction or a restart (an agent that would not continue
+        /// its conversation).
+        note: Option<String>,
+    },
 }
 
 /// Something that happens to a session.
@@ -142,6 +146,9 @@ pub enum Event {
     Respawn,
     /// The server is shutting down: the process ends, the record stays resumable.
     Shutdown,
+    /// An agent exited before its first turn when started to continue its conversation: the
+    /// record stays resumable (with or without the conversation).
+    Unresumed(String),
 }
 
 impl Event {
@@ -159,6 +166,7 @@ impl Event {
             Event::Fail(_) => "fail",
             Event::Respawn => "resume",
             Event::Shutdown => "suspend for shutdown",
+            Event::Unresumed(_) => "suspend after a refused resume",
         }
     }
 }
@@ -190,7 +198,7 @@ impl StateKind {
             StateKind::Failed => State::Failed {
                 reason: String::new(),
             },
-            StateKind::Suspended => State::Suspended,
+            StateKind::Suspended => State::Suspended { note: None },
         };
         state.apply(event).map(|next| next.kind())
     }
@@ -207,7 +215,7 @@ impl State {
             State::Ending { .. } => StateKind::Ending,
             State::Ended { .. } => StateKind::Ended,
             State::Failed { .. } => StateKind::Failed,
-            State::Suspended => StateKind::Suspended,
+            State::Suspended { .. } => StateKind::Suspended,
         }
     }
 
@@ -229,7 +237,10 @@ impl State {
             (S::Starting | S::Ready | S::Busy | S::Paused, Event::Shutdown) => {
                 S::Ending { suspend: true }
             }
-            (S::Ending { suspend: true }, Event::Exited(_)) => S::Suspended,
+            (S::Ending { suspend: true }, Event::Exited(_)) => S::Suspended { note: None },
+            (S::Starting | S::Ready | S::Busy, Event::Unresumed(why)) => S::Suspended {
+                note: Some(why.clone()),
+            },
             (
                 S::Starting | S::Ready | S::Busy | S::Paused | S::Ending { .. },
                 Event::Exited(exit),
@@ -240,8 +251,8 @@ impl State {
             ) => S::Failed {
                 reason: reason.clone(),
             },
-            (S::Suspended, Event::Respawn) => S::Starting,
-            (S::Suspended, Event::End { suspend: false }) => S::Ended { exit: None },
+            (S::Suspended { .. }, Event::Respawn) => S::Starting,
+            (S::Suspended { .. }, Event::End { suspend: false }) => S::Ended { exit: None },
             _ => return Err(self.refuse(event)),
         };
         Ok(next)
@@ -259,6 +270,7 @@ impl State {
             Event::Exited(_) | Event::Fail(_) => "live",
             Event::Respawn => "Suspended",
             Event::Shutdown => "Starting, Ready, Busy or Paused",
+            Event::Unresumed(_) => "Starting, Ready or Busy",
         };
         Refused {
             verb: event.verb(),
@@ -273,6 +285,7 @@ impl fmt::Display for State {
         match self {
             State::Ended { exit: Some(exit) } => write!(f, "Ended ({exit})"),
             State::Failed { reason } => write!(f, "Failed ({reason})"),
+            State::Suspended { note: Some(note) } => write!(f, "Suspended ({note})"),
             other => fmt::Display::fmt(&other.kind(), f),
         }
     }

@@ -45,6 +45,7 @@ pub(crate) fn resolve(
             .limits
             .resolve(&req.limits.unwrap_or_default())
             .map_err(|e| Error::invalid("limits", e))?,
+        agent: None,
     })
 }
 
@@ -278,5 +279,6 @@ pub(crate) fn respec(config: &Config, record: &Record) -> Result<SessionSpec> {
             })
             .map_err(|e| Error::invalid("limits", e))?
         },
+        agent: None,
     })
 }

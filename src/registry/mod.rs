@@ -3,6 +3,7 @@
 //! ends everything at shutdown. It is on the lifecycle path only, never on the path of an
 //! operation on an existing session.
 
+mod agent;
 mod create;
 mod index;
 mod list;
@@ -347,15 +348,11 @@ impl Registry {
     /// its id, its address and where its start-up outcome arrives.
     fn start_session(
         &mut self,
+        id: SessionId,
         msg: &Create,
         spec: SessionSpec,
         ctx: &mut Context<Self>,
-    ) -> (
-        SessionId,
-        Addr<session::Session>,
-        oneshot::Receiver<Result<()>>,
-    ) {
-        let id = SessionId::new();
+    ) -> (Addr<session::Session>, oneshot::Receiver<Result<()>>) {
         self.seq += 1;
         let idle = msg
             .req
@@ -394,34 +391,41 @@ impl Registry {
         if let Some(name) = &msg.req.name {
             self.names.insert((msg.owner.clone(), name.clone()), id);
         }
-        (id, addr, ready_rx)
+        (addr, ready_rx)
     }
-}
 
-impl Actor for Registry {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
-        let every = Duration::from_millis(self.config.runtime.sweep_interval_ms);
-        ctx.run_interval(every, |act, ctx| act.sweep(ctx));
+    /// The directory an agent session `id` keeps its CLI's files in, when there is a store.
+    fn agent_dir(&self, id: SessionId) -> Option<std::path::PathBuf> {
+        self.store.as_ref().map(|s| s.agent_dir(id))
     }
-}
 
-impl Handler<Create> for Registry {
-    type Result = ResponseActFuture<Self, Result<SessionInfo>>;
-
-    fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
+    /// Creates a session; `parent` is the record of the session a fork continues.
+    fn create(
+        &mut self,
+        mut msg: Create,
+        parent: Option<crate::store::Record>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<SessionInfo>> {
         let _span = tracing::debug_span!("create", owner = %msg.owner).entered();
         if self.shutting_down {
             return Box::pin(actix::fut::ready(Err(Error::ShuttingDown)));
         }
-        let spec = create::resolve(&self.config, &self.base_env, &msg.req).and_then(|mut spec| {
+        let id = SessionId::new();
+        let spec = (|| {
+            let base_env = match &parent {
+                Some(p) => agent::fork_request(&mut msg.req, p)?,
+                None => self.base_env.clone(),
+            };
+            let mut spec = create::resolve(&self.config, &base_env, &msg.req)?;
             let default_cwd = msg.req.cwd.is_none();
             self.principals
-                .apply(msg.owner.as_str(), &mut spec, default_cwd)
-                .map(|()| spec)
-        });
+                .apply(msg.owner.as_str(), &mut spec, default_cwd)?;
+            agent::for_create(&self.config, &mut spec, self.agent_dir(id))?;
+            if let Some(p) = &parent {
+                agent::for_fork(&mut spec, p, self.agent_dir(p.spec.id))?;
+            }
+            Ok(spec)
+        })();
         let spec = match spec {
             Ok(spec) => spec,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
@@ -443,7 +447,7 @@ impl Handler<Create> for Registry {
         if let Err(e) = self.make_room(ctx) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
-        let (id, addr, ready_rx) = self.start_session(&msg, spec, ctx);
+        let (addr, ready_rx) = self.start_session(id, &msg, spec, ctx);
         Box::pin(
             when_ready(ready_rx, addr, id)
                 .into_actor(self)
@@ -458,7 +462,42 @@ impl Handler<Create> for Registry {
     }
 }
 
-/// Waits for a new session actor's start-up outcome, then describes the session.
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        let every = Duration::from_millis(self.config.runtime.sweep_interval_ms);
+        ctx.run_interval(every, |act, ctx| act.sweep(ctx));
+    }
+}
+
+impl Handler<Create> for Registry {
+    type Result = ResponseActFuture<Self, Result<SessionInfo>>;
+
+    fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
+        let Some(parent) = agent::fork_source(&msg.req) else {
+            return self.create(msg, None, ctx);
+        };
+        // A fork reads the record of the session it continues (its own principal's only).
+        if let Err(e) = self.index.get(&msg.owner, parent) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let record = self.read_record(parent);
+        Box::pin(
+            record
+                .into_actor(self)
+                .then(move |record, act, ctx| match record {
+                    Ok(record) => act.create(msg, Some(record), ctx),
+                    Err(e) => Box::pin(actix::fut::ready(Err(Error::invalid(
+                        "agent.fork_from",
+                        format!("cannot read session {parent}: {e}"),
+                    )))),
+                }),
+        )
+    }
+}
+
 async fn when_ready(
     ready: oneshot::Receiver<Result<()>>,
     addr: Addr<session::Session>,

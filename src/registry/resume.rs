@@ -32,6 +32,8 @@ pub struct Resume {
     pub id: SessionId,
     /// Place it on this arbiter instead of round-robin.
     pub prefer_arbiter: Option<usize>,
+    /// An agent session starts a new conversation instead of continuing its own.
+    pub fresh: bool,
 }
 
 /// Ends a session that has no process (a Suspended record): it becomes Ended.
@@ -80,7 +82,10 @@ impl Registry {
     }
 
     /// Reads a session's record off the registry's thread.
-    fn read_record(&self, id: SessionId) -> impl std::future::Future<Output = Result<Record>> {
+    pub(super) fn read_record(
+        &self,
+        id: SessionId,
+    ) -> impl std::future::Future<Output = Result<Record>> {
         let store = self.store.clone();
         async move {
             let store =
@@ -156,6 +161,8 @@ impl Registry {
         let mut spec = create::respec(&self.config, record)?;
         self.principals
             .apply(msg.owner.as_str(), &mut spec, false)?;
+        let dir = self.agent_dir(msg.id);
+        super::agent::for_resume(&self.config, &mut spec, record, dir, msg.fresh);
         self.make_room(ctx)?;
         Ok(spec)
     }
@@ -292,7 +299,7 @@ impl Registry {
         }
         let state = entry.shared.state();
         let current = match state {
-            StateKind::Suspended => State::Suspended,
+            StateKind::Suspended => State::Suspended { note: None },
             other => {
                 return Ok(EndResult {
                     ended: true,

@@ -75,6 +75,15 @@ impl Session {
             last_stop: self.debug.as_ref().and_then(|d| d.last_stop()),
             audit: self.audit.clone(),
             limits: Some(self.bounds.info()),
+            agent_session_id: self
+                .agent
+                .as_ref()
+                .and_then(|a| a.record.session_id.clone()),
+            agent_conversation: self
+                .agent
+                .as_ref()
+                .map(|a| a.record.note.clone())
+                .filter(|n| !n.is_empty()),
         }
     }
 

@@ -288,8 +288,6 @@ impl Session {
             let _ = self.transition(Event::OpEnd);
         }
         self.shared.touch();
-        // Pushed before the reply, so a caller that then waits for durability covers it.
-        self.persist(When::Lazy);
         // Built even when the caller's deadline passed (nobody to send it to): its messages
         // and tokens still count in the session's metrics.
         let cwd = cwd.or_else(|| self.cwd.clone());
@@ -306,6 +304,12 @@ impl Session {
             self.metrics.input_tokens += u.input_tokens;
             self.metrics.output_tokens += u.output_tokens;
         }
+        if let Some(agent) = &mut self.agent {
+            agent.turn_ended(&mut result);
+        }
+        // Pushed before the reply (counters included), so a caller that then waits for
+        // durability covers it.
+        self.persist(When::Lazy);
         if let Some(tx) = r.tx.take() {
             let _ = tx.send(Ok(result));
         }

@@ -181,6 +181,14 @@ impl Session {
                 self.complete_if_done(ctx);
             }
             Marker::Dap(message) => self.on_dap(message, ctx),
+            Marker::Conversation(id) => {
+                if let Some(agent) = &mut self.agent {
+                    if agent.captured(id) {
+                        debug!(session = %self.shared.id, conversation = ?agent.record.session_id, "the agent reported its conversation id");
+                        // Kept with the next snapshot: the end of the turn that reported it.
+                    }
+                }
+            }
             Marker::Reply(bytes) => {
                 if let Some(ctx) = ctx {
                     if let Err(e) = self.write(bytes, ctx) {

@@ -340,6 +340,13 @@ pub struct SessionInfo {
     /// Its memory and process limits, how they are enforced, and what they have done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsInfo>,
+    /// Agent sessions: the agent's own conversation id, once its output reported it (what
+    /// `session_resume` continues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_session_id: Option<String>,
+    /// Agent sessions with a profile: what the last start did with the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_conversation: Option<String>,
 }
 
 /// Reports from a session to its supervisor (the registry).

@@ -9,6 +9,7 @@
 //! without a process; `kind/` the drivers, each kind in one place (`kind/repl/` with its
 //! Python driver and namespace snapshots, `kind/debug/` with DAP framing and the client).
 
+pub mod agent;
 mod control;
 mod exec;
 mod io;
@@ -72,6 +73,8 @@ pub struct SessionSpec {
     pub run_as: Option<process::RunAs>,
     /// Memory and process limits of the whole session.
     pub limits: Limits,
+    /// An agent session with a profile: what this launch does with its conversation.
+    pub agent: Option<agent::AgentLaunch>,
 }
 
 /// The live child and the parent ends of its pipes.
@@ -116,6 +119,8 @@ pub struct Session {
     audit: Vec<AuditEntry>,
     /// Its limits: the cgroup of its child and what they have done.
     bounds: limits::Bounds,
+    /// An agent session's conversation.
+    agent: Option<agent::AgentState>,
 }
 
 /// Everything a session actor starts from.
@@ -174,7 +179,8 @@ impl Session {
             .unwrap_or_else(|| spec.cwd.display().to_string());
         let mut session = Self {
             bounds: limits::Bounds::new(enforcer, spec.limits),
-            driver: driver_for(spec.kind, &spec.options, &config),
+            driver: driver_for(spec.kind, &spec.options, &config, spec.agent.as_ref()),
+            agent: spec.agent.as_ref().map(agent::AgentState::new),
             debug: debug::Debugger::new(&spec.options, &spec.cwd, resumed.as_ref()),
             shared,
             spec,
@@ -274,6 +280,22 @@ impl Session {
         let mut argv = self.spec.argv.clone();
         self.driver.prepare_argv(&mut argv);
         let program = || self.spec.argv.first().cloned().unwrap_or_default();
+        let mut env = self.spec.env.clone();
+        if let Some(launch) = &self.spec.agent {
+            argv.extend(launch.args.iter().cloned());
+            if let Some((var, dir)) = &launch.config_dir {
+                agent::prepare_dir(dir, launch.copy_from.as_deref(), self.spec.run_as.as_ref())
+                    .map_err(|e| Error::Spawn {
+                        program: program(),
+                        reason: format!(
+                            "cannot make the agent's directory {} ({var}): {e}",
+                            dir.display()
+                        ),
+                    })?;
+                env.retain(|(k, _)| k != var);
+                env.push((var.clone(), dir.display().to_string()));
+            }
+        }
         let mut rlimits = self.spec.rlimits.clone();
         let own_user = self.spec.run_as.as_ref().is_some_and(|u| u.uid != 0);
         let join = self
@@ -286,7 +308,7 @@ impl Session {
         let spawn_spec = SpawnSpec {
             argv,
             cwd: self.spec.cwd.clone(),
-            env: self.spec.env.clone(),
+            env,
             rlimits,
             run_as: self.spec.run_as.clone(),
             join: process::limits::raw(&join),
@@ -383,9 +405,27 @@ impl Session {
             }
         }
         let reached = self.bounds.check();
+        let refused = match self.state.kind() {
+            StateKind::Starting | StateKind::Ready | StateKind::Busy => {
+                let stderr = self.stderr_tail.as_deref().unwrap_or_default();
+                let a = self.agent.as_mut();
+                a.and_then(|a| {
+                    a.refusal = a.refused(&status.to_string(), stderr);
+                    a.refusal.clone()
+                })
+            }
+            _ => None,
+        };
         self.finish_running_on_exit(status);
         self.bounds.release(true);
         self.fail_queue();
+        if let Some(why) = refused {
+            warn!(session = %self.shared.id, reason = %why, "the agent refused to continue its conversation; the session is Suspended");
+            self.audit(AuditAction::Suspended, Via::Runtime, None);
+            let _ = self.transition(state::Event::Unresumed(why));
+            ctx.run_later(RETIRE_AFTER, |act, ctx| act.retire_if_settled(ctx));
+            return;
+        }
         let _ = self.transition(match reached {
             // The memory limit killed the session's own process: say so, not just "SIGKILL".
             Some(r) if status.signal == Some(libc::SIGKILL) && r.starts_with("memory") => {

@@ -132,6 +132,7 @@ impl Session {
                 resumes: p.resumes,
                 debug: self.debug.as_ref().map(|d| d.record()),
                 audit: self.audit.iter().map(Into::into).collect(),
+                agent: self.agent.as_ref().map(|a| a.record.clone()),
             },
         };
         // Lazy: the record's push below wakes the writer as `when` says, for both.

@@ -46,6 +46,12 @@ pub(crate) fn info(shared: &Shared, record: &Record) -> SessionInfo {
             .filter_map(crate::store::StoredAudit::entry)
             .collect(),
         limits: None,
+        agent_session_id: live.agent.as_ref().and_then(|a| a.session_id.clone()),
+        agent_conversation: live
+            .agent
+            .as_ref()
+            .map(|a| a.note.clone())
+            .filter(|n| !n.is_empty()),
     }
 }
 

@@ -34,11 +34,11 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 pub use codec::DecodeError;
-pub use files::SESSIONS_DIR;
+pub use files::{AGENTS_DIR, SESSIONS_DIR};
 pub use lock::LOCK_FILE;
 pub use record::{
-    DebugRecord, Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead, SpecRecord,
-    StoredAudit, StoredBreakpoint, TaskRecord,
+    AgentRecord, DebugRecord, Dir, Event, LiveHead, LiveRecord, Record, RecordHead, SpecHead,
+    SpecRecord, StoredAudit, StoredBreakpoint, TaskRecord,
 };
 pub use writer::{Ack, Counters, When};
 
@@ -160,6 +160,8 @@ struct Inner {
     shared: Arc<writer::Exchange>,
     thread: Mutex<Option<JoinHandle<()>>>,
     opened: StoreStats,
+    /// `<data dir>/agents`: agent sessions' own directories.
+    agents: PathBuf,
     _lock: Option<lock::DirLock>,
     /// The directory of a temporary store, removed last.
     _temp: Option<open::TempDir>,
@@ -245,6 +247,12 @@ impl Store {
                     .ok()
             })
             .collect())
+    }
+
+    /// The directory an agent session keeps its CLI's own files in (made when the session
+    /// starts, removed when it is purged).
+    pub fn agent_dir(&self, id: SessionId) -> PathBuf {
+        self.inner.agents.join(id.to_string())
     }
 
     /// Queues the removal of everything stored about a session.

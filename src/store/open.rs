@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info, warn};
 
 use super::files::tasks::{TaskFiles, TASKS_DIR};
-use super::files::{SessionFiles, SESSIONS_DIR};
+use super::files::{SessionFiles, AGENTS_DIR, SESSIONS_DIR};
 use super::record::{self, Event, Record, RecordHead};
 use super::{
     codec, lock, writer, Inner, Skipped, Store, StoreError, StoreStats, Trees, SCHEMA_VERSION,
@@ -92,7 +92,8 @@ impl Store {
             dir.join(SESSIONS_DIR),
             config.segment_bytes,
             config.transcript_cap_bytes,
-        );
+        )
+        .with_agents(dir.join(AGENTS_DIR));
         let tasks = TaskFiles::new(dir.join(TASKS_DIR));
         let (trees, schema, quarantined) = open_or_quarantine(config, &dir, &sled_path)?;
         files.create_root().map_err(|e| io_error(files.root(), e))?;
@@ -132,6 +133,7 @@ impl Store {
             shared,
             thread: Mutex::new(Some(thread)),
             opened,
+            agents: dir.join(AGENTS_DIR),
             _lock: lock,
             _temp: temp,
         };
@@ -276,7 +278,7 @@ fn open_or_quarantine(
         Err(e) => {
             let aside = lock::quarantine_dir(dir);
             create_private_dir(&aside)?;
-            for name in [STORE_DIR, SESSIONS_DIR] {
+            for name in [STORE_DIR, SESSIONS_DIR, AGENTS_DIR] {
                 let from = dir.join(name);
                 if !from.exists() {
                     continue;

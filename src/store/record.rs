@@ -93,6 +93,20 @@ pub struct LiveRecord {
     pub debug: Option<DebugRecord>,
     /// Who created, resumed, signalled, suspended and ended it (absent in older records).
     pub audit: Vec<StoredAudit>,
+    /// An agent session's own conversation (absent for other kinds and in older records).
+    pub agent: Option<AgentRecord>,
+}
+
+/// What an agent session keeps of its CLI's conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentRecord {
+    /// The conversation id the agent reported (its profile's `session_id_pointer`).
+    pub session_id: Option<String>,
+    /// A fork that has not reported its own id yet: the conversation it starts from a copy of.
+    pub fork_of: Option<String>,
+    /// What the last launch did with the conversation.
+    pub note: String,
 }
 
 /// One audit entry, as stored.

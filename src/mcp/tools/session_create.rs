@@ -17,7 +17,11 @@ pub(super) fn def() -> ToolDef {
          between execs and survive eviction and restarts. kind 'agent' runs an agent CLI that \
          speaks JSON lines (command is required, e.g. claude -p --input-format stream-json \
          --output-format stream-json --verbose); agent.turn_end_pointer/turn_end_value say which \
-         line ends a turn (default: type == result). kind 'debug' runs a program under a \
+         line ends a turn (default: type == result); its profile (agent.profile, default by \
+         program: claude is built in) keeps the agent's own conversation across resumes \
+         (agent_session_id in session_state), and agent.fork_from (another agent session's \
+         id) starts a copy of that session's conversation, with its command, env and cwd \
+         unless given. kind 'debug' runs a program under a \
          Debug Adapter Protocol adapter (default python3 -m debugpy.adapter; command picks \
          another): debug.program (relative to cwd) is required, debug.args optional; it \
          starts Paused at the first line (debug.stop_on_entry=false runs at once), then use \

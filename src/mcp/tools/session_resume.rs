@@ -14,6 +14,10 @@ pub(super) struct Args {
     /// The session_id of a Suspended session (evicted when idle or at capacity, or restored
     /// after a server restart).
     session_id: String,
+    /// Agent sessions: start a new conversation instead of continuing the agent's own (for
+    /// a conversation the agent can no longer continue).
+    #[serde(default)]
+    fresh: bool,
 }
 
 pub(super) fn def() -> ToolDef {
@@ -24,9 +28,12 @@ pub(super) fn def() -> ToolDef {
          environment and limits, a shell in the working directory it last had, with its \
          transcript, cursors and counters kept (variables and background jobs of the old \
          process are not; a repl gets back the variables its namespace snapshot could save; an \
-         agent starts a fresh process, without the old conversation; a terminal starts its \
-         program again in its last working directory, on a new screen). Returns the \
-         session_state result. A session's saved output stays readable with session_read \
+         agent with a profile (Claude Code's is built in) continues its own conversation \
+         (agent_session_id, e.g. claude --resume), others and fresh=true start a new one; a \
+         terminal starts its program again in its last working directory, on a new screen). \
+         Returns the session_state result; agent_conversation says what became of the \
+         conversation. An agent that exits before its first turn after a resume leaves the \
+         session Suspended, saying why. A session's saved output stays readable with session_read \
          while it is Suspended, and a terminal's last screen with terminal_screen.",
         Hints {
             read_only: false,
@@ -34,13 +41,15 @@ pub(super) fn def() -> ToolDef {
             idempotent: false,
         },
         |r: &SessionInfo| {
-            let fresh = match r.kind {
-                Kind::Agent => "; a fresh agent process: the old conversation is not restored",
-                Kind::Terminal => {
-                    "; the program started again on a new screen: what ran in the old terminal \
-                     is gone"
+            let fresh = match (r.kind, &r.agent_conversation) {
+                (Kind::Agent, Some(note)) => format!("; the agent's conversation: {note}"),
+                (Kind::Agent, None) => {
+                    "; a fresh agent process: no agent profile keeps its conversation".into()
                 }
-                _ => "",
+                (Kind::Terminal, _) => "; the program started again on a new screen: what ran \
+                                        in the old terminal is gone"
+                    .into(),
+                _ => String::new(),
             };
             format!(
                 "session {} ({}) resumed: {}, pid {}, cwd {}{fresh}",
@@ -53,7 +62,7 @@ pub(super) fn def() -> ToolDef {
         },
         |args: Args, ctx| async move {
             let id = session_id(&args.session_id)?;
-            ctx.handle.resume(id).await.map(Some)
+            ctx.handle.resume_with(id, args.fresh).await.map(Some)
         },
     )
 }

@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::{Completion, Driver, Marker, Stream};
+use crate::config::AgentProfile;
 use crate::session::messages::{ExecError, ExecResult, Usage};
 use crate::{Error, Result};
 
@@ -64,6 +65,8 @@ pub(crate) struct AgentDriver {
     partial: Vec<u8>,
     /// The current stdout line outgrew [`MAX_LINE`]: skipped up to its newline.
     overlong: bool,
+    /// The agent profile whose rule finds the agent's conversation id in its lines.
+    capture: Option<AgentProfile>,
 }
 
 impl AgentDriver {
@@ -74,7 +77,14 @@ impl AgentDriver {
             value,
             partial: Vec::new(),
             overlong: false,
+            capture: None,
         }
+    }
+
+    /// Also reports the conversation id `capture` finds in a line ([`Marker::Conversation`]).
+    pub(crate) fn capturing(mut self, capture: Option<AgentProfile>) -> Self {
+        self.capture = capture;
+        self
     }
 
     /// True when `v` is a turn-end line.
@@ -89,6 +99,9 @@ impl AgentDriver {
             return;
         }
         if let Ok(v) = serde_json::from_slice::<Value>(line) {
+            if let Some(id) = self.capture.as_ref().and_then(|c| c.carries_id(&v)) {
+                markers.push(Marker::Conversation(id));
+            }
             if self.ends_turn(&v) {
                 markers.push(Marker::Result(v));
             }
@@ -358,6 +371,28 @@ mod tests {
         assert_eq!(m, vec![Marker::Result(json!({"event": {"kind": 7}}))]);
         let mut bad = AgentDriver::new("type".into(), json!("result"));
         assert!(bad.begin_exec("hi", false).is_err());
+    }
+
+    #[test]
+    fn the_conversation_id_is_reported_from_lines_that_pass_the_profiles_filter() {
+        let mut d = driver().capturing(Some(AgentProfile::claude()));
+        let (m, _) = feed(
+            &mut d,
+            b"{\"type\":\"assistant\",\"session_id\":\"no\"}\n{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"c1\"}\n{\"type\":\"result\",\"session_id\":\"c1\"}\n",
+        );
+        assert_eq!(
+            m,
+            vec![
+                Marker::Conversation("c1".into()),
+                Marker::Result(json!({"type": "result", "session_id": "c1"}))
+            ]
+        );
+        // Without a profile nothing is reported.
+        let (m, _) = feed(
+            &mut driver(),
+            b"{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"c1\"}\n",
+        );
+        assert!(m.is_empty());
     }
 
     fn finished(stdout: &str, payload: Option<Value>, ended: bool, timed_out: bool) -> ExecResult {

@@ -51,6 +51,8 @@ pub(crate) enum Marker {
     Started,
     /// Bytes to write back to the program: a terminal's answer to a query it sent.
     Reply(Vec<u8>),
+    /// An agent reported its own conversation id.
+    Conversation(String),
 }
 
 /// How an exec of this kind knows it is over.
@@ -110,6 +112,7 @@ pub(crate) fn driver_for(
     kind: Kind,
     options: &KindOptions,
     config: &crate::config::SessionConfig,
+    agent: Option<&super::agent::AgentLaunch>,
 ) -> Box<dyn Driver> {
     match kind {
         Kind::Shell => Box::new(ShellDriver::default()),
@@ -119,10 +122,12 @@ pub(crate) fn driver_for(
                 KindOptions::Agent(o) => o.clone(),
                 _ => AgentOptions::default(),
             };
-            Box::new(agent::AgentDriver::new(
-                o.turn_end_pointer,
-                o.turn_end_value,
-            ))
+            let capture = agent
+                .map(|a| a.rules.clone())
+                .filter(|r| !r.session_id_pointer.is_empty());
+            Box::new(
+                agent::AgentDriver::new(o.turn_end_pointer, o.turn_end_value).capturing(capture),
+            )
         }
         Kind::Repl => Box::new(repl::ReplDriver::default()),
         Kind::Debug => Box::new(debug::dap::DapDriver::default()),

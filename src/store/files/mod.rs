@@ -26,6 +26,8 @@ use crate::ids::SessionId;
 
 /// Name of the directory of per-session directories inside the data directory.
 pub const SESSIONS_DIR: &str = "sessions";
+/// Directory (in the data directory) of agent sessions' own directories, one per session.
+pub const AGENTS_DIR: &str = "agents";
 
 /// Name of a session's final record file.
 const RECORD_FILE: &str = "record";
@@ -44,6 +46,8 @@ pub(crate) struct SessionFiles {
     segment: u64,
     /// Bytes of segment files kept per session.
     cap: u64,
+    /// Where agent sessions' own directories are, removed with the rest of a session.
+    agents: Option<PathBuf>,
 }
 
 /// One session's segments as the writer knows them.
@@ -91,7 +95,18 @@ impl SessionFiles {
     /// `segment_bytes` (and at most a quarter of the cap, so trimming keeps most of it).
     pub(crate) fn new(root: PathBuf, segment_bytes: u64, cap: u64) -> Self {
         let segment = segment_bytes.min(cap / 4).max(MIN_SEGMENT);
-        Self { root, segment, cap }
+        Self {
+            root,
+            segment,
+            cap,
+            agents: None,
+        }
+    }
+
+    /// Also removes `<agents>/<id>` when a session is purged.
+    pub(crate) fn with_agents(mut self, agents: PathBuf) -> Self {
+        self.agents = Some(agents);
+        self
     }
 
     /// The directory of all transcripts.
@@ -234,6 +249,12 @@ impl SessionFiles {
     pub(crate) fn purge(&self, id: SessionId) -> io::Result<u64> {
         let dir = self.dir(id);
         let bytes = list(&dir)?.iter().map(|s| s.bytes).sum::<u64>() + self.record_bytes(id)?;
+        if let Some(agents) = &self.agents {
+            match fs::remove_dir_all(agents.join(id.to_string())) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
