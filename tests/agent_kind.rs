@@ -436,7 +436,7 @@ fn a_conversation_the_agent_cannot_continue_leaves_the_session_suspended_until_a
         assert!(
             detail.contains("agents.fake.resume_args (--resume ")
                 && detail.contains("No conversation found with session ID")
-                && detail.contains("fresh=true"),
+                && detail.contains("resume with fresh"),
             "{detail}"
         );
         assert_eq!(

@@ -20,6 +20,7 @@ fn event() -> impl Strategy<Value = Event> {
         Just(Event::Fail("boom".into())),
         Just(Event::Respawn),
         Just(Event::Shutdown),
+        Just(Event::Unresumed("refused".into())),
     ]
 }
 
@@ -43,6 +44,7 @@ fn model(state: StateKind, suspending: bool, event: &Event) -> Option<StateKind>
         Event::Exited(_) if live => Ended,
         Event::Fail(_) if live => Failed,
         Event::Respawn if state == Suspended => Starting,
+        Event::Unresumed(_) if matches!(state, Starting | Ready | Busy) => Suspended,
         _ => return None,
     })
 }
@@ -78,4 +80,14 @@ fn a_refusal_names_the_current_and_the_needed_state() {
         err.to_string(),
         "cannot run an operation: session is Ended, must be Ready"
     );
+}
+
+#[test]
+fn a_refused_resume_is_suspended_with_its_reason() {
+    let s = State::Ready
+        .apply(&Event::Unresumed("the agent exited".into()))
+        .unwrap();
+    assert_eq!(s.kind(), StateKind::Suspended);
+    assert_eq!(s.to_string(), "Suspended (the agent exited)");
+    assert_eq!(s.apply(&Event::Respawn).unwrap(), State::Starting);
 }

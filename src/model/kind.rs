@@ -103,7 +103,7 @@ pub struct AgentOptions {
     /// Fork: start from a copy of the conversation of this agent session of yours. The
     /// command, environment and working directory default to that session's.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fork_from: Option<crate::ids::SessionId>,
+    pub fork_from: Option<super::ids::SessionId>,
 }
 
 impl Default for AgentOptions {

@@ -7,6 +7,8 @@
 //!                                      any live state -> Failed
 //!                                      any live state -> Ended (the child exited on its own)
 //!                                      Suspended -> Starting (resume) | Ended (end)
+//!                                      Starting/Ready/Busy -> Suspended (an agent refused
+//!                                        to continue its conversation)
 //! ```
 
 use std::fmt;

@@ -93,7 +93,7 @@ impl AgentState {
         let said = said.map_or_else(String::new, |l| format!(": {}", l.trim()));
         Some(format!(
             "the agent exited ({status}) before its first turn when started with {with}{said}; \
-             the conversation is kept: session_resume with fresh=true starts the agent without it"
+             the conversation is kept; a resume with fresh starts the agent without it"
         ))
     }
 }
@@ -212,7 +212,7 @@ mod tests {
         assert!(
             why.contains("agents.claude.resume_args (--resume abc)")
                 && why.contains(": No conversation found with session ID: abc;")
-                && why.contains("fresh=true"),
+                && why.contains("resume with fresh"),
             "{why}"
         );
         assert!(state.captured("abc".into()));
