@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: the Python test environment (.venv: the official MCP SDK,
-# debugpy), Rust tests, then the Python end-to-end suite that drives the real binary with the
-# official MCP SDK, then the protocol conformance run if present.
+# debugpy), the pinned Claude Code CLI (.tools/claude, from npm), Rust tests, then the Python
+# end-to-end suite that drives the real binary with the official MCP SDK, then the protocol
+# conformance run if present.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -37,6 +38,65 @@ else
     echo "missing Debian packages: ${missing[*]} (the terminal tests run less, vi, top and tput); install them and run again" >&2
     exit 1
 fi
+
+section "claude code cli (.tools/claude, the agent tests' real agent)"
+# tests/python/test_claude.py drives the real Claude Code CLI against a stand-in Messages API
+# on loopback (tests/fixtures/messages_api.py). The CLI is pinned in tests/claude/package-lock.json
+# and installed with `npm ci` into git-ignored .tools/claude, again only when the lock's sha256
+# differs from the stamp left by the last install. --ignore-scripts: the package's postinstall
+# (which would link bin/claude.exe to the platform's native binary) does not run, so the tests
+# run the native binary of the platform package npm picked (an optional dependency per
+# os/cpu/libc) directly. That binary does not need Node: under an older system Node, npm logs
+# one EBADENGINE warning (the package asks for Node >= 22), which is harmless here.
+# --prefer-offline: a warm npm cache installs with no registry access at all.
+case "$(uname -m)" in
+x86_64) claude_pkg=claude-code-linux-x64 ;;
+aarch64 | arm64) claude_pkg=claude-code-linux-arm64 ;;
+*)
+    echo "no pinned Claude Code CLI for $(uname -m) (tests/claude has linux x86_64 and aarch64 builds); the agent tests need one" >&2
+    exit 1
+    ;;
+esac
+claude_tools=.tools/claude
+claude_stamp=$claude_tools/.lock-sha256
+claude_bin="$PWD/$claude_tools/node_modules/@anthropic-ai/$claude_pkg/claude"
+want="$(sha256sum tests/claude/package-lock.json | cut -d' ' -f1)"
+if [[ "$(cat "$claude_stamp" 2>/dev/null || true)" == "$want" && -x $claude_bin ]]; then
+    echo "up to date"
+else
+    command -v npm >/dev/null || {
+        echo "npm is needed once to install $claude_tools (apt-get install npm)" >&2
+        exit 1
+    }
+    rm -f "$claude_stamp"
+    mkdir -p "$claude_tools"
+    cp tests/claude/package.json tests/claude/package-lock.json "$claude_tools/"
+    if ! npm ci --prefix "$claude_tools" --ignore-scripts --no-audit --no-fund --prefer-offline \
+        >"$claude_tools/npm-ci.log" 2>&1; then
+        tail -n 30 "$claude_tools/npm-ci.log" >&2
+        echo "npm ci failed (full log: $claude_tools/npm-ci.log)" >&2
+        exit 1
+    fi
+    [[ -x $claude_bin ]] || {
+        echo "$claude_bin missing after npm ci (log: $claude_tools/npm-ci.log)" >&2
+        exit 1
+    }
+    echo "$want" >"$claude_stamp"
+    echo "installed tests/claude/package-lock.json"
+fi
+claude_version="$("$claude_bin" --version)" || {
+    echo "$claude_bin does not run" >&2
+    exit 1
+}
+want_version="$(sed -n 's/.*"@anthropic-ai\/claude-code": "\([^"]*\)".*/\1/p' tests/claude/package.json)"
+if [[ $claude_version != "$want_version "* ]]; then
+    echo "$claude_bin is '$claude_version', expected $want_version (tests/claude/package.json)" >&2
+    exit 1
+fi
+echo "$claude_version"
+# The Python agent tests run this CLI, and must not skip for want of it.
+export STABLEHAND_TEST_CLAUDE="$claude_bin"
+export STABLEHAND_REQUIRE_CLAUDE=1
 
 # The Rust tests of REPL and debug sessions run this interpreter (debugpy is installed in it).
 export STABLEHAND_TEST_PYTHON="$PWD/.venv/bin/python"

@@ -327,6 +327,7 @@ fn fake() -> Option<AgentOptions> {
 
 /// The turn number of the conversation that answered `r`, and its id.
 fn turn(r: &stablehand::session::messages::ExecResult) -> (u64, String) {
+    assert!(r.error.is_none(), "the turn failed: {r:?}");
     let result = r
         .result
         .as_ref()
@@ -427,9 +428,26 @@ fn a_conversation_the_agent_cannot_continue_leaves_the_session_suspended_until_a
         std::fs::remove_file(file).unwrap();
 
         // The agent exits at once: the session is Suspended again, saying why, with its record.
+        // A turn sent meanwhile fails, whether it reached the agent before its exit or not.
         bounded(LIMIT, h.resume(id))
             .await
             .expect("resume starts the agent");
+        let early = h
+            .exec(
+                id,
+                stablehand::session::messages::Exec {
+                    input: "lost".into(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        match early {
+            Ok(r) => assert_eq!(
+                r.error.map(|e| e.kind).as_deref(),
+                Some("AgentResumeFailed")
+            ),
+            Err(e) => assert!(e.to_string().contains("Suspended"), "{e}"),
+        }
         until_state(&h, id, StateKind::Suspended).await;
         let info = h.state(id).await.unwrap();
         let detail = &info.state_detail;
@@ -443,6 +461,8 @@ fn a_conversation_the_agent_cannot_continue_leaves_the_session_suspended_until_a
             info.agent_session_id.as_deref(),
             Some(conversation.as_str())
         );
+        let note = info.agent_conversation.clone().unwrap();
+        assert!(note.contains("was not continued"), "{note}");
         // Nothing restarts it: it stays Suspended until asked (one resume in the trail).
         let resumes = |i: &stablehand::session::messages::SessionInfo| {
             i.audit

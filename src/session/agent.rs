@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::AgentProfile;
 use crate::process::RunAs;
-use crate::session::messages::ExecResult;
+use crate::session::messages::{ExecError, ExecResult};
 use crate::store::AgentRecord;
 
 /// How one launch of an agent session treats its conversation (resolved by the registry).
@@ -65,6 +65,19 @@ impl AgentState {
         if result.result.is_some() && !self.captures {
             self.pending = None;
         }
+        if let (Some(with), Some(_), None) = (&self.pending, &result.result, &result.error) {
+            // The turn ended without the line that names the conversation: a CLI that
+            // could not open the conversation answers that way (Claude Code's error result
+            // line) before it exits. Probation goes on: its exit suspends the session.
+            result.error = Some(ExecError {
+                kind: "AgentResumeFailed".into(),
+                message: format!(
+                    "the turn ended without the agent reporting its conversation, after it was \
+                     started with {with}: it did not continue it (its last line is the result)"
+                ),
+                traceback: String::new(),
+            });
+        }
         if let (Some(why), Some(e)) = (&self.refusal, &mut result.error) {
             if e.kind == "AgentExited" {
                 e.kind = "AgentResumeFailed".into();
@@ -75,22 +88,31 @@ impl AgentState {
 
     /// A conversation id the agent reported; true when it is new.
     pub(crate) fn captured(&mut self, id: String) -> bool {
+        // The agent reported its conversation: it took the arguments that continue it.
+        self.pending = None;
         if self.record.session_id.as_deref() == Some(id.as_str()) {
             return false;
         }
         self.record.session_id = Some(id);
         self.record.fork_of = None;
-        // The agent reported its conversation: it took the arguments that continue it.
-        self.pending = None;
         true
     }
 
     /// Why the session is Suspended rather than Ended when the agent exited before its first
     /// turn: the arguments that continue the conversation were refused.
-    pub(crate) fn refused(&self, status: &str, stderr: &str) -> Option<String> {
+    pub(crate) fn refused(&mut self, status: &str, stderr: &str) -> Option<String> {
         let with = self.pending.as_ref()?;
         let said = stderr.lines().rev().find(|l| !l.trim().is_empty());
         let said = said.map_or_else(String::new, |l| format!(": {}", l.trim()));
+        let id = self
+            .record
+            .session_id
+            .as_ref()
+            .or(self.record.fork_of.as_ref());
+        self.record.note = format!(
+            "conversation {} was not continued: the agent exited before its first turn",
+            id.map_or("-", String::as_str)
+        );
         Some(format!(
             "the agent exited ({status}) before its first turn when started with {with}{said}; \
              the conversation is kept; a resume with fresh starts the agent without it"
@@ -196,6 +218,43 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_that_ends_without_the_conversation_after_a_resume_fails() {
+        let launch = AgentLaunch {
+            rules: crate::config::AgentProfile::claude(),
+            args: vec!["--resume".into(), "abc".into()],
+            args_from: Some("agents.claude.resume_args".into()),
+            ..AgentLaunch::default()
+        };
+        let mut state = AgentState::new(&launch);
+        state.record.session_id = Some("abc".into());
+        let mut r = ExecResult {
+            result: Some(serde_json::json!({"type": "result", "is_error": true})),
+            ..ExecResult::default()
+        };
+        state.turn_ended(&mut r);
+        let e = r.error.expect("an error");
+        assert_eq!(e.kind, "AgentResumeFailed");
+        assert!(
+            e.message
+                .contains("agents.claude.resume_args (--resume abc)"),
+            "{}",
+            e.message
+        );
+        assert!(
+            state.pending.is_some(),
+            "its exit still suspends the session"
+        );
+        // Once the agent names its conversation (the same one), turns are plain turns.
+        assert!(!state.captured("abc".into()));
+        let mut r = ExecResult {
+            result: Some(serde_json::json!({"type": "result"})),
+            ..ExecResult::default()
+        };
+        state.turn_ended(&mut r);
+        assert!(r.error.is_none());
+    }
+
+    #[test]
     fn a_refused_resume_names_the_setting_and_what_the_agent_said() {
         let launch = AgentLaunch {
             args: vec!["--resume".into(), "abc".into()],
@@ -214,6 +273,12 @@ mod tests {
                 && why.contains(": No conversation found with session ID: abc;")
                 && why.contains("resume with fresh"),
             "{why}"
+        );
+        assert!(state.refusal.is_none());
+        assert!(
+            state.record.note.contains("was not continued"),
+            "{:?}",
+            state.record
         );
         assert!(state.captured("abc".into()));
         assert!(!state.captured("abc".into()));

@@ -185,7 +185,9 @@ impl Session {
                 if let Some(agent) = &mut self.agent {
                     if agent.captured(id) {
                         debug!(session = %self.shared.id, conversation = ?agent.record.session_id, "the agent reported its conversation id");
-                        // Kept with the next snapshot: the end of the turn that reported it.
+                        // Written at once, like a lifecycle change: losing it to a crash
+                        // would lose the conversation, not a counter.
+                        self.persist(crate::store::When::Now);
                     }
                 }
             }
