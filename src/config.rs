@@ -119,6 +119,11 @@ pub struct RuntimeConfig {
     /// working directory of their sessions); default `<data dir>/principals`. Each mapped
     /// user must be able to reach it.
     pub principals_dir: Option<PathBuf>,
+    /// This node's id: the prefix of every session handle, protocol session id and task id it
+    /// hands out, so a proxy can route by it (a DNS label: lowercase letters, digits, '-').
+    /// Default: the id the data dir remembers, else the host name's first label (under
+    /// Kubernetes, the pod name).
+    pub node_id: Option<String>,
 }
 
 /// Defaults and bounds for each session.
@@ -518,6 +523,7 @@ impl Default for RuntimeConfig {
             guardian: true,
             fd_reserve: 256,
             principals_dir: None,
+            node_id: None,
         }
     }
 }
@@ -642,6 +648,10 @@ impl Config {
         }
         for (name, profile) in &self.agents {
             profile.validate(name).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(node) = &self.runtime.node_id {
+            crate::model::node::check(node)
+                .map_err(|e| ConfigError::Invalid(format!("runtime.node_id: {e}")))?;
         }
         if self.runtime.max_sessions == 0 {
             return bad("runtime.max_sessions must be at least 1");

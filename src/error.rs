@@ -14,6 +14,22 @@ pub enum Error {
         /// The id that was asked for.
         id: String,
     },
+    /// The handle names another node: the request reached the wrong server.
+    #[error("{handle} is on node {node}, not on this node ({here}): send requests for it to node {node} (a proxy routes them by the handle's prefix, or the Mcp-Param-Session-Id / Mcp-Session-Id header)")]
+    WrongNode {
+        /// The handle asked for.
+        handle: String,
+        /// The node that holds it.
+        node: String,
+        /// This node.
+        here: String,
+    },
+    /// The node is draining: it keeps its sessions but takes no new ones.
+    #[error("node {node} is draining: it takes no new sessions (its own keep working); create the session on another node")]
+    Draining {
+        /// This node.
+        node: String,
+    },
     /// The caller called the operation off (its command was interrupted, or it never ran).
     #[error("cancelled by the caller")]
     Cancelled,
@@ -138,6 +154,17 @@ impl Error {
             field,
             reason: reason.into(),
         }
+    }
+}
+
+impl Error {
+    /// [`Error::WrongNode`] when `handle` names another node than this one.
+    pub fn wrong_node(handle: &str) -> Option<Self> {
+        crate::model::node::elsewhere(handle).map(|node| Error::WrongNode {
+            handle: handle.trim().to_owned(),
+            node: node.to_owned(),
+            here: crate::model::node::id().to_owned(),
+        })
     }
 }
 

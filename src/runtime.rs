@@ -59,6 +59,11 @@ impl Runtime {
         }
         let (store, records) =
             Store::open(&config.store).map_err(|e| Error::Store(e.to_string()))?;
+        let node = node_id(&config, store.stats().path.as_deref())?;
+        info!(
+            node,
+            "node id: the prefix of every handle this server hands out"
+        );
         let tasks = Tasks::load(store.clone(), config.tasks.clone())?;
         actix::spawn(crate::tasks::sweep_loop(
             Arc::downgrade(&tasks),
@@ -130,6 +135,50 @@ impl Runtime {
             arbiter.stop();
         }
     }
+}
+
+/// The file in a data dir that remembers the node id it is served under.
+pub const NODE_FILE: &str = "node-id";
+
+/// This node's id: the configured one, else the one the data dir remembers, else the host
+/// name's. A data dir keeps the id its handles were given: another explicit id is refused.
+/// Sets the process's node id (the first runtime's stays).
+fn node_id(config: &Config, dir: Option<&std::path::Path>) -> Result<String> {
+    let file = dir.map(|d| d.join(NODE_FILE));
+    let remembered = file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| crate::model::node::check(s).is_ok());
+    let id = match (&config.runtime.node_id, &remembered) {
+        (Some(asked), Some(had)) if asked != had => {
+            return Err(Error::invalid(
+                "runtime.node_id",
+                format!(
+                    "the data dir {} belongs to node {had:?} (the handles of its sessions name \
+                     it): start it with --node-id {had}, or give node {asked:?} a data dir of \
+                     its own",
+                    dir.map_or_else(String::new, |d| d.display().to_string())
+                ),
+            ))
+        }
+        (Some(asked), _) => asked.clone(),
+        (None, Some(had)) => had.clone(),
+        (None, None) => crate::model::node::default_id(),
+    };
+    if let (Some(f), None) = (&file, &remembered) {
+        std::fs::write(f, format!("{id}\n"))
+            .map_err(|e| Error::Store(format!("cannot write {}: {e}", f.display())))?;
+    }
+    let in_force = crate::model::node::set(&id);
+    if in_force != id {
+        warn!(
+            node = in_force,
+            asked = id,
+            "this process already serves as another node: its id stays"
+        );
+    }
+    Ok(in_force.to_owned())
 }
 
 /// How sessions' limits are enforced, with the configured defaults and maxima.
@@ -206,6 +255,30 @@ impl Handle {
             via,
             ..self.clone()
         }
+    }
+
+    /// Stops (`true`) or resumes taking new sessions: while draining, `create` is refused
+    /// with [`Error::Draining`] and every existing session keeps working, so a node can be
+    /// emptied before an upgrade. The binary drains on SIGUSR1 and resumes on SIGUSR2.
+    pub fn set_draining(&self, on: bool) {
+        if self.index.draining() != on {
+            info!(
+                node = crate::model::node::id(),
+                draining = on,
+                "{}",
+                if on {
+                    "draining: no new sessions"
+                } else {
+                    "ready: taking new sessions"
+                }
+            );
+        }
+        self.index.set_draining(on);
+    }
+
+    /// True while the node takes no new sessions ([`Handle::set_draining`]).
+    pub fn draining(&self) -> bool {
+        self.index.draining()
     }
 
     /// The owner this handle acts for.

@@ -383,6 +383,9 @@ pub(crate) async fn sweep_loop(tasks: Weak<Tasks>, every: Duration) {
 }
 
 fn parse(id: &str) -> Result<TaskId> {
+    if let Some(e) = Error::wrong_node(id) {
+        return Err(e);
+    }
     id.parse()
         .map_err(|_| Error::TaskNotFound { id: id.to_owned() })
 }

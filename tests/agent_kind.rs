@@ -364,7 +364,7 @@ fn the_conversation_and_counters_survive_eviction() {
             info.agent_conversation.as_deref(),
             Some("a new conversation")
         );
-        let own = root.join("agents").join(id.to_string());
+        let own = root.join("agents").join(id.0.to_string());
         assert!(own.join("conversations").join(&conversation).is_file());
         let before = info.metrics;
         assert_eq!((before.messages, before.input_tokens), (3, 3));
@@ -402,7 +402,7 @@ fn the_agents_directory_goes_when_its_session_is_purged() {
         let h = rt.handle();
         let id = agent(&h, &[], fake()).await;
         let (_, conversation) = turn(&exec(&h, id, "one").await);
-        let own = root.join("agents").join(id.to_string());
+        let own = root.join("agents").join(id.0.to_string());
         assert!(own.join("conversations").join(conversation).is_file());
         // Ended, then purged after retention (0): the agent's directory goes with it.
         h.end(id, Default::default()).await.unwrap();
@@ -422,7 +422,7 @@ fn a_conversation_the_agent_cannot_continue_leaves_the_session_suspended_until_a
         evict(&h, id).await;
         let file = root
             .join("agents")
-            .join(id.to_string())
+            .join(id.0.to_string())
             .join("conversations")
             .join(&conversation);
         std::fs::remove_file(file).unwrap();

@@ -95,11 +95,16 @@ fn busy_connection(s: &HttpServer) -> Option<TcpStream> {
 /// A `session_create` or other tool call over a fresh connection; `None` when the connection
 /// was refused, reset or answered with a non-200 status.
 fn try_tool(s: &HttpServer, name: &str, args: Value) -> Option<Value> {
+    // The tools declare session_id `x-mcp-header`: it travels in a header too.
+    let routed = args["session_id"]
+        .as_str()
+        .map(|id| format!("Mcp-Param-Session-Id: {id}\r\n"))
+        .unwrap_or_default();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": args, "_meta": meta()}}).to_string();
     let mut c = TcpStream::connect(&s.addr).ok()?;
     c.set_read_timeout(Some(BOUND)).unwrap();
     let req = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {name}\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {name}\r\n{routed}Content-Length: {}\r\n\r\n{body}",
         s.addr,
         body.len()
     );

@@ -157,9 +157,19 @@ fn bearer_tokens_are_required_when_configured_and_name_the_owner() {
     let call = |token: &str, id: u64, name: &str, args: serde_json::Value| {
         let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
         let auth = format!("Bearer {token}");
+        let routed = args["session_id"].as_str().unwrap_or_default().to_owned();
+        let mut headers = vec![
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", name),
+            ("Authorization", &auth),
+        ];
+        if !routed.is_empty() {
+            headers.push(("Mcp-Param-Session-Id", &routed));
+        }
         let (status, _, body) = s.post(
             &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args, "_meta": meta}}),
-            &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", name), ("Authorization", &auth)],
+            &headers,
         );
         assert_eq!(status, 200, "{body}");
         crate::wire::last_message(&body)["result"].clone()
@@ -191,7 +201,7 @@ fn a_long_modern_exec_streams_progress_over_sse() {
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}, "progressToken": 7});
     let (status, headers, body) = s.post(
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "session_exec", "arguments": {"session_id": id, "input": "sleep 2.2; echo done"}, "_meta": meta}}),
-        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "session_exec")],
+        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "session_exec"), ("Mcp-Param-Session-Id", &id)],
     );
     assert_eq!(status, 200);
     assert_eq!(
@@ -295,6 +305,7 @@ fn a_modern_client_that_disconnects_cancels_its_exec_and_the_session_stays_usabl
         ("MCP-Protocol-Version", "2026-07-28"),
         ("Mcp-Method", "tools/call"),
         ("Mcp-Name", "session_exec"),
+        ("Mcp-Param-Session-Id", id.as_str()),
     ];
     let state = || {
         s.modern(

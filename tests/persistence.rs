@@ -213,7 +213,7 @@ fn a_damaged_record_is_reported_and_skipped_and_the_others_load() {
                 let file = data
                     .path()
                     .join(stablehand::store::SESSIONS_DIR)
-                    .join(victim.to_string())
+                    .join(victim.0.to_string())
                     .join("record");
                 panic!(
                     "a Suspended record is in sled; found instead: {:?}",
@@ -231,7 +231,7 @@ fn a_damaged_record_is_reported_and_skipped_and_the_others_load() {
         let stats = h.store_stats();
         assert_eq!(stats.restored, 2);
         assert_eq!(stats.skipped.len(), 1, "{:?}", stats.skipped);
-        assert_eq!(stats.skipped[0].key, victim.to_string());
+        assert_eq!(stats.skipped[0].key, victim.0.to_string());
         assert!(
             stats.skipped[0].reason.contains("checksum"),
             "{:?}",

@@ -159,6 +159,12 @@ fn a_schema_1_data_dir_opens_and_its_transcripts_read_as_before() {
 
 /// The segment files of one session.
 fn segments(data: &Path, id: &str) -> Vec<PathBuf> {
+    // Files are named by the bare uuid, without the handle's node prefix.
+    let id = id
+        .rsplit('.')
+        .next()
+        .filter(|u| u.len() == 36)
+        .unwrap_or(id);
     let mut files: Vec<PathBuf> = std::fs::read_dir(data.join(SESSIONS_DIR).join(id))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -488,7 +494,7 @@ fn an_ended_session_keeps_no_actor_and_answers_from_the_store() {
         let stderr = read_all(&h, id, Stream::Stderr).await.data;
         assert!(stderr.starts_with("oops\n"), "{stderr:?}");
         bounded(LIMIT, h.store().sync()).await.unwrap().unwrap();
-        let record = dir.join(SESSIONS_DIR).join(id.to_string()).join("record");
+        let record = dir.join(SESSIONS_DIR).join(id.0.to_string()).join("record");
         assert!(record.exists(), "its final record is a file");
         rt
     });

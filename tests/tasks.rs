@@ -71,8 +71,10 @@ fn a_2025_11_25_task_answers_at_once_and_tasks_result_returns_what_the_call_woul
     let sid = shell_id(&mut s, 2);
     let task = exec_task(&mut s, 3, &sid, &format!("{}; echo got-go", gate.wait()));
     let id = task["taskId"].as_str().unwrap().to_owned();
+    // The node that holds it, a dot, 128 random bits.
+    let hex = file_of(&id);
     assert!(
-        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        id.len() > 33 && hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
         "{id}"
     );
     assert_eq!(task["status"], "working");
@@ -527,6 +529,10 @@ fn a_task_is_its_principals_alone_and_mcp_name_must_be_its_id() {
         if let Some(n) = name {
             headers.push(("Mcp-Name", n));
         }
+        let routed = crate::wire::session_param(method, &params);
+        if let Some(r) = &routed {
+            headers.push(("Mcp-Param-Session-Id", r));
+        }
         let (status, _, body) = s.post(
             &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
             &headers,
@@ -595,7 +601,7 @@ fn a_task_is_purged_from_memory_and_disk_once_its_ttl_has_run_out() {
         "{done}"
     );
     assert!(
-        dir.join("tasks").join(&id).exists(),
+        dir.join("tasks").join(file_of(&id)).exists(),
         "stored while it lives"
     );
     let start = std::time::Instant::now();
@@ -609,9 +615,14 @@ fn a_task_is_purged_from_memory_and_disk_once_its_ttl_has_run_out() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // The file goes with the next write of the store (at most a flush interval later).
-    let gone = dir.join("tasks").join(&id);
+    let gone = dir.join("tasks").join(file_of(&id));
     while gone.exists() {
         assert!(start.elapsed() < LIMIT, "the task's file outlived its ttl");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// The file name of a task: its id without the node prefix.
+fn file_of(id: &str) -> &str {
+    id.rsplit_once('.').map_or(id, |(_, hex)| hex)
 }

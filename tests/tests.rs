@@ -15,6 +15,7 @@ mod limits;
 mod load;
 mod mcp_http;
 mod mcp_stdio;
+mod nodes;
 mod persistence;
 mod process_kind;
 mod pty;

@@ -289,12 +289,16 @@ impl HttpServer {
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let routed = session_param(method, &params);
         let mut extra = vec![
             ("MCP-Protocol-Version", "2026-07-28"),
             ("Mcp-Method", method),
         ];
         if let Some(n) = &name {
             extra.push(("Mcp-Name", n));
+        }
+        if let Some(s) = &routed {
+            extra.push(("Mcp-Param-Session-Id", s));
         }
         let (status, _, body) = self.post(
             &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
@@ -419,4 +423,14 @@ pub fn sse_messages(body: &str) -> Vec<Value> {
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str(d).ok())
         .collect()
+}
+
+/// The `session_id` argument of a `tools/call`, which 2026-07-28 clients mirror into
+/// `Mcp-Param-Session-Id` (the tools declare it `x-mcp-header`).
+pub fn session_param(method: &str, params: &Value) -> Option<String> {
+    (method == "tools/call")
+        .then(|| params.pointer("/arguments/session_id"))
+        .flatten()
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }

@@ -179,12 +179,20 @@ pub fn modern_meta() -> Value {
 
 /// A 2026-07-28 `tools/call` of `name` with its headers.
 pub fn modern_call(addr: SocketAddr, name: &str, args: Value) -> Vec<u8> {
+    let routed = args
+        .get("session_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": args, "_meta": modern_meta()}});
-    let headers = [
+    let mut headers = vec![
         ("MCP-Protocol-Version", "2026-07-28".to_owned()),
         ("Mcp-Method", "tools/call".to_owned()),
         ("Mcp-Name", name.to_owned()),
     ];
+    if let Some(id) = routed {
+        // The tools declare session_id `x-mcp-header`: 2026-07-28 clients mirror it.
+        headers.push(("Mcp-Param-Session-Id", id));
+    }
     request(addr, "/mcp", &headers, &body)
 }
 

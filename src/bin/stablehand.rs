@@ -45,6 +45,10 @@ enum Command {
         /// Run on a temporary store: nothing survives a restart.
         #[arg(long)]
         in_memory: bool,
+        /// This node's id (runtime.node_id): the prefix of every handle it hands out, for a
+        /// proxy to route by. Default: what the data dir remembers, else the host name.
+        #[arg(long, value_name = "ID")]
+        node_id: Option<String>,
         /// Serve a non-loopback --http address without a token. Anyone who can reach it can
         /// then run commands as this user; without this flag such a start is refused.
         #[arg(long, requires = "http")]
@@ -66,8 +70,16 @@ fn main() -> ExitCode {
             http,
             data_dir,
             in_memory,
+            node_id,
             allow_unauthenticated,
-        } => serve(config, http, data_dir, in_memory, allow_unauthenticated),
+        } => serve(
+            config,
+            http,
+            data_dir,
+            in_memory,
+            node_id,
+            allow_unauthenticated,
+        ),
         Command::Load(args) => stablehand::load::cli::main(&args),
         Command::DefaultConfig => {
             print!("{}", stablehand::config::DEFAULT_TOML);
@@ -106,9 +118,14 @@ fn serve(
     http_addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     in_memory: bool,
+    node_id: Option<String>,
     allow_unauthenticated: bool,
 ) -> anyhow::Result<()> {
     let mut config = serve_config(config_path.as_ref(), data_dir, in_memory)?;
+    if let Some(id) = node_id {
+        stablehand::model::node::check(&id).map_err(|e| anyhow::anyhow!("--node-id: {e}"))?;
+        config.runtime.node_id = Some(id);
+    }
     config.http.allow_unauthenticated |= allow_unauthenticated;
     if let Some(addr) = http_addr {
         // Before anything starts: a refused bind must not open the store or spawn sessions.
@@ -137,6 +154,7 @@ fn serve(
         let http_config = config.http.clone();
         let grace = config.session.end_grace_ms;
         let runtime = Runtime::start(config).context("starting the runtime")?;
+        actix::spawn(drain_on_signals(runtime.handle())?);
         let server = McpServer::new(runtime.handle());
         let reload = Reload {
             config_path,
@@ -235,6 +253,27 @@ async fn reload_on_hangup(
             }
         }
     }
+}
+
+/// SIGUSR1 drains the node (no new sessions; its own keep working, `/readyz` answers 503),
+/// SIGUSR2 makes it ready again. Handlers are installed now; the future runs them.
+fn drain_on_signals(
+    handle: stablehand::Handle,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut drain =
+        signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
+    let mut ready =
+        signal(SignalKind::user_defined2()).context("installing the SIGUSR2 handler")?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                Some(()) = drain.recv() => handle.set_draining(true),
+                Some(()) = ready.recv() => handle.set_draining(false),
+                else => return,
+            }
+        }
+    })
 }
 
 /// Installs SIGTERM and SIGINT handlers now; the returned future resolves on either.

@@ -243,9 +243,17 @@ impl Client {
             .pointer("/params/name")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let session_param = (method == "tools/call")
+            .then(|| message.pointer("/params/arguments/session_id"))
+            .flatten()
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let body = serde_json::to_vec(&message).expect("values serialise");
         match &mut self.transport {
-            Transport::Http { .. } => self.send_http(method, name, id, body).await,
+            Transport::Http { .. } => {
+                self.send_http(method, (name, session_param), id, body)
+                    .await
+            }
             Transport::Stdio(_) => self.send_stdio(id, body).await,
         }
     }
@@ -253,7 +261,7 @@ impl Client {
     async fn send_http(
         &mut self,
         method: &str,
-        name: Option<String>,
+        (name, session_param): (Option<String>, Option<String>),
         id: Option<u64>,
         body: Vec<u8>,
     ) -> Result<Option<Value>, OpError> {
@@ -279,6 +287,7 @@ impl Client {
             method,
             name: name.as_deref(),
             session: session.as_ref(),
+            session_param: session_param.as_deref(),
         };
         let req = http_request(target, &headers, body)?;
         let response = sender
@@ -410,6 +419,8 @@ struct Headers<'a> {
     method: &'a str,
     name: Option<&'a str>,
     session: Option<&'a HeaderValue>,
+    /// A tool call's `session_id` argument.
+    session_param: Option<&'a str>,
 }
 
 /// The POST of one JSON-RPC message, with the headers its protocol asks for.
@@ -432,6 +443,11 @@ fn http_request(
         req = req.header("Mcp-Method", h.method);
         if let Some(n) = h.name {
             req = req.header("Mcp-Name", n);
+        }
+        // stablehand's tools declare session_id `x-mcp-header` (a proxy routes on it);
+        // another server ignores a parameter header its tools do not declare.
+        if let Some(s) = h.session_param {
+            req = req.header("Mcp-Param-Session-Id", s);
         }
     }
     req.body(Full::new(Bytes::from(body)))

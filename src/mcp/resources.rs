@@ -105,6 +105,12 @@ pub(super) async fn read(params: Params<'static>, ext: Extensions) -> RpcResult 
     } else {
         let rest = p.uri.strip_prefix(PREFIX).ok_or_else(not_found)?;
         let (id, what) = rest.split_once('/').ok_or_else(not_found)?;
+        if let Some(e) = crate::Error::wrong_node(id) {
+            let code = c.era.resource_not_found();
+            return Err(rpc_error(
+                WireError::new(code, e.to_string()).with_data(json!({ "uri": p.uri })),
+            ));
+        }
         let id: SessionId = id.parse().map_err(|_| not_found())?;
         match what {
             "state" => {

@@ -48,6 +48,12 @@ fn session_of(handle: &Handle, uri: &str, era: &Era) -> Result<Changes, WireErro
     let rest = uri.strip_prefix("stablehand://sessions/").ok_or_else(|| {
         not_found("only stablehand://sessions/{session_id}/transcript and /state can be followed")
     })?;
+    if let Some(e) = rest
+        .split_once('/')
+        .and_then(|(id, _)| crate::Error::wrong_node(id))
+    {
+        return Err(not_found(&e.to_string()));
+    }
     let id = match rest.split_once('/') {
         Some((id, "transcript" | "state")) => id.parse::<SessionId>().ok(),
         _ => None,

@@ -46,7 +46,9 @@ pub(super) type Work = Result<Outcome, WireError>;
 /// is -32602, anything else internal.
 fn task_error(e: Error) -> ErrorObjectOwned {
     let code = match e {
-        Error::TaskNotFound { .. } | Error::InvalidArgument { .. } => code::INVALID_PARAMS,
+        Error::TaskNotFound { .. } | Error::InvalidArgument { .. } | Error::WrongNode { .. } => {
+            code::INVALID_PARAMS
+        }
         _ => code::INTERNAL_ERROR,
     };
     rpc_error(WireError::new(code, e.to_string()))
@@ -348,7 +350,7 @@ async fn result(params: Params<'static>, ext: Extensions) -> RpcResult {
         .outcome(ctx.handle.owner(), &p.task_id)
         .await
         .map_err(task_error)?;
-    let related = json!({ protocol::META_RELATED_TASK: { "taskId": task.id.to_string() } });
+    let related = json!({ protocol::META_RELATED_TASK: { "taskId": task.id.handle() } });
     let Some(outcome) = outcome else {
         let message = match task.status {
             TaskStatus::Cancelled => format!("task {} was cancelled: it has no result", task.id),
@@ -471,7 +473,7 @@ fn legacy_status(task: &Task) -> &'static str {
 /// The 2025-11-25 form of a task.
 fn legacy_task(task: &Task) -> Value {
     let mut t = json!({
-        "taskId": task.id.to_string(),
+        "taskId": task.id.handle(),
         "status": legacy_status(task),
         "createdAt": time(task.created_ms),
         "lastUpdatedAt": time(task.updated_ms),
@@ -487,7 +489,7 @@ fn legacy_task(task: &Task) -> Value {
 /// The 2026-07-28 form of a task (without `result`/`error`).
 fn modern_task(task: &Task) -> Map<String, Value> {
     let mut t = object(json!({
-        "taskId": task.id.to_string(),
+        "taskId": task.id.handle(),
         "status": task.status.as_str(),
         "createdAt": time(task.created_ms),
         "lastUpdatedAt": time(task.updated_ms),

@@ -7,27 +7,47 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// An opaque, high-entropy session handle (uuid v4).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(transparent)]
+/// An opaque, high-entropy session handle: a uuid v4, handed out as `<node>.<uuid>` (the
+/// node that holds it first, see [`super::node`]). `Display` and serialisation write the
+/// handle (file names use the bare uuid, `.0`); parsing accepts both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub Uuid);
 
 impl SessionId {
     /// A fresh random id.
     pub fn new() -> Self {
         Self(Uuid::new_v4())
+    }
+
+    /// The handle clients see: `<node>.<uuid>` (what `Display` writes).
+    pub fn handle(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.handle())
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for SessionId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SessionId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A session handle: the node that holds the session, a dot, a uuid."
+        })
     }
 }
 
@@ -38,8 +58,12 @@ impl Default for SessionId {
 }
 
 impl fmt::Display for SessionId {
+    /// The handle (`<node>.<uuid>`); file names use the bare uuid (`.0`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        match super::node::id() {
+            "" => fmt::Display::fmt(&self.0, f),
+            node => write!(f, "{node}.{}", self.0),
+        }
     }
 }
 
@@ -57,8 +81,10 @@ impl std::error::Error for NotAnId {}
 
 impl FromStr for SessionId {
     type Err = NotAnId;
+    /// A handle (`<node>.<uuid>`, whichever node) or a bare uuid.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.trim())
+        let (_, uuid) = super::node::split(s.trim());
+        Uuid::parse_str(uuid)
             .map(SessionId)
             .map_err(|_| NotAnId(s.to_owned()))
     }
@@ -125,19 +151,31 @@ impl Default for TaskId {
 }
 
 impl fmt::Display for TaskId {
+    /// The handle (`<node>.<32 hex digits>`); file names use `.0.simple()`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.simple(), f)
+        match super::node::id() {
+            "" => fmt::Display::fmt(&self.0.simple(), f),
+            node => write!(f, "{node}.{}", self.0.simple()),
+        }
+    }
+}
+
+impl TaskId {
+    /// The handle clients see: `<node>.<32 hex digits>` (what `Display` writes).
+    pub fn handle(&self) -> String {
+        self.to_string()
     }
 }
 
 impl FromStr for TaskId {
     type Err = NotAnId;
-    /// Only the 32-hex-digit form this server hands out.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+    /// Only the 32-hex-digit form this server hands out, with or without its node prefix.
+    fn from_str(whole: &str) -> Result<Self, Self::Err> {
+        let (_, s) = super::node::split(whole);
         let hex = s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
         hex.then(|| Uuid::parse_str(s).ok())
             .flatten()
             .map(TaskId)
-            .ok_or_else(|| NotAnId(s.to_owned()))
+            .ok_or_else(|| NotAnId(whole.to_owned()))
     }
 }

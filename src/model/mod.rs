@@ -11,6 +11,7 @@ pub mod ids;
 pub mod kind;
 pub mod limits;
 pub mod metrics;
+pub mod node;
 pub mod signal;
 pub mod state;
 pub mod task;

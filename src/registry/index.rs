@@ -29,6 +29,8 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Index {
     map: RwLock<Maps>,
+    /// The node takes no new sessions (its own keep working).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +49,17 @@ impl Maps {
 }
 
 impl Index {
+    /// True while the node takes no new sessions.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Starts (`true`) or ends draining.
+    pub fn set_draining(&self, on: bool) {
+        self.draining
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The session `id` if it belongs to `owner`; another owner's session is "not found".
     pub fn get(&self, owner: &Owner, id: SessionId) -> Result<Entry> {
         match self.map.read().entry(id) {

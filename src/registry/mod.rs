@@ -410,6 +410,11 @@ impl Registry {
         if self.shutting_down {
             return Box::pin(actix::fut::ready(Err(Error::ShuttingDown)));
         }
+        if self.index.draining() {
+            return Box::pin(actix::fut::ready(Err(Error::Draining {
+                node: crate::model::node::id().to_owned(),
+            })));
+        }
         let id = SessionId::new();
         let spec = (|| {
             let base_env = match &parent {

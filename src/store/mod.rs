@@ -252,7 +252,7 @@ impl Store {
     /// The directory an agent session keeps its CLI's own files in (made when the session
     /// starts, removed when it is purged).
     pub fn agent_dir(&self, id: SessionId) -> PathBuf {
-        self.inner.agents.join(id.to_string())
+        self.inner.agents.join(id.0.to_string())
     }
 
     /// Queues the removal of everything stored about a session.
@@ -337,7 +337,7 @@ impl Store {
         let value = match shared.trees()?.sessions.get(record::session_key(id))? {
             Some(v) => v.to_vec(),
             None => match shared.files.read_record(id).map_err(|e| StoreError::Io {
-                path: shared.files.root().join(id.to_string()),
+                path: shared.files.root().join(id.0.to_string()),
                 message: e.to_string(),
             })? {
                 Some(v) => v,
@@ -383,7 +383,7 @@ impl Store {
                 flow
             })
             .map_err(|e| StoreError::Io {
-                path: shared.files.root().join(id.to_string()),
+                path: shared.files.root().join(id.0.to_string()),
                 message: e.to_string(),
             })?;
         if damage.any() {

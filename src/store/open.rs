@@ -449,7 +449,7 @@ fn load_files(
         Ok(v) => decode_head(id.0.as_bytes(), v),
         Err(e) => Err(Skipped {
             tree: "sessions/*/record",
-            key: id.to_string(),
+            key: id.0.to_string(),
             reason: e.to_string(),
         }),
     });

@@ -86,11 +86,7 @@ pub(super) async fn get_or_delete(
                 .body(empty())
                 .expect("valid response")
         }
-        None => rpc_status(
-            StatusCode::NOT_FOUND,
-            code::INVALID_REQUEST,
-            format!("unknown or expired Mcp-Session-Id {sid:?}"),
-        ),
+        None => unknown_sid(sid),
     }
 }
 
@@ -106,11 +102,7 @@ fn get_stream(state: &Arc<HttpState>, headers: &HeaderMap, sid: &str) -> Respons
         );
     }
     let Some(session) = state.sessions.read().get(sid).cloned() else {
-        return rpc_status(
-            StatusCode::NOT_FOUND,
-            code::INVALID_REQUEST,
-            format!("unknown or expired Mcp-Session-Id {sid:?}; initialize again"),
-        );
+        return unknown_sid(sid);
     };
     let Some(events) = session.conn.sink().events().cloned() else {
         return status(StatusCode::METHOD_NOT_ALLOWED, "no event stream here").with_allow();
@@ -178,11 +170,7 @@ pub(super) async fn legacy(
         );
     };
     let Some(session) = state.sessions.read().get(sid).cloned() else {
-        return rpc_status(
-            StatusCode::NOT_FOUND,
-            code::INVALID_REQUEST,
-            format!("unknown or expired Mcp-Session-Id {sid:?}; initialize again"),
-        );
+        return unknown_sid(sid);
     };
     session.last_seen.store(state.now_ms(), Ordering::Relaxed);
     let era = session.conn.legacy_era();
@@ -210,12 +198,27 @@ pub(super) async fn legacy(
     }
 }
 
+/// 404 for an `Mcp-Session-Id` this node does not hold (a handshake-era client initializes
+/// again), naming the node that issued it when it is another one.
+fn unknown_sid(sid: &str) -> Response<Body> {
+    let message = match crate::model::node::elsewhere(sid) {
+        Some(node) => format!(
+            "Mcp-Session-Id {sid:?} was issued by node {node}, not by this node ({}): requests \
+             with it go to node {node} (a proxy routes them by its prefix); or initialize again",
+            crate::model::node::id()
+        ),
+        None => format!("unknown or expired Mcp-Session-Id {sid:?}; initialize again"),
+    };
+    rpc_status(StatusCode::NOT_FOUND, code::INVALID_REQUEST, message)
+}
+
 pub(super) async fn initialize(
     state: &Arc<HttpState>,
     value: Value,
     token_owner: Option<Owner>,
 ) -> Response<Body> {
-    let sid = uuid::Uuid::new_v4().simple().to_string();
+    // The node first, so a proxy can route the protocol session's requests by prefix.
+    let sid = crate::model::node::prefixed(uuid::Uuid::new_v4().simple());
     let anonymous = state.access.current().anonymous;
     let own_principal = token_owner.is_none() && anonymous == Anonymous::PerConnection;
     let owner = match token_owner {

@@ -311,6 +311,9 @@ async fn serve_conn(state: Arc<HttpState>, stream: TcpStream, peer: SocketAddr, 
 }
 
 async fn handle(state: Arc<HttpState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    if let Some(resp) = probe(&state, &req) {
+        return resp;
+    }
     match check(&state, &req) {
         Err(resp) => *resp,
         Ok(owner) => {
@@ -372,6 +375,9 @@ async fn post(
             )
         }
     };
+    if let Some(resp) = refused_while_draining(state, &value) {
+        return resp;
+    }
     let header_version = header(&headers, "mcp-protocol-version").filter(|v| !v.is_empty());
     match header_version {
         Some(v) if protocol::known_legacy(v).is_none() => {
@@ -379,6 +385,50 @@ async fn post(
         }
         _ => legacy(state, &headers, value, token_owner).await,
     }
+}
+
+/// `GET /healthz` (200 while the process serves) and `GET /readyz` (200 while it takes new
+/// sessions, 503 while it drains), for a proxy's and an orchestrator's probes. They say
+/// nothing about sessions, so they need neither a token nor an allowed Host.
+fn probe(state: &HttpState, req: &Request<Incoming>) -> Option<Response<Body>> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    let node = crate::model::node::id();
+    match req.uri().path() {
+        "/healthz" => Some(status(StatusCode::OK, &format!("ok: node {node}\n"))),
+        "/readyz" if state.server.handle().draining() => Some(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("draining: node {node} takes no new sessions\n"),
+        )),
+        "/readyz" => Some(status(StatusCode::OK, &format!("ready: node {node}\n"))),
+        _ => None,
+    }
+}
+
+/// While the node drains, what would start something new here — a `session_create`, a
+/// handshake-era `initialize` — is answered 503 with `Retry-After: 1`, so that a proxy
+/// tries another node.
+fn refused_while_draining(state: &HttpState, value: &Value) -> Option<Response<Body>> {
+    if !state.server.handle().draining() {
+        return None;
+    }
+    let method = value.get("method").and_then(Value::as_str)?;
+    let tool = value.pointer("/params/name").and_then(Value::as_str);
+    if method != "initialize" && !(method == "tools/call" && tool == Some("session_create")) {
+        return None;
+    }
+    let e = crate::Error::Draining {
+        node: crate::model::node::id().to_owned(),
+    };
+    let id = value.get("id").unwrap_or(&Value::Null);
+    let mut resp = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        error_response(id, &WireError::new(code::INTERNAL_ERROR, e.to_string())),
+    );
+    resp.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    Some(resp)
 }
 
 /// One message: notifications get 202; requests a JSON response, or SSE if they take long or

@@ -77,6 +77,9 @@ pub(super) fn check_modern_headers(
             _ => {}
         }
     }
+    if method == "tools/call" {
+        check_param_headers(headers, params)?;
+    }
     let body_version = params
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get(protocol::META_VERSION))
@@ -87,6 +90,45 @@ pub(super) fn check_modern_headers(
         )));
     }
     Ok(())
+}
+
+/// A tool that takes `session_id` declares it `x-mcp-header`: its `Mcp-Param-Session-Id`
+/// header must carry the body's value, and be absent when the body has none.
+fn check_param_headers(headers: &HeaderMap, params: Option<&Value>) -> Result<(), WireError> {
+    let tool = params
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !crate::mcp::tools::takes_session(tool) {
+        return Ok(());
+    }
+    let name = format!("Mcp-Param-{}", crate::mcp::tools::SESSION_HEADER);
+    let mismatch = |m: String| Err(WireError::new(code::HEADER_MISMATCH, m));
+    let mut values = headers.get_all(name.as_str()).iter();
+    let sent = values.next().map(|v| v.to_str().map(decode_header_value));
+    if values.next().is_some() {
+        return mismatch(format!("{name} appears more than once"));
+    }
+    let body = params
+        .and_then(|p| p.get("arguments"))
+        .and_then(|a| a.get("session_id"))
+        .filter(|v| !v.is_null());
+    match (sent, body) {
+        (None, None) => Ok(()),
+        (None, Some(Value::String(_))) => mismatch(format!(
+            "{name} header is missing, and the body's session_id is set: tools/list declares it \
+             (x-mcp-header) so that a proxy can route the call"
+        )),
+        (None, Some(_)) => Ok(()), // not a string: the tool refuses its arguments
+        (Some(_), None) => mismatch(format!(
+            "{name} header is present, and the body has no session_id"
+        )),
+        (Some(Err(_)), Some(_)) => mismatch(format!("{name} header is not visible ASCII")),
+        (Some(Ok(h)), Some(b)) if b.as_str() == Some(h.as_str()) => Ok(()),
+        (Some(Ok(h)), Some(b)) => mismatch(format!(
+            "{name} header {h:?} does not match the body's session_id {b}"
+        )),
+    }
 }
 
 /// Decodes `=?base64?…?=` header values (used for non-ASCII names).

@@ -117,11 +117,16 @@ where
     F: Fn(A, CallCtx) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Option<R>, Error>> + Send + 'static,
 {
+    let mut input = schema::<A>();
+    if let Some(id) = input.pointer_mut("/properties/session_id") {
+        // 2026-07-28 clients mirror it into `Mcp-Param-Session-Id`: a proxy routes on it.
+        id["x-mcp-header"] = json!(SESSION_HEADER);
+    }
     let listing = json!({
         "name": name,
         "title": title,
         "description": description,
-        "inputSchema": schema::<A>(),
+        "inputSchema": input,
         "outputSchema": schema::<R>(),
         "annotations": {
             "title": title,
@@ -223,8 +228,32 @@ fn standard_formats(value: &mut Value) {
     }
 }
 
-/// Parses a session id argument; a malformed id is simply an unknown session.
+/// The name a tool's `session_id` argument is mirrored under (`x-mcp-header`), so that
+/// 2026-07-28 clients send it as `Mcp-Param-Session-Id` and a proxy can route on it.
+pub(crate) const SESSION_HEADER: &str = "Session-Id";
+
+/// True for the tools that take a `session_id` (mirrored into `Mcp-Param-Session-Id`).
+pub(crate) fn takes_session(tool: &str) -> bool {
+    static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        all()
+            .iter()
+            .filter(|t| {
+                t.listing
+                    .pointer("/inputSchema/properties/session_id")
+                    .is_some()
+            })
+            .map(|t| t.name)
+            .collect()
+    });
+    NAMES.contains(&tool)
+}
+
+/// Parses a session id argument; a malformed id is simply an unknown session, and one of
+/// another node is named as such.
 fn session_id(raw: &str) -> Result<SessionId, Error> {
+    if let Some(e) = Error::wrong_node(raw) {
+        return Err(e);
+    }
     raw.parse().map_err(Error::from)
 }
 

@@ -115,7 +115,7 @@ impl SessionFiles {
     }
 
     fn dir(&self, id: SessionId) -> PathBuf {
-        self.root.join(id.to_string())
+        self.root.join(id.0.to_string())
     }
 
     /// Largest data a frame carries; longer events are split.
@@ -250,7 +250,7 @@ impl SessionFiles {
         let dir = self.dir(id);
         let bytes = list(&dir)?.iter().map(|s| s.bytes).sum::<u64>() + self.record_bytes(id)?;
         if let Some(agents) = &self.agents {
-            match fs::remove_dir_all(agents.join(id.to_string())) {
+            match fs::remove_dir_all(agents.join(id.0.to_string())) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }

@@ -40,7 +40,7 @@ impl TaskFiles {
     }
 
     fn path(&self, id: TaskId, suffix: &str) -> PathBuf {
-        self.root.join(format!("{id}{suffix}"))
+        self.root.join(format!("{}{suffix}", id.0.simple()))
     }
 
     /// Writes a task's record beside the current one, durably (its own fsync: a sync of
