@@ -194,6 +194,7 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
     let mut flood = start_flood(&opts).await?;
     // Connect every client (and create its session) before the clock starts.
     let clients = connect_all(&opts).await?;
+    let nodes = sessions_by_node(clients.iter().flat_map(|(_, s)| s));
     let version = clients
         .first()
         .map(|(c, _)| c.version().to_owned())
@@ -213,7 +214,20 @@ pub async fn run(opts: LoadOptions, progress: Arc<Progress>) -> anyhow::Result<R
         Some(f) => Some(f.finish().await),
         None => None,
     };
-    Ok(build_report(&opts, &version, duration, measured, hold))
+    let mut report = build_report(&opts, &version, duration, measured, hold);
+    report.sessions_by_node = nodes;
+    Ok(report)
+}
+
+/// How many of `sessions` each node holds, by the node prefix of their handles (`<node>.…`);
+/// handles without one count under `-`. Through a proxy, this shows how creates spread.
+fn sessions_by_node<'a>(sessions: impl Iterator<Item = &'a String>) -> BTreeMap<String, u64> {
+    let mut by = BTreeMap::new();
+    for s in sessions {
+        let node = crate::model::node::split(s).0.unwrap_or("-");
+        *by.entry(node.to_owned()).or_insert(0) += 1;
+    }
+    by
 }
 
 /// Refuses options no run can use.
@@ -336,6 +350,7 @@ fn build_report(
             .collect(),
         errors: errors.into_iter().map(|(k, (n, _))| (k, n)).collect(),
         hold,
+        sessions_by_node: BTreeMap::new(),
     }
 }
 

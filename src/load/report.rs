@@ -69,6 +69,10 @@ pub struct Report {
     /// The flood of held connections (`--hold`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<super::hold::HoldReport>,
+    /// Sessions created before the run, by the node their handles name (through a proxy:
+    /// how creates spread over the nodes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sessions_by_node: BTreeMap<String, u64>,
 }
 
 /// Percentiles listed in a report.
@@ -148,6 +152,14 @@ impl Report {
                 "  held        {} slow connections: open {}..{} (mean {:.0}) while measuring; {} closed by the server, {} connects failed",
                 h.connections, h.open_min, h.open_max, h.open_mean, h.closed_by_server, h.connect_failures
             );
+        }
+        if self.sessions_by_node.len() > 1 {
+            let list: Vec<String> = self
+                .sessions_by_node
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(out, "  sessions    by node: {}", list.join(", "));
         }
         if !self.errors.is_empty() {
             let list: Vec<String> = self
