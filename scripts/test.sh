@@ -23,19 +23,41 @@ else
     echo "up to date"
 fi
 
-section "debian packages (programs the terminal tests run)"
+section "debian packages (programs the terminal and proxy tests run)"
+# less, vi, top and tput for the terminal tests; nginx and haproxy for tests/python/test_proxy.py,
+# which starts them itself on loopback with the configs in deploy/. Their Debian services must
+# not start on install (nginx's would take port 80): a policy-rc.d that answers 101 ("action
+# forbidden") is in place for the install and the one found before, if any, is put back after.
 missing=()
-for pair in less:less vi:vim-tiny top:procps tput:ncurses-bin; do
+for pair in less:less vi:vim-tiny top:procps tput:ncurses-bin /usr/sbin/nginx:nginx /usr/sbin/haproxy:haproxy; do
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if ((${#missing[@]} == 0)); then
     echo "up to date"
 elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
+    policy=/usr/sbin/policy-rc.d
+    saved_policy=""
+    if [[ -e $policy ]]; then
+        saved_policy="$(mktemp)"
+        cp -p "$policy" "$saved_policy"
+    fi
+    restore_policy() {
+        if [[ -n $saved_policy ]]; then
+            cp -p "$saved_policy" "$policy" && rm -f "$saved_policy"
+        else
+            rm -f "$policy"
+        fi
+    }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\n# scripts/test.sh: no service starts while packages install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
     apt-get install -y -q --no-install-recommends "${missing[@]}" ||
         { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+    restore_policy
+    trap - EXIT
 else
-    echo "missing Debian packages: ${missing[*]} (the terminal tests run less, vi, top and tput); install them and run again" >&2
+    echo "missing Debian packages: ${missing[*]} (the terminal tests run less, vi, top and tput; the proxy tests nginx and haproxy); install them and run again" >&2
     exit 1
 fi
 
@@ -97,6 +119,9 @@ echo "$claude_version"
 # The Python agent tests run this CLI, and must not skip for want of it.
 export STABLEHAND_TEST_CLAUDE="$claude_bin"
 export STABLEHAND_REQUIRE_CLAUDE=1
+
+# tests/python/test_proxy.py runs nginx and haproxy (installed above), and must not skip for want of them.
+export STABLEHAND_REQUIRE_PROXY=1
 
 # The Rust tests of REPL and debug sessions run this interpreter (debugpy is installed in it).
 export STABLEHAND_TEST_PYTHON="$PWD/.venv/bin/python"

@@ -95,6 +95,13 @@ fn handles_carry_the_node_and_a_handle_of_another_node_is_named_as_such() {
         "{text}"
     );
 
+    // A fork runs where its parent is: one of another node is refused naming it.
+    let fork = json!({"kind": "agent", "command": ["cat"], "agent": {"fork_from": elsewhere}});
+    let (_, r) = call(&s, "session_create", fork, &[]);
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(message.contains("is on node n2"), "{message}");
+
     // The tools say which argument a proxy routes on.
     let (_, listed) = s.modern(2, "tools/list", json!({}));
     let tools = listed["result"]["tools"].as_array().unwrap();

@@ -67,6 +67,21 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// Deserializes an optional handle that must be this node's: one of another node is refused
+/// naming that node (a fork runs where its parent's files are).
+pub fn this_nodes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SessionId>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(node) = super::node::elsewhere(&text) {
+        return Err(serde::de::Error::custom(format!(
+            "{text} is on node {node}, not on this node ({}): send this request to node {node}",
+            super::node::id()
+        )));
+    }
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
 /// Text that is not a session id; the runtime reports it as an unknown session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotAnId(pub String);

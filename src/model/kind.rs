@@ -102,7 +102,10 @@ pub struct AgentOptions {
     pub profile: Option<String>,
     /// Fork: start from a copy of the conversation of this agent session of yours. The
     /// command, environment and working directory default to that session's.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::ids::this_nodes"
+    )]
     pub fork_from: Option<super::ids::SessionId>,
 }
 
