@@ -512,6 +512,30 @@ async def test_64_clients_exec_through_the_proxy(nodes: Nodes, proxy: Proxy, mod
     assert set(owners) == {"n1", "n2"}, f"all {clients} creates went to one node: {sorted(set(owners))}"
 
 
+@pytest.mark.parametrize("protocol", ["2026-07-28", "handshake"])
+def test_stablehand_load_through_the_proxy_reaches_every_owner(
+    stablehand_bin: str, nodes: Nodes, proxy: Proxy, protocol: str
+):
+    """`stablehand load` through the proxy: its creates spread over both nodes and every exec
+    reaches the node that holds its session (no error)."""
+    run = subprocess.run(
+        [stablehand_bin, "load", "--url", proxy.url, "--scenario", "exec", "--command", "echo x",
+         "--protocol", protocol, "--clients", "16", "--count", "320", "--warmup", "0s", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr + logs(nodes, proxy)
+    report = json.loads(run.stdout)
+    assert report["ok"] == 320 and not report["errors"], json.dumps(report["error_examples"]) + logs(nodes, proxy)
+    by_node = report["sessions_by_node"]
+    assert sum(by_node.values()) == 16, by_node
+    if protocol == "2026-07-28":
+        # Each create names no node: the pool spreads them.
+        assert set(by_node) == {"n1", "n2"}, by_node
+    else:
+        # A handshake-era client's sessions are on the node its initialize reached.
+        assert set(by_node) <= {"n1", "n2"}, by_node
+
+
 async def test_proxy_answers_for_unknown_and_malformed_nodes(nodes: Nodes, proxy: Proxy):
     # A node no backend is configured for: answered by the proxy, naming it; 404 with
     # Mcp-Session-Id (a handshake-era client initializes again), 503 without.
