@@ -125,7 +125,11 @@ class Servers:
 
     def conversation_files(self, session_id: str, agent_session_id: str) -> list[Path]:
         """Where Claude Code keeps the conversation: the session's own config dir."""
-        return sorted((self.data / "agents" / session_id).glob(f"projects/*/{agent_session_id}.jsonl"))
+        return sorted((self.agent_dir(session_id)).glob(f"projects/*/{agent_session_id}.jsonl"))
+
+    def agent_dir(self, session_id: str) -> Path:
+        """A session's own config dir: named by the uuid of its handle (`<node>.<uuid>`)."""
+        return self.data / "agents" / session_id.rsplit(".", 1)[-1]
 
 
 @pytest.fixture
@@ -411,7 +415,7 @@ async def test_a_purged_claude_session_takes_its_config_dir_along(claude, messag
     async with client(server) as c:
         sid = (await call_ok(c, "session_create", agent_args(claude, messages_api, work)))["session_id"]
         agent_sid = check_first_turn(await turn(c, sid, "alpha"), "alpha")
-        config_dir = servers.data / "agents" / sid
+        config_dir = servers.agent_dir(sid)
         assert servers.conversation_files(sid, agent_sid), f"no {agent_sid}.jsonl under {config_dir}/projects"
         await call_ok(c, "session_end", {"session_id": sid, "grace_ms": 500})
         with anyio.move_on_after(STATE_WAIT_S):
