@@ -10,6 +10,12 @@
 //!   protocol (the start-up and exec lines come from `stablehand::session::kind`; a round trip
 //!   ends when both end markers, stdout and stderr, are in): the ceiling for exec throughput
 //!   at 64 clients, whatever the server costs.
+//! - `protocol_variants` (issue 19): the same 64 bashes under the protocol with one piece taken
+//!   away at a time — `PS0`, the stderr marker, `eval`'s second parse, the `</dev/null`,
+//!   interactive mode (markers printed by a function at the end of the line instead of by
+//!   `PROMPT_COMMAND`) — and a minimal line (`true`, then both markers by `printf`), to see
+//!   where bash's time goes. Only the full protocol keeps every semantic of the shell kind;
+//!   the others are measurements, not candidates as they stand.
 //!
 //! Run: `cargo bench --bench baselines`. `BENCH_SECS` sets seconds per measurement (default 3).
 //! Prints one JSON object on stdout and nothing else:
@@ -211,6 +217,17 @@ impl Driven {
         me
     }
 
+    /// bash with `args` under `startup` (answered by `start_end` on both streams), then
+    /// round trips of `exec`, each ended by `end` on stdout (and stderr when `stderr`).
+    fn variant(args: &[&str], startup: Vec<u8>, start_end: &str, exec: Vec<u8>, end: &str, stderr: bool) -> Self {
+        let marker = |token: &str| format!("{token}\n").into_bytes();
+        let mut me = Self::new(args, stderr, startup, marker(start_end));
+        me.block_round_trip();
+        me.line = exec;
+        me.end = marker(end);
+        me
+    }
+
     fn fds(&self) -> [std::os::fd::RawFd; 2] {
         use std::os::fd::AsRawFd as _;
         [
@@ -325,6 +342,73 @@ fn throughput(dur: Duration, make: fn() -> Driven) -> Value {
     summary
 }
 
+/// The interactive flags the shell kind adds.
+const INTERACTIVE: [&str; 4] = ["--noprofile", "--norc", "--noediting", "-i"];
+
+/// An exec token of the session's form (fixed: bash's cost does not depend on its value).
+const VARIANT_TOKEN: &str = "__SH_0123456789abcdef0123456789abcdef";
+
+/// The session's start-up line with `from` replaced by `to` (which must be in it).
+fn startup_with(from: &str, to: &str) -> (Vec<u8>, String) {
+    let start = stablehand::session::kind::protocol_startup_line();
+    let text = String::from_utf8(start.bytes).expect("ASCII");
+    assert!(text.contains(from), "the start-up line has no {from:?}: {text}");
+    (text.replacen(from, to, 1).into_bytes(), start.token)
+}
+
+/// The session's exec line of `true` with its token replaced by [`VARIANT_TOKEN`], then
+/// `from` replaced by `to`.
+fn exec_with(from: &str, to: &str) -> Vec<u8> {
+    let exec = stablehand::session::kind::protocol_exec_line("true");
+    let text = String::from_utf8(exec.bytes).expect("ASCII").replace(&exec.token, VARIANT_TOKEN);
+    assert!(text.contains(from), "the exec line has no {from:?}: {text}");
+    text.replacen(from, to, 1).into_bytes()
+}
+
+const PS0: &str = "PS0='$__sh_s\\n'";
+const STDERR_MARKER: &str = "printf \"%s\\n\" \"$__sh_n\" >&2;";
+
+fn no_ps0() -> Driven {
+    let (startup, token) = startup_with(PS0, "PS0=");
+    Driven::variant(&INTERACTIVE, startup, &token, exec_with("", ""), VARIANT_TOKEN, true)
+}
+
+fn no_stderr_marker() -> Driven {
+    let (startup, token) = startup_with(STDERR_MARKER, "");
+    Driven::variant(&INTERACTIVE, startup, &token, exec_with("", ""), VARIANT_TOKEN, false)
+}
+
+fn no_eval() -> Driven {
+    let (startup, token) = startup_with("", "");
+    let exec = exec_with("eval $'true'", "true");
+    Driven::variant(&INTERACTIVE, startup, &token, exec, VARIANT_TOKEN, true)
+}
+
+fn no_devnull() -> Driven {
+    let (startup, token) = startup_with("", "");
+    let exec = exec_with(" </dev/null", "");
+    Driven::variant(&INTERACTIVE, startup, &token, exec, VARIANT_TOKEN, true)
+}
+
+/// Not interactive: the same definitions, and `__sh_p` called at the end of the exec line
+/// (what `PROMPT_COMMAND` does at the prompt). The start-up line ends with its own call.
+fn non_interactive() -> Driven {
+    let (startup, token) = startup_with("", "");
+    let mut startup = String::from_utf8(startup).expect("ASCII");
+    startup.insert_str(startup.len() - 1, "; __sh_p");
+    let exec = exec_with("\n", "; __sh_p\n");
+    let args = ["--noprofile", "--norc"];
+    Driven::variant(&args, startup.into_bytes(), &token, exec, VARIANT_TOKEN, true)
+}
+
+/// Not interactive, no functions, no eval: the command, then both markers by `printf`.
+fn minimal() -> Driven {
+    let marker = |t: &str| format!("true </dev/null; printf '%s\\n' {t} >&2; printf '%s %s %s %s\\n' {t} $? \"$PWD\" {t}\n");
+    let args = ["--noprofile", "--norc"];
+    let start = "__SH_fedcba9876543210fedcba9876543210";
+    Driven::variant(&args, marker(start).into_bytes(), start, marker(VARIANT_TOKEN).into_bytes(), VARIANT_TOKEN, true)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` and harness probes: nothing to list or test
@@ -345,12 +429,28 @@ fn main() {
 
     let bare = throughput(dur, Driven::bare);
     let protocol = throughput(dur, Driven::session_protocol);
+    let variants = [
+        ("full", Driven::session_protocol as fn() -> Driven),
+        ("no_ps0", no_ps0),
+        ("no_stderr_marker", no_stderr_marker),
+        ("no_eval", no_eval),
+        ("no_devnull", no_devnull),
+        ("non_interactive", non_interactive),
+        ("minimal", minimal),
+    ];
+    let mut per_variant = serde_json::Map::new();
+    if std::env::var_os("BENCH_VARIANTS").is_some() {
+        for (name, make) in variants {
+            per_variant.insert(name.into(), throughput(dur, make));
+        }
+    }
 
     let out = json!({
         "spawn_wait_bash": spawn.summary(),
         "pipe_round_trip": pipe.summary(),
         "pipe_throughput": bare,
         "protocol_throughput": protocol,
+        "protocol_variants": per_variant,
     });
     println!("{out}");
 }
