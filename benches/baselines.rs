@@ -219,7 +219,14 @@ impl Driven {
 
     /// bash with `args` under `startup` (answered by `start_end` on both streams), then
     /// round trips of `exec`, each ended by `end` on stdout (and stderr when `stderr`).
-    fn variant(args: &[&str], startup: Vec<u8>, start_end: &str, exec: Vec<u8>, end: &str, stderr: bool) -> Self {
+    fn variant(
+        args: &[&str],
+        startup: Vec<u8>,
+        start_end: &str,
+        exec: Vec<u8>,
+        end: &str,
+        stderr: bool,
+    ) -> Self {
         let marker = |token: &str| format!("{token}\n").into_bytes();
         let mut me = Self::new(args, stderr, startup, marker(start_end));
         me.block_round_trip();
@@ -352,7 +359,10 @@ const VARIANT_TOKEN: &str = "__SH_0123456789abcdef0123456789abcdef";
 fn startup_with(from: &str, to: &str) -> (Vec<u8>, String) {
     let start = stablehand::session::kind::protocol_startup_line();
     let text = String::from_utf8(start.bytes).expect("ASCII");
-    assert!(text.contains(from), "the start-up line has no {from:?}: {text}");
+    assert!(
+        text.contains(from),
+        "the start-up line has no {from:?}: {text}"
+    );
     (text.replacen(from, to, 1).into_bytes(), start.token)
 }
 
@@ -360,7 +370,9 @@ fn startup_with(from: &str, to: &str) -> (Vec<u8>, String) {
 /// `from` replaced by `to`.
 fn exec_with(from: &str, to: &str) -> Vec<u8> {
     let exec = stablehand::session::kind::protocol_exec_line("true");
-    let text = String::from_utf8(exec.bytes).expect("ASCII").replace(&exec.token, VARIANT_TOKEN);
+    let text = String::from_utf8(exec.bytes)
+        .expect("ASCII")
+        .replace(&exec.token, VARIANT_TOKEN);
     assert!(text.contains(from), "the exec line has no {from:?}: {text}");
     text.replacen(from, to, 1).into_bytes()
 }
@@ -370,12 +382,50 @@ const STDERR_MARKER: &str = "printf \"%s\\n\" \"$__sh_n\" >&2;";
 
 fn no_ps0() -> Driven {
     let (startup, token) = startup_with(PS0, "PS0=");
-    Driven::variant(&INTERACTIVE, startup, &token, exec_with("", ""), VARIANT_TOKEN, true)
+    Driven::variant(
+        &INTERACTIVE,
+        startup,
+        &token,
+        exec_with("", ""),
+        VARIANT_TOKEN,
+        true,
+    )
 }
 
 fn no_stderr_marker() -> Driven {
     let (startup, token) = startup_with(STDERR_MARKER, "");
-    Driven::variant(&INTERACTIVE, startup, &token, exec_with("", ""), VARIANT_TOKEN, false)
+    Driven::variant(
+        &INTERACTIVE,
+        startup,
+        &token,
+        exec_with("", ""),
+        VARIANT_TOKEN,
+        false,
+    )
+}
+
+/// The stderr marker printed by the prompt itself (`PS1`, which interactive bash writes to
+/// stderr after `PROMPT_COMMAND`): no `>&2` redirection.
+fn ps1_marker() -> Driven {
+    let start = stablehand::session::kind::protocol_startup_line();
+    let text = String::from_utf8(start.bytes).expect("ASCII");
+    let mut changed = text.clone();
+    for (from, to) in [
+        ("PS1=;", "PS1='${__sh_e}';"),
+        (STDERR_MARKER, "__sh_e=$__sh_n$'\\n';"),
+        (";else ", ";else __sh_e=;"),
+    ] {
+        assert!(changed.contains(from), "no {from:?} in {text}");
+        changed = changed.replacen(from, to, 1);
+    }
+    Driven::variant(
+        &INTERACTIVE,
+        changed.into_bytes(),
+        &start.token,
+        exec_with("", ""),
+        VARIANT_TOKEN,
+        true,
+    )
 }
 
 fn no_eval() -> Driven {
@@ -398,15 +448,31 @@ fn non_interactive() -> Driven {
     startup.insert_str(startup.len() - 1, "; __sh_p");
     let exec = exec_with("\n", "; __sh_p\n");
     let args = ["--noprofile", "--norc"];
-    Driven::variant(&args, startup.into_bytes(), &token, exec, VARIANT_TOKEN, true)
+    Driven::variant(
+        &args,
+        startup.into_bytes(),
+        &token,
+        exec,
+        VARIANT_TOKEN,
+        true,
+    )
 }
 
 /// Not interactive, no functions, no eval: the command, then both markers by `printf`.
 fn minimal() -> Driven {
-    let marker = |t: &str| format!("true </dev/null; printf '%s\\n' {t} >&2; printf '%s %s %s %s\\n' {t} $? \"$PWD\" {t}\n");
+    let marker = |t: &str| {
+        format!("true </dev/null; printf '%s\\n' {t} >&2; printf '%s %s %s %s\\n' {t} $? \"$PWD\" {t}\n")
+    };
     let args = ["--noprofile", "--norc"];
     let start = "__SH_fedcba9876543210fedcba9876543210";
-    Driven::variant(&args, marker(start).into_bytes(), start, marker(VARIANT_TOKEN).into_bytes(), VARIANT_TOKEN, true)
+    Driven::variant(
+        &args,
+        marker(start).into_bytes(),
+        start,
+        marker(VARIANT_TOKEN).into_bytes(),
+        VARIANT_TOKEN,
+        true,
+    )
 }
 
 fn main() {
@@ -433,15 +499,34 @@ fn main() {
         ("full", Driven::session_protocol as fn() -> Driven),
         ("no_ps0", no_ps0),
         ("no_stderr_marker", no_stderr_marker),
+        ("ps1_marker", ps1_marker),
         ("no_eval", no_eval),
         ("no_devnull", no_devnull),
         ("non_interactive", non_interactive),
         ("minimal", minimal),
     ];
     let mut per_variant = serde_json::Map::new();
-    if std::env::var_os("BENCH_VARIANTS").is_some() {
-        for (name, make) in variants {
-            per_variant.insert(name.into(), throughput(dur, make));
+    // BENCH_VARIANTS=1 runs them all; a comma-separated list runs those, in that order, and
+    // a name may repeat (alternating two variants puts a shared machine's drift on both).
+    if let Some(wanted) = std::env::var("BENCH_VARIANTS")
+        .ok()
+        .filter(|w| !w.is_empty())
+    {
+        let names: Vec<&str> = match wanted.as_str() {
+            "1" => variants.iter().map(|(n, _)| *n).collect(),
+            list => list.split(',').collect(),
+        };
+        for (k, name) in names.iter().enumerate() {
+            let (_, make) = variants
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no variant {name:?}"));
+            let key = if names[..k].contains(name) {
+                format!("{name}#{k}")
+            } else {
+                (*name).to_owned()
+            };
+            per_variant.insert(key, throughput(dur, *make));
         }
     }
 
