@@ -380,28 +380,18 @@ fn exec_with(from: &str, to: &str) -> Vec<u8> {
 const PS0: &str = "PS0='$__sh_s\\n'";
 const STDERR_MARKER: &str = "printf \"%s\\n\" \"$__sh_n\" >&2;";
 
+/// An interactive bash under `startup` (with its token) and `exec`, ended by
+/// [`VARIANT_TOKEN`] on stdout (and on stderr when `stderr`).
+fn interactive((startup, token): (Vec<u8>, String), exec: Vec<u8>, stderr: bool) -> Driven {
+    Driven::variant(&INTERACTIVE, startup, &token, exec, VARIANT_TOKEN, stderr)
+}
+
 fn no_ps0() -> Driven {
-    let (startup, token) = startup_with(PS0, "PS0=");
-    Driven::variant(
-        &INTERACTIVE,
-        startup,
-        &token,
-        exec_with("", ""),
-        VARIANT_TOKEN,
-        true,
-    )
+    interactive(startup_with(PS0, "PS0="), exec_with("", ""), true)
 }
 
 fn no_stderr_marker() -> Driven {
-    let (startup, token) = startup_with(STDERR_MARKER, "");
-    Driven::variant(
-        &INTERACTIVE,
-        startup,
-        &token,
-        exec_with("", ""),
-        VARIANT_TOKEN,
-        false,
-    )
+    interactive(startup_with(STDERR_MARKER, ""), exec_with("", ""), false)
 }
 
 /// The stderr marker printed by the prompt itself (`PS1`, which interactive bash writes to
@@ -429,15 +419,15 @@ fn ps1_marker() -> Driven {
 }
 
 fn no_eval() -> Driven {
-    let (startup, token) = startup_with("", "");
-    let exec = exec_with("eval $'true'", "true");
-    Driven::variant(&INTERACTIVE, startup, &token, exec, VARIANT_TOKEN, true)
+    interactive(
+        startup_with("", ""),
+        exec_with("eval $'true'", "true"),
+        true,
+    )
 }
 
 fn no_devnull() -> Driven {
-    let (startup, token) = startup_with("", "");
-    let exec = exec_with(" </dev/null", "");
-    Driven::variant(&INTERACTIVE, startup, &token, exec, VARIANT_TOKEN, true)
+    interactive(startup_with("", ""), exec_with(" </dev/null", ""), true)
 }
 
 /// Not interactive: the same definitions, and `__sh_p` called at the end of the exec line
