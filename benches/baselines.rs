@@ -8,14 +8,17 @@
 //!   pipes can do, with no server in the way.
 //! - `protocol_throughput`: the same with 64 interactive bashes under a shell session's own
 //!   protocol (the start-up and exec lines come from `stablehand::session::kind`; a round trip
-//!   ends when both end markers, stdout and stderr, are in): the ceiling for exec throughput
-//!   at 64 clients, whatever the server costs.
-//! - `protocol_variants` (issue 19): the same 64 bashes under the protocol with one piece taken
-//!   away at a time — `PS0`, the stderr marker, `eval`'s second parse, the `</dev/null`,
-//!   interactive mode (markers printed by a function at the end of the line instead of by
-//!   `PROMPT_COMMAND`) — and a minimal line (`true`, then both markers by `printf`), to see
-//!   where bash's time goes. Only the full protocol keeps every semantic of the shell kind;
-//!   the others are measurements, not candidates as they stand.
+//!   ends when the `PS1` marker is in on stderr): the ceiling for exec throughput at 64
+//!   clients, whatever the server costs.
+//! - `protocol_variants` (issue 19, `BENCH_VARIANTS`): `prompts`, the protocol as it ships
+//!   (the same as `protocol_throughput`), and `full`, the protocol before issue 19 (a
+//!   `PROMPT_COMMAND` function printing one marker on each stream, a per-exec token assigned on
+//!   the exec line), with the variants of `full` that take one piece away at a time — `PS0`,
+//!   the stderr marker, `eval`'s second parse, the `</dev/null`, interactive mode (markers
+//!   printed by a function at the end of the line instead of by `PROMPT_COMMAND`) — and a
+//!   minimal line (`true`, then both markers by `printf`), to see where bash's time goes.
+//!   `custom` takes its lines from the environment, for trying a candidate without a build.
+//!   Only `prompts` and `full` keep every semantic of the shell kind.
 //!
 //! Run: `cargo bench --bench baselines`. `BENCH_SECS` sets seconds per measurement (default 3).
 //! Prints one JSON object on stdout and nothing else:
@@ -172,6 +175,8 @@ struct Driven {
     /// stderr, for the session protocol (its end marker comes on both streams).
     errs: Option<std::process::ChildStderr>,
     bufs: [Vec<u8>; 2],
+    /// Which pipes carry an end marker that a round trip waits for.
+    wait: [bool; 2],
     done: [bool; 2],
     line: Vec<u8>,
     end: Vec<u8>,
@@ -189,6 +194,7 @@ impl Driven {
             errs: child.stderr.take(),
             child,
             bufs: Default::default(),
+            wait: [true, stderr],
             done: [false, !stderr],
             line,
             end,
@@ -203,18 +209,23 @@ impl Driven {
     }
 
     /// An interactive bash under a shell session's own protocol (its start-up line and exec
-    /// line, from `stablehand::session::kind`), ended by the markers on stdout and stderr.
+    /// line, from `stablehand::session::kind`), ended by the `PS1` marker on stderr
+    /// (`TOKEN <number> <status> <cwd> TOKEN\n`; `PS0` is `TOKEN\n`, without the space).
     fn session_protocol() -> Self {
         use stablehand::session::kind::{protocol_exec_line, protocol_startup_line};
-        let marker = |token: &str| format!("{token}\n").into_bytes();
         let start = protocol_startup_line();
-        let args = ["--noprofile", "--norc", "--noediting", "-i"];
-        let mut me = Self::new(&args, true, start.bytes, marker(&start.token));
+        let end = format!(" {}\n", start.token).into_bytes();
+        let mut me = Self::new(&INTERACTIVE, true, start.bytes, end);
+        me.wait = [false, true];
         me.block_round_trip();
-        let exec = protocol_exec_line("true");
-        me.end = marker(&exec.token);
-        me.line = exec.bytes;
+        me.line = protocol_exec_line("true").bytes;
         me
+    }
+
+    /// An interactive bash under the protocol before issue 19, ended by its markers on
+    /// stdout and stderr.
+    fn previous_protocol() -> Self {
+        interactive(startup_with("", ""), exec_with("", ""), true)
     }
 
     /// bash with `args` under `startup` (answered by `start_end` on both streams), then
@@ -244,7 +255,7 @@ impl Driven {
     }
 
     fn send(&mut self) {
-        self.done = [false, self.errs.is_none()];
+        self.done = self.wait.map(|w| !w);
         self.sent = Instant::now();
         self.stdin.write_all(&self.line).expect("writing to bash");
     }
@@ -258,6 +269,9 @@ impl Driven {
         }
         .expect("reading bash");
         assert!(got > 0, "bash closed a pipe");
+        if !self.wait[i] {
+            return false;
+        }
         self.bufs[i].extend_from_slice(&scratch[..got]);
         if self.bufs[i].ends_with(&self.end) {
             self.bufs[i].clear();
@@ -355,24 +369,39 @@ const INTERACTIVE: [&str; 4] = ["--noprofile", "--norc", "--noediting", "-i"];
 /// An exec token of the session's form (fixed: bash's cost does not depend on its value).
 const VARIANT_TOKEN: &str = "__SH_0123456789abcdef0123456789abcdef";
 
-/// The session's start-up line with `from` replaced by `to` (which must be in it).
+/// The start-up token of the protocol before issue 19.
+const PREVIOUS_START_TOKEN: &str = "__SH_00000000000000000000000000000001";
+
+/// The start-up line of the protocol before issue 19, as the shell kind wrote it then (the
+/// idle token fixed): `PROMPT_COMMAND` runs `__sh_p`, which prints the exec's token on stderr
+/// and `TOKEN <status> <cwd> TOKEN` on stdout; `PS0` prints the idle token on stderr.
+fn previous_startup_line() -> String {
+    format!(
+        "set +m +H; set +o history; PS1=; PS2=; PS0='$__sh_s\\n'; unset HISTFILE; \
+exit() {{ builtin exit \"$@\" 2>/dev/null; }}; __sh_rc() {{ return $__sh_r; }}; \
+__sh_p() {{ __sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
+printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";__sh_n=;else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi; }}; \
+PROMPT_COMMAND=__sh_p; __sh_s=__SH_fedcba9876543210fedcba9876543210; __sh_n={PREVIOUS_START_TOKEN}\n"
+    )
+}
+
+/// The previous start-up line with `from` replaced by `to` (which must be in it).
 fn startup_with(from: &str, to: &str) -> (Vec<u8>, String) {
-    let start = stablehand::session::kind::protocol_startup_line();
-    let text = String::from_utf8(start.bytes).expect("ASCII");
+    let text = previous_startup_line();
     assert!(
         text.contains(from),
         "the start-up line has no {from:?}: {text}"
     );
-    (text.replacen(from, to, 1).into_bytes(), start.token)
+    (
+        text.replacen(from, to, 1).into_bytes(),
+        PREVIOUS_START_TOKEN.to_owned(),
+    )
 }
 
-/// The session's exec line of `true` with its token replaced by [`VARIANT_TOKEN`], then
-/// `from` replaced by `to`.
+/// The previous protocol's exec line of `true` (token [`VARIANT_TOKEN`]), with `from`
+/// replaced by `to`.
 fn exec_with(from: &str, to: &str) -> Vec<u8> {
-    let exec = stablehand::session::kind::protocol_exec_line("true");
-    let text = String::from_utf8(exec.bytes)
-        .expect("ASCII")
-        .replace(&exec.token, VARIANT_TOKEN);
+    let text = format!("__sh_n={VARIANT_TOKEN};__sh_rc;eval $'true' </dev/null\n");
     assert!(text.contains(from), "the exec line has no {from:?}: {text}");
     text.replacen(from, to, 1).into_bytes()
 }
@@ -397,8 +426,7 @@ fn no_stderr_marker() -> Driven {
 /// The stderr marker printed by the prompt itself (`PS1`, which interactive bash writes to
 /// stderr after `PROMPT_COMMAND`): no `>&2` redirection.
 fn ps1_marker() -> Driven {
-    let start = stablehand::session::kind::protocol_startup_line();
-    let text = String::from_utf8(start.bytes).expect("ASCII");
+    let text = previous_startup_line();
     let mut changed = text.clone();
     for (from, to) in [
         ("PS1=;", "PS1='${__sh_e}';"),
@@ -411,7 +439,7 @@ fn ps1_marker() -> Driven {
     Driven::variant(
         &INTERACTIVE,
         changed.into_bytes(),
-        &start.token,
+        PREVIOUS_START_TOKEN,
         exec_with("", ""),
         VARIANT_TOKEN,
         true,
@@ -465,6 +493,28 @@ fn minimal() -> Driven {
     )
 }
 
+/// A candidate from the environment, for exploring: `BENCH_CUSTOM_START` (the start-up
+/// line), `BENCH_CUSTOM_EXEC` (the exec line), `BENCH_CUSTOM_END` (what ends each on stderr;
+/// stdout is drained, not waited on), `BENCH_CUSTOM_ARGS` (bash's arguments, default the
+/// interactive ones).
+fn custom() -> Driven {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let line = |k: &str| format!("{}\n", var(k)).into_bytes();
+    let args = std::env::var("BENCH_CUSTOM_ARGS").unwrap_or_else(|_| INTERACTIVE.join(" "));
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let end = var("BENCH_CUSTOM_END");
+    let mut me = Driven::new(
+        &args,
+        true,
+        line("BENCH_CUSTOM_START"),
+        end.clone().into_bytes(),
+    );
+    me.wait = [false, true];
+    me.block_round_trip();
+    me.line = line("BENCH_CUSTOM_EXEC");
+    me
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` and harness probes: nothing to list or test
@@ -486,7 +536,8 @@ fn main() {
     let bare = throughput(dur, Driven::bare);
     let protocol = throughput(dur, Driven::session_protocol);
     let variants = [
-        ("full", Driven::session_protocol as fn() -> Driven),
+        ("prompts", Driven::session_protocol as fn() -> Driven),
+        ("full", Driven::previous_protocol),
         ("no_ps0", no_ps0),
         ("no_stderr_marker", no_stderr_marker),
         ("ps1_marker", ps1_marker),
@@ -494,6 +545,7 @@ fn main() {
         ("no_devnull", no_devnull),
         ("non_interactive", non_interactive),
         ("minimal", minimal),
+        ("custom", custom),
     ];
     let mut per_variant = serde_json::Map::new();
     // BENCH_VARIANTS=1 runs them all; a comma-separated list runs those, in that order, and

@@ -245,7 +245,7 @@ struct ProtocolBash {
     out: ChildStdout,
     err: std::process::ChildStderr,
     bufs: [Vec<u8>; 2],
-    /// The session's exec line for `true` (its token reused: the hook clears it each time).
+    /// The session's exec line for `true` and the session's prompt token.
     exec: (String, String),
 }
 
@@ -288,7 +288,9 @@ impl ProtocolBash {
         self.exec = (line, token);
     }
 
-    /// Writes `line`, then reads both pipes until both end markers of `token` are in.
+    /// Writes `line`, then reads both pipes until the `PS1` marker of `token` is in on
+    /// stderr (`TOKEN <number> <status> <cwd> TOKEN\n`; the session reads stdout dry at
+    /// that point, which for `true` holds nothing).
     fn round_trip(&mut self, line: &str, token: &str) {
         use std::io::Read as _;
         use std::os::fd::AsRawFd as _;
@@ -297,10 +299,9 @@ impl ProtocolBash {
             .unwrap()
             .write_all(line.as_bytes())
             .expect("write to bash");
-        let stdout_end = format!("{token}\n");
+        let end = format!(" {token}\n");
         let mut scratch = [0u8; 4096];
-        let (mut out_done, mut err_done) = (false, false);
-        while !(out_done && err_done) {
+        loop {
             let mut fds = [
                 libc::pollfd {
                     fd: self.out.as_raw_fd(),
@@ -320,15 +321,14 @@ impl ProtocolBash {
                 let n = self.out.read(&mut scratch).expect("read stdout");
                 assert!(n > 0, "bash closed stdout");
                 self.bufs[0].extend_from_slice(&scratch[..n]);
-                // "TOKEN <status> <cwd> TOKEN\n": the closing token ends the line.
-                out_done = self.bufs[0].ends_with(stdout_end.as_bytes())
-                    && self.bufs[0].len() > 2 * token.len();
             }
             if fds[1].revents != 0 {
                 let n = self.err.read(&mut scratch).expect("read stderr");
                 assert!(n > 0, "bash closed stderr");
                 self.bufs[1].extend_from_slice(&scratch[..n]);
-                err_done = self.bufs[1].ends_with(stdout_end.as_bytes());
+                if self.bufs[1].ends_with(end.as_bytes()) {
+                    break;
+                }
             }
         }
         self.bufs[0].clear();

@@ -376,3 +376,169 @@ fn a_background_job_leaves_no_notice_on_stderr_and_the_shell_keeps_its_changes()
         rt
     });
 }
+
+/// Runs `cmd` until it times out, interrupts it, and returns what it printed once the shell
+/// is back at its prompt.
+async fn interrupted(h: &stablehand::Handle, id: stablehand::SessionId, cmd: &str) -> String {
+    let r = exec_with(h, id, cmd, 200).await;
+    assert!(r.timed_out, "{cmd}: {r:?}");
+    let sig = h
+        .signal(id, stablehand::process::Signal::Int)
+        .await
+        .unwrap();
+    assert!(sig.delivered, "{cmd}");
+    until_state(h, id, StateKind::Ready).await;
+    let out = h
+        .read(
+            id,
+            Read {
+                cursor: Some(r.cursor),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    out.data
+}
+
+/// The prompts frame each exec, so an interrupt must still abort the whole line: a loop of
+/// short commands (external or builtin) and a pipeline stop, and the shell answers at once.
+#[test]
+fn an_interrupt_stops_a_loop_of_short_commands_and_a_pipeline() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        for cmd in [
+            "for ((i = 0; ; i++)); do /bin/true; done; echo not-reached",
+            "for ((;;)); do true; done; echo not-reached",
+            "while :; do echo tick; done >/dev/null; echo not-reached",
+            "yes | cat | head -c 100000000000 >/dev/null; echo not-reached",
+            "sleep 100 | sleep 100 | cat; echo not-reached",
+        ] {
+            let out = interrupted(&h, id, cmd).await;
+            assert!(!out.contains("not-reached"), "{cmd}: {out}");
+            let r = exec(&h, id, "echo \"status $?\"").await;
+            assert_eq!(r.stdout, "status 130\n", "{cmd}: the loop was interrupted");
+        }
+        rt
+    });
+}
+
+#[test]
+fn traps_and_set_e_set_by_a_command_behave_as_in_a_terminal() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(
+            &h,
+            id,
+            "trap 'echo err-trap >&2' ERR; trap 'dbg=$((dbg + 1))' DEBUG",
+        )
+        .await;
+        assert_eq!((r.exit_code, r.stderr.as_str()), (Some(0), ""));
+        let r = exec(&h, id, "false").await;
+        assert_eq!(r.exit_code, Some(1));
+        // Once for `false` and once for the `eval` that runs it, which fails in turn.
+        assert!(r.stderr.starts_with("err-trap\n"), "{}", r.stderr);
+        let r = exec(&h, id, "echo hi; cd /tmp").await;
+        assert_eq!(r.stdout, "hi\n");
+        assert_eq!((r.exit_code, r.cwd.as_deref()), (Some(0), Some("/tmp")));
+        let r = exec(
+            &h,
+            id,
+            "trap - ERR DEBUG; [ \"$dbg\" -gt 0 ] && echo counted",
+        )
+        .await;
+        assert_eq!(r.stdout, "counted\n", "the DEBUG trap ran: {r:?}");
+
+        // A handler for SIGINT runs on an interrupt; the shell goes on.
+        exec(&h, id, "trap 'echo int-trap' INT").await;
+        let out = interrupted(&h, id, "sleep 100").await;
+        assert!(out.contains("int-trap"), "{out}");
+        let r = exec(&h, id, "trap - INT; echo ok").await;
+        assert_eq!(r.stdout, "ok\n");
+
+        // `set -e` holds for the execs that follow, as in a terminal: a failure ends bash.
+        let r = exec(&h, id, "set -e").await;
+        assert_eq!(r.exit_code, Some(0));
+        let r = exec(&h, id, "true; echo on").await;
+        assert_eq!(r.stdout, "on\n");
+        let r = exec(&h, id, "false; echo not-reached").await;
+        assert!(r.session_ended, "{r:?}");
+        assert_eq!(r.exit_code, Some(1));
+        assert_eq!(r.stdout, "");
+        rt
+    });
+}
+
+#[test]
+fn commands_that_close_stderr_or_set_the_prompts_do_not_break_the_framing() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        // stderr closed for one command, and for a whole subshell.
+        let r = exec(
+            &h,
+            id,
+            "ls /nonexistent 2>&-; echo out; (exec 2>&-; echo sub)",
+        )
+        .await;
+        assert_eq!(r.stdout, "out\nsub\n");
+        assert_ne!(r.exit_code, None);
+
+        // The prompts are the session's: setting them is refused and changes nothing.
+        let r = exec(&h, id, "PS1='$ '").await;
+        assert_eq!(r.exit_code, Some(1));
+        assert!(r.stderr.contains("PS1: readonly variable"), "{}", r.stderr);
+        let r = exec(&h, id, "PS0=; echo $?").await;
+        assert!(r.stderr.contains("PS0: readonly variable"), "{}", r.stderr);
+        // What activating a Python virtual environment does to PS1 is skipped.
+        let r = exec(&h, id, "echo \"${VIRTUAL_ENV_DISABLE_PROMPT}\"").await;
+        assert_eq!(r.stdout, "1\n");
+
+        // A PROMPT_COMMAND of the user's runs before each prompt; `$?` is the command's.
+        exec(&h, id, "PROMPT_COMMAND='n=$((n + 1)); false'").await;
+        let r = exec(&h, id, "(exit 4)").await;
+        assert_eq!(r.exit_code, Some(4));
+        let r = exec(&h, id, "echo \"$n\"").await;
+        assert_eq!(r.stdout, "2\n", "the hook ran once per prompt");
+        assert_eq!(r.exit_code, Some(0));
+        let r = exec(&h, id, "PROMPT_COMMAND='echo hook'; true").await;
+        assert_eq!(
+            r.stdout, "hook\n",
+            "its output belongs to the exec before the prompt"
+        );
+        rt
+    });
+}
+
+/// After an `eval` whose text ends inside a quote, bash prints its previous prompt again
+/// without expanding it; the session must not take that prompt's status and cwd.
+#[test]
+fn a_command_that_ends_inside_a_quote_reports_its_own_status_and_cwd() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(&h, id, "(exit 5)").await;
+        assert_eq!(r.exit_code, Some(5));
+        // (command, its status, cwd after it); each runs after an exec that ended 0 in /.
+        for (cmd, status, cwd) in [
+            ("echo \"unterminated", 2, "/"),
+            ("cd /tmp\necho 'unterminated", 2, "/tmp"),
+            ("cd /tmp\necho $(unterminated", 1, "/tmp"),
+        ] {
+            exec(&h, id, "cd /").await;
+            let r = exec(&h, id, cmd).await;
+            assert_eq!(r.exit_code, Some(status), "{cmd}: {r:?}");
+            assert_eq!(r.cwd.as_deref(), Some(cwd), "{cmd}");
+            assert!(r.stderr.contains("unexpected EOF"), "{cmd}: {}", r.stderr);
+            let r = exec(&h, id, "echo \"$? $PWD\"").await;
+            assert_eq!(
+                r.stdout,
+                format!("{status} {cwd}\n"),
+                "{cmd}: what bash says"
+            );
+        }
+        rt
+    });
+}

@@ -27,6 +27,10 @@ const READS_PER_WAKE: usize = 16;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
+    /// For reading stdout dry in the middle of a stderr read
+    /// ([`Driver::stderr_follows_stdout`](super::kind::Driver::stderr_follows_stdout)).
+    static STDOUT_SCRATCH: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
 }
 
 /// Bytes waiting for stdin to accept them, in order.
@@ -76,11 +80,18 @@ impl Session {
         let Some(pipe) = self.child.as_ref().and_then(|c| c.pipes[i].clone()) else {
             return false;
         };
+        let stdout_first = stream == Stream::Stderr && self.driver.stderr_follows_stdout();
         let open = SCRATCH.with_borrow_mut(|buf| {
             for _ in 0..READS_PER_WAKE {
                 match pipe.try_read(buf) {
                     Ok(0) => return false,
-                    Ok(n) => self.ingest(stream, &buf[..n], ctx.as_deref_mut()),
+                    Ok(n) => {
+                        if stdout_first {
+                            // Read after this chunk, so it holds all that was written before.
+                            self.read_stdout_dry(ctx.as_deref_mut());
+                        }
+                        self.ingest(stream, &buf[..n], ctx.as_deref_mut());
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -100,6 +111,42 @@ impl Session {
             self.changed.notify_waiters();
         }
         open
+    }
+
+    /// Takes in everything stdout holds now. Reads the descriptor directly: tokio's
+    /// `try_read` answers "would block" without a system call until its reactor has seen the
+    /// pipe become readable, and what matters here is what the pipe holds now. End of file and
+    /// errors are left to the stdout reader.
+    fn read_stdout_dry(&mut self, mut ctx: Option<&mut Context<Self>>) {
+        use std::os::fd::AsRawFd as _;
+        let i = Stream::Stdout.index();
+        if self.eof[i] {
+            return;
+        }
+        let Some(fd) = self
+            .child
+            .as_ref()
+            .and_then(|c| c.pipes[i].as_ref())
+            .map(|p| p.as_raw_fd())
+        else {
+            return;
+        };
+        STDOUT_SCRATCH.with_borrow_mut(|buf| {
+            for _ in 0..READS_PER_WAKE {
+                // SAFETY: `fd` is our open, non-blocking end of the stdout pipe (held by
+                // `self.child` for the whole call), and `buf` is valid for `buf.len()` bytes.
+                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                match n {
+                    n if n > 0 => {
+                        let n = usize::try_from(n).expect("positive");
+                        self.ingest(Stream::Stdout, &buf[..n], ctx.as_deref_mut());
+                    }
+                    0 => return,
+                    _ if std::io::Error::last_os_error().kind() == ErrorKind::Interrupted => {}
+                    _ => return,
+                }
+            }
+        });
     }
 
     /// One chunk of child output: through the driver, into the log, then completions.
@@ -143,10 +190,10 @@ impl Session {
                     self.report_ready(Ok(()));
                 }
             }
-            Marker::ExecStdout { exit_code, cwd } => {
+            Marker::ExecEnd { exit_code, cwd } => {
                 self.cwd = Some(cwd.clone());
                 if let Some(r) = &mut self.running {
-                    r.done[stream.index()] = true;
+                    r.done = [true, true];
                     r.status = Some((exit_code, cwd));
                 }
                 self.complete_if_done(ctx);

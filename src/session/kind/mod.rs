@@ -26,15 +26,16 @@ pub use crate::model::kind::{AgentOptions, DebugOptions, Kind, KindOptions, Stre
 pub(crate) enum Marker {
     /// Start-up finished; the session is Ready.
     Ready,
-    /// The running exec's end marker on stdout, with its status and the shell's cwd.
-    ExecStdout {
+    /// The running exec is over, stdout and stderr complete, with its status and the shell's
+    /// cwd (a shell's `PS1`).
+    ExecEnd {
         /// `$?` of the command.
         exit_code: i32,
         /// `$PWD` after the command.
         cwd: String,
     },
     /// The running exec's end marker on stdout with a kind-specific payload (a REPL's value
-    /// or error, an agent's final line); completes like `ExecStdout`, without a cwd.
+    /// or error, an agent's final line); completes the stream it came on, without a cwd.
     Result(serde_json::Value),
     /// The running exec's end marker on stderr.
     ExecStderr,
@@ -86,6 +87,13 @@ pub(crate) trait Driver {
 
     /// Releases held-back bytes (the stream ended or the exec was abandoned).
     fn flush(&mut self, stream: Stream, out: &mut dyn FnMut(&[u8]));
+
+    /// True if the kind's markers come on stderr after everything its program wrote to
+    /// stdout: the session then reads stdout dry before it takes in each stderr chunk, so a
+    /// marker that ends an exec finds the exec's stdout complete.
+    fn stderr_follows_stdout(&self) -> bool {
+        false
+    }
 
     /// True if the kind reports [`Marker::Started`] for every exec.
     fn reports_start(&self) -> bool {

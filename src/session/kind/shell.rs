@@ -1,27 +1,36 @@
-//! The `shell` kind: a persistent bash driven through nonce-tagged end markers.
+//! The `shell` kind: a persistent bash whose own prompts frame each exec.
 //!
-//! bash runs interactively over pipes (`-i`, job control and history off, empty prompts), so
-//! SIGINT aborts the running command line the way Ctrl-C does and the shell survives. Each
-//! exec is sent as one line, `__sh_n=TOKEN;__sh_rc;eval $'…' </dev/null`: ANSI-C quoting makes
-//! any command — quotes, heredocs, unbalanced syntax, non-UTF-8 bytes — a single well-formed
-//! word, and `eval` at top level keeps `cd`, `export` and `declare` in the shell (a command
-//! that may start a background job is sourced instead, which keeps them too, without bash's
-//! interactive `[1] PID` notice on stderr). Before the
-//! next prompt, `PROMPT_COMMAND` (the function `__sh_p`, parsed once rather than at every
-//! prompt) prints `TOKEN\n` on stderr and then `TOKEN <status> <cwd> TOKEN\n` on
-//! stdout, so both streams are complete when both markers are in (and the stderr marker is
-//! already in its pipe when the stdout one arrives, so one wake-up reads both). The token is a fresh
-//! 128-bit random value per exec, so output cannot end an exec by accident.
+//! bash runs interactively over pipes (`-i`, job control and history off), so SIGINT aborts
+//! the running command line the way Ctrl-C does and the shell survives. Each exec is sent as
+//! one line, `eval $'…' </dev/null`: ANSI-C quoting makes any command — quotes, heredocs,
+//! unbalanced syntax, non-UTF-8 bytes — a single well-formed word, and `eval` at top level
+//! keeps `cd`, `export` and `declare` in the shell (a command that may start a background job
+//! is sourced instead, which keeps them too, without bash's interactive `[1] PID` notice on
+//! stderr).
 //!
-//! A prompt with no token armed prints the session's idle token and `$?` on stdout instead.
-//! While an exec runs that can only mean an interrupt discarded its line before the token
-//! assignment ran; the exec then ends as interrupted instead of waiting forever.
+//! The prompts are the markers, and both go to stderr, where interactive bash writes them.
+//! `PS0`, which bash shows after it has read and parsed a line and before it runs it, is
+//! `TOKEN\n`: the exec has started ([`Marker::Started`]). `PS1`, shown before the next line
+//! is read, is `TOKEN <status> <cwd> TOKEN\n` ([`Marker::ExecEnd`]); bash keeps `$?` across a
+//! user's `PROMPT_COMMAND`, so the status is the command's. The token is a random 128-bit
+//! value per session, so output cannot end an exec by accident. Both prompts are read-only
+//! (a command that sets them gets bash's `readonly variable` error and changes nothing), and
+//! `VIRTUAL_ENV_DISABLE_PROMPT` is set (not exported) so that activating a Python virtual
+//! environment does not try.
 //!
-//! `PS0`, which bash shows after it has read and parsed a line and before it runs it, prints
-//! the idle token alone on stderr: the exec has started ([`Marker::Started`]). Interrupts wait
-//! for it, because bash reads a line whole and parses it byte by byte; an interrupt in between
-//! throws away the part already parsed and leaves the rest buffered, to run later untracked
-//! (measured with bare bash: 4 of 300 interrupts sent the moment the line left the pipe).
+//! Nothing is printed on stdout: when the `PS1` marker is read, everything the command wrote
+//! to stdout is already in the stdout pipe (its processes have exited, and bash flushes its
+//! builtins' output before prompting), so the session reads stdout dry before it takes in
+//! each stderr chunk ([`Driver::stderr_follows_stdout`]) and the exec's stdout is complete.
+//! Per exec bash runs no command of ours besides the `eval`: no prompt hook, no assignment,
+//! no `printf`, no redirection but the `</dev/null` (BENCHMARKS.md, "Shell protocol").
+//!
+//! Interrupts wait for `PS0`, because bash reads a line whole and parses it byte by byte; an
+//! interrupt in between throws away the part already parsed and leaves the rest buffered, to
+//! run later untracked (measured with bare bash: 4 of 300 interrupts sent the moment the line
+//! left the pipe). A `PS1` that arrives while an exec is armed but has not started means an
+//! interrupt discarded its line: the exec ends as interrupted ([`Marker::Discarded`]) instead
+//! of waiting forever.
 
 use super::token::{self, find, partial_start};
 use super::{Completion, Driver, Marker, Stream};
@@ -40,39 +49,44 @@ type Token = [u8; TOKEN_LEN];
 /// Driver state for one shell session.
 #[derive(Debug)]
 pub(crate) struct ShellDriver {
-    token: Option<Token>,
-    /// Printed by prompts that have no exec token armed.
-    idle: Token,
+    /// Printed by both prompts.
+    token: Token,
+    /// An exec (or the start-up line) is waiting for its `PS1`.
+    armed: bool,
     starting: bool,
-    /// The armed exec's line has started (its `PS0` marker arrived).
+    /// The armed exec's line has started (its `PS0` arrived).
     started: bool,
-    done: [bool; 2],
-    pending: [Vec<u8>; 2],
+    /// The command number (`\#`) of the last `PS1`: one that repeats it after an exec
+    /// started is a stale copy of the previous prompt (see [`Parsed::Ps1`]).
+    last_prompt: Option<u64>,
+    /// A newline was sent to get a fresh prompt: the next `PS1` ends the exec.
+    reprompted: bool,
+    /// stderr held back: what may be the start of a marker.
+    pending: Vec<u8>,
     noise: Vec<u8>,
 }
 
 impl Default for ShellDriver {
     fn default() -> Self {
         Self {
-            token: None,
-            idle: new_token(),
+            token: new_token(),
+            armed: false,
             starting: false,
             started: false,
-            done: [false, false],
-            pending: Default::default(),
+            last_prompt: None,
+            reprompted: false,
+            pending: Vec::new(),
             noise: Vec::new(),
         }
     }
 }
 
 impl ShellDriver {
-    fn arm(&mut self, starting: bool) -> Token {
-        let token = new_token();
-        self.token = Some(token);
+    fn arm(&mut self, starting: bool) {
+        self.armed = true;
         self.starting = starting;
         self.started = false;
-        self.done = [false, false];
-        token
+        self.reprompted = false;
     }
 
     /// Sends bytes to `out`, or to the start-up noise buffer before Ready.
@@ -101,18 +115,15 @@ impl Driver for ShellDriver {
     }
 
     fn startup(&mut self) -> Option<Vec<u8>> {
-        let token = self.arm(true);
-        let mut line = b"set +m +H; set +o history; PS1=; PS2=; PS0='$__sh_s\\n'; unset HISTFILE; \
-exit() { builtin exit \"$@\" 2>/dev/null; }; __sh_rc() { return $__sh_r; }; \
-__sh_p() { __sh_r=$?;if [ -n \"$__sh_n\" ];then printf \"%s\\n\" \"$__sh_n\" >&2;\
-printf \"%s %s %s %s\\n\" \"$__sh_n\" \"$__sh_r\" \"$PWD\" \"$__sh_n\";__sh_n=;else printf \"%s %s\\n\" \"$__sh_s\" \"$__sh_r\";fi; }; \
-PROMPT_COMMAND=__sh_p; __sh_s="
-            .to_vec();
-        line.extend_from_slice(&self.idle);
-        line.extend_from_slice(b"; __sh_n=");
-        line.extend_from_slice(&token);
-        line.push(b'\n');
-        Some(line)
+        self.arm(true);
+        let t = String::from_utf8_lossy(&self.token).into_owned();
+        // PS0 is still unset while this line is read, so the first marker is its PS1.
+        let line = format!(
+            "set +m +H; set +o history; unset HISTFILE MAILCHECK; PROMPT_COMMAND=; PS2=; \
+exit() {{ builtin exit \"$@\" 2>/dev/null; }}; VIRTUAL_ENV_DISABLE_PROMPT=1; \
+PS0='{t}\\n'; PS1='{t} \\# $? ${{PWD}} {t}\\n'; readonly PS0 PS1\n"
+        );
+        Some(line.into_bytes())
     }
 
     fn begin_exec(&mut self, input: &str, interactive: bool) -> Result<Vec<u8>> {
@@ -125,12 +136,8 @@ PROMPT_COMMAND=__sh_p; __sh_s="
                 "command contains a NUL byte, which a shell cannot take",
             ));
         }
-        let token = self.arm(false);
-        let mut line = Vec::with_capacity(input.len() + 64);
-        line.extend_from_slice(b"__sh_n=");
-        line.extend_from_slice(&token);
-        // Restore `$?` of the previous command, which the assignment just reset.
-        line.extend_from_slice(b";__sh_rc;");
+        self.arm(false);
+        let mut line = Vec::with_capacity(input.len() + 32);
         if starts_a_job(input.as_bytes()) {
             // An interactive bash announces each background job (`[1] 4242`) on stderr; a
             // sourced file runs as a script does, without the notice, and, like `eval`, in
@@ -154,10 +161,17 @@ PROMPT_COMMAND=__sh_p; __sh_s="
     }
 
     fn feed(&mut self, stream: Stream, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
-        if self.starting {
-            return self.feed_stream(stream, bytes, out);
+        match stream {
+            Stream::Stdout => {
+                self.emit(bytes, out);
+                Vec::new()
+            }
+            Stream::Stderr => self.feed_stderr(bytes, out),
         }
-        self.feed_idle(stream, bytes, out)
+    }
+
+    fn stderr_follows_stdout(&self) -> bool {
+        true
     }
 
     fn reports_start(&self) -> bool {
@@ -165,8 +179,10 @@ PROMPT_COMMAND=__sh_p; __sh_s="
     }
 
     fn flush(&mut self, stream: Stream, out: &mut dyn FnMut(&[u8])) {
-        let pending = std::mem::take(&mut self.pending[stream.index()]);
-        self.emit(&pending, out);
+        if stream == Stream::Stderr {
+            let pending = std::mem::take(&mut self.pending);
+            self.emit(&pending, out);
+        }
     }
 
     fn startup_noise(&self) -> String {
@@ -175,136 +191,137 @@ PROMPT_COMMAND=__sh_p; __sh_s="
 }
 
 impl ShellDriver {
-    /// Both streams carry idle markers besides exec markers: strip them. On stdout (a prompt
-    /// with no exec armed, `IDLE <status>`) one that arrives while an exec runs means its line
-    /// was discarded; on stderr (`PS0`, `IDLE`) one means the exec's line has started.
-    fn feed_idle(
-        &mut self,
-        stream: Stream,
-        bytes: &[u8],
-        out: &mut dyn FnMut(&[u8]),
-    ) -> Vec<Marker> {
-        let i = stream.index();
-        let joined = token::take_joined(&mut self.pending[i], bytes);
-        let buf: &[u8] = &joined;
-        let idle = self.idle;
-        let Some(at) = find(buf, &idle) else {
-            // Hold back what may be the start of an idle marker, after what feed_stream holds.
-            let keep = partial_start(buf, &idle);
-            let markers = self.feed_stream(stream, &buf[..keep], out);
-            self.pending[i].extend_from_slice(&buf[keep..]);
-            return markers;
-        };
-        let mut markers = self.feed_stream(stream, &buf[..at], out);
-        if !self.pending[i].is_empty() {
-            // An exec marker was cut by the idle marker: not ours after all.
-            let held = std::mem::take(&mut self.pending[i]);
-            self.emit(&held, out);
-        }
-        let rest = &buf[at + TOKEN_LEN..];
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            if rest.len() > 16 {
-                self.emit(&buf[at..], out);
-            } else {
-                self.pending[i] = buf[at..].to_vec();
-            }
-            return markers;
-        };
-        let armed = self.token.is_some() && !self.done[i];
-        match stream {
-            Stream::Stdout => {
-                let exit_code = std::str::from_utf8(&rest[..nl])
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(130);
-                if armed {
-                    self.token = None;
-                    self.pending = Default::default();
-                    markers.push(Marker::Discarded { exit_code });
+    /// Strips the prompts from stderr: `TOKEN\n` (`PS0`) and `TOKEN <status> <cwd> TOKEN\n`
+    /// (`PS1`), turning them into markers while an exec is armed.
+    fn feed_stderr(&mut self, bytes: &[u8], out: &mut dyn FnMut(&[u8])) -> Vec<Marker> {
+        let joined = token::take_joined(&mut self.pending, bytes);
+        let mut buf: &[u8] = &joined;
+        let mut markers = Vec::new();
+        let token = self.token;
+        loop {
+            let Some(at) = find(buf, &token) else {
+                // Hold back what may be the start of a marker.
+                let keep = partial_start(buf, &token);
+                self.emit(&buf[..keep], out);
+                self.pending = buf[keep..].to_vec();
+                return markers;
+            };
+            self.emit(&buf[..at], out);
+            match parse_prompt(&buf[at..], &token) {
+                Parsed::Incomplete if buf.len() - at <= MAX_TRAILER => {
+                    self.pending = buf[at..].to_vec();
+                    return markers;
+                }
+                Parsed::Incomplete => {
+                    // Too long for a marker: the token's bytes are output.
+                    self.emit(&buf[at..at + TOKEN_LEN], out);
+                    buf = &buf[at + TOKEN_LEN..];
+                }
+                Parsed::NotOurs { len } => {
+                    self.emit(&buf[at..at + len], out);
+                    buf = &buf[at + len..];
+                }
+                Parsed::Ps0 { used } => {
+                    if self.armed && !self.starting && !std::mem::replace(&mut self.started, true) {
+                        markers.push(Marker::Started);
+                    }
+                    buf = &buf[at + used..];
+                }
+                Parsed::Ps1 {
+                    used,
+                    number,
+                    exit_code,
+                    cwd,
+                } => {
+                    buf = &buf[at + used..];
+                    let repeated = self.last_prompt.replace(number) == Some(number);
+                    if !self.armed {
+                        continue; // a prompt no exec waits for (a line the user left in stdin)
+                    }
+                    if repeated && self.started && !self.starting && !self.reprompted {
+                        // bash printed the previous prompt again without expanding it, so its
+                        // status and cwd are stale: an empty line gets a fresh one.
+                        self.reprompted = true;
+                        markers.push(Marker::Reply(b"\n".to_vec()));
+                        continue;
+                    }
+                    self.armed = false;
+                    if std::mem::take(&mut self.starting) {
+                        self.noise = Vec::new();
+                        markers.push(Marker::Ready);
+                    } else if self.started {
+                        markers.push(Marker::ExecEnd { exit_code, cwd });
+                    } else {
+                        markers.push(Marker::Discarded { exit_code });
+                    }
                 }
             }
-            Stream::Stderr if nl > 0 => self.emit(&buf[at..at + TOKEN_LEN + nl + 1], out),
-            Stream::Stderr => {
-                if armed && !std::mem::replace(&mut self.started, true) {
-                    markers.push(Marker::Started);
-                }
-            }
         }
-        markers.extend(self.feed_idle(stream, &rest[nl + 1..], out));
-        markers
-    }
-
-    fn feed_stream(
-        &mut self,
-        stream: Stream,
-        bytes: &[u8],
-        out: &mut dyn FnMut(&[u8]),
-    ) -> Vec<Marker> {
-        let i = stream.index();
-        let Some(token) = self.token.filter(|_| !self.done[i]) else {
-            out(bytes);
-            return Vec::new();
-        };
-        let joined = token::take_joined(&mut self.pending[i], bytes);
-        let buf: &[u8] = &joined;
-        let Some(at) = find(buf, &token) else {
-            let keep = partial_start(buf, &token);
-            self.emit(&buf[..keep], out);
-            self.pending[i] = buf[keep..].to_vec();
-            return Vec::new();
-        };
-        self.emit(&buf[..at], out);
-        let Some((used, marker)) = parse_trailer(stream, &buf[at..], &token) else {
-            if buf.len() - at > MAX_TRAILER {
-                // Not a marker after all; give the bytes back as output.
-                self.emit(&buf[at..], out);
-            } else {
-                self.pending[i] = buf[at..].to_vec();
-            }
-            return Vec::new();
-        };
-        self.done[i] = true;
-        let mut markers = Vec::with_capacity(1);
-        if !self.starting {
-            markers.push(marker);
-        }
-        if self.done == [true, true] {
-            self.token = None;
-            if std::mem::take(&mut self.starting) {
-                self.noise = Vec::new();
-                markers.push(Marker::Ready);
-            }
-        }
-        // Anything after the marker is output of background jobs.
-        let rest = &buf[at + used..];
-        if !rest.is_empty() {
-            out(rest);
-        }
-        markers
     }
 }
 
-/// Parses what follows a token at the start of `buf`. Returns the bytes used and, for a
-/// complete marker, the event.
-fn parse_trailer(stream: Stream, buf: &[u8], token: &Token) -> Option<(usize, Marker)> {
+/// What follows a token at the start of a buffer.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    /// `TOKEN\n`: the `PS0` marker.
+    Ps0 { used: usize },
+    /// `TOKEN <number> <status> <cwd> TOKEN\n`: the `PS1` marker. `number` is bash's command
+    /// number (`\#`), which differs between two prompts that bash expanded with a command
+    /// run between them. After an `eval` whose text ends inside a quote, interactive bash
+    /// 5.2 prints the previous prompt again as it was, without expanding it (the inner
+    /// parser's error leaves the outer parser's state as if the line were not over);
+    /// the repeated number tells such a copy.
+    Ps1 {
+        used: usize,
+        number: u64,
+        exit_code: i32,
+        cwd: String,
+    },
+    /// More bytes are needed to tell.
+    Incomplete,
+    /// The token, but not a marker's shape: `len` bytes are output.
+    NotOurs { len: usize },
+}
+
+/// Parses the marker at the start of `buf`, which starts with `token`.
+fn parse_prompt(buf: &[u8], token: &Token) -> Parsed {
     let rest = &buf[TOKEN_LEN..];
-    match stream {
-        Stream::Stderr => (rest.first()? == &b'\n').then_some((TOKEN_LEN + 1, Marker::ExecStderr)),
-        Stream::Stdout => {
-            let close = find(rest, token)?;
-            if *rest.get(close + TOKEN_LEN)? != b'\n' {
-                return None;
+    match rest.first() {
+        None => Parsed::Incomplete,
+        Some(b'\n') => Parsed::Ps0 {
+            used: TOKEN_LEN + 1,
+        },
+        Some(b' ') => {
+            let Some(close) = find(rest, token) else {
+                return Parsed::Incomplete;
+            };
+            let used = TOKEN_LEN + close + TOKEN_LEN + 1;
+            match rest.get(close + TOKEN_LEN) {
+                None => return Parsed::Incomplete,
+                Some(b'\n') => {}
+                Some(_) => return Parsed::NotOurs { len: used - 1 },
             }
-            // rest = " <status> <cwd> TOKEN\n"
-            let body = rest[..close].strip_prefix(b" ")?.strip_suffix(b" ")?;
-            let space = body.iter().position(|&b| b == b' ')?;
-            let exit_code = std::str::from_utf8(&body[..space]).ok()?.parse().ok()?;
-            let cwd = String::from_utf8_lossy(&body[space + 1..]).into_owned();
-            Some((
-                TOKEN_LEN + close + TOKEN_LEN + 1,
-                Marker::ExecStdout { exit_code, cwd },
-            ))
+            // rest = " <number> <status> <cwd> TOKEN\n"
+            let parsed = (|| {
+                let body = rest[..close].strip_prefix(b" ")?.strip_suffix(b" ")?;
+                let mut fields = body.splitn(3, |&b| b == b' ');
+                let mut int = || std::str::from_utf8(fields.next()?).ok();
+                let number = int()?.parse().ok()?;
+                let exit_code = int()?.parse().ok()?;
+                let cwd = String::from_utf8_lossy(fields.next()?).into_owned();
+                Some((number, exit_code, cwd))
+            })();
+            match parsed {
+                Some((number, exit_code, cwd)) => Parsed::Ps1 {
+                    used,
+                    number,
+                    exit_code,
+                    cwd,
+                },
+                None => Parsed::NotOurs { len: used },
+            }
         }
+        Some(_) => Parsed::NotOurs { len: TOKEN_LEN },
     }
 }
 
@@ -312,14 +329,15 @@ fn new_token() -> Token {
     token::new_token(PREFIX)
 }
 
-/// One line a shell session writes to bash, and the token of the end markers that close it
-/// (`TOKEN` on stderr, `TOKEN <status> <cwd> TOKEN` on stdout).
+/// One line a shell session writes to bash, and the token of the prompts that frame it
+/// (`TOKEN` when the line starts, `TOKEN <status> <cwd> TOKEN` when it is over, both on
+/// stderr).
 #[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct ProtocolLine {
     /// The line, newline included.
     pub bytes: Vec<u8>,
-    /// The token both end markers carry.
+    /// The token both prompts carry.
     pub token: String,
 }
 
@@ -329,12 +347,9 @@ pub struct ProtocolLine {
 pub fn protocol_startup_line() -> ProtocolLine {
     let mut driver = ShellDriver::default();
     let bytes = driver.startup().expect("a shell has a start-up line");
-    let token = driver
-        .token
-        .map(|t| String::from_utf8_lossy(&t).into_owned());
     ProtocolLine {
         bytes,
-        token: token.expect("armed by startup"),
+        token: String::from_utf8_lossy(&driver.token).into_owned(),
     }
 }
 
@@ -343,12 +358,9 @@ pub fn protocol_startup_line() -> ProtocolLine {
 pub fn protocol_exec_line(command: &str) -> ProtocolLine {
     let mut driver = ShellDriver::default();
     let bytes = driver.begin_exec(command, false).expect("a valid command");
-    let token = driver
-        .token
-        .map(|t| String::from_utf8_lossy(&t).into_owned());
     ProtocolLine {
         bytes,
-        token: token.expect("armed by begin_exec"),
+        token: String::from_utf8_lossy(&driver.token).into_owned(),
     }
 }
 
@@ -436,79 +448,150 @@ mod tests {
     fn armed() -> (ShellDriver, String) {
         let mut d = ShellDriver::default();
         d.begin_exec("true", false).unwrap();
-        let t = String::from_utf8(d.token.unwrap().to_vec()).unwrap();
+        let t = String::from_utf8(d.token.to_vec()).unwrap();
         (d, t)
     }
 
     #[test]
-    fn marker_split_across_reads_is_found_and_removed() {
+    fn prompts_split_across_reads_are_found_and_removed() {
+        for size in [1, 5, 7, 4096] {
+            let (mut d, t) = armed();
+            let all = format!("{t}\nhello\n{t} 7 3 /tmp/a b {t}\nlater");
+            let chunks: Vec<&[u8]> = all.as_bytes().chunks(size).collect();
+            let (out, markers) = feed_all(&mut d, Stream::Stderr, &chunks);
+            assert_eq!(out, b"hello\nlater", "chunks of {size}");
+            assert_eq!(
+                markers,
+                vec![
+                    Marker::Started,
+                    Marker::ExecEnd {
+                        exit_code: 3,
+                        cwd: "/tmp/a b".into()
+                    }
+                ],
+                "chunks of {size}"
+            );
+            assert!(!d.armed);
+        }
+    }
+
+    #[test]
+    fn stdout_is_passed_through_untouched() {
         let (mut d, t) = armed();
-        let all = format!("hello\n{t} 3 /tmp/a b {t}\nlater");
-        let bytes = all.as_bytes();
-        let chunks: Vec<&[u8]> = bytes.chunks(5).collect();
-        let (out, markers) = feed_all(&mut d, Stream::Stdout, &chunks);
-        assert_eq!(out, b"hello\nlater");
+        let text = format!("{t} 1 0 / {t}\n");
+        let (out, m) = feed_all(&mut d, Stream::Stdout, &[text.as_bytes()]);
+        assert_eq!(out, text.as_bytes(), "markers are only read on stderr");
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_different_token_or_a_malformed_trailer_is_plain_output() {
+        let (mut d, t) = armed();
+        let other = String::from_utf8(new_token().to_vec()).unwrap();
+        for text in [
+            format!("{other} 0 / {other}\n"),
+            format!("{t}x and more\n"),
+            format!("{t} 1 notanumber / {t}\n"),
+            format!("{t} 1 0 / {t}x\n"),
+        ] {
+            let (out, m) = feed_all(&mut d, Stream::Stderr, &[text.as_bytes()]);
+            assert_eq!(out, text.as_bytes(), "{text}");
+            assert!(m.is_empty(), "{text}");
+        }
+        let (_, m) = feed_all(&mut d, Stream::Stderr, &[format!("{t}\n").as_bytes()]);
         assert_eq!(
-            markers,
-            vec![Marker::ExecStdout {
-                exit_code: 3,
-                cwd: "/tmp/a b".into()
+            m,
+            vec![Marker::Started],
+            "still armed after the look-alikes"
+        );
+    }
+
+    #[test]
+    fn a_prompt_before_the_start_means_the_line_was_discarded() {
+        let (mut d, t) = armed();
+        let text = format!("{t} 4 130 /x {t}\nlater");
+        let chunks: Vec<&[u8]> = text.as_bytes().chunks(7).collect();
+        let (out, m) = feed_all(&mut d, Stream::Stderr, &chunks);
+        assert_eq!(m, vec![Marker::Discarded { exit_code: 130 }]);
+        assert_eq!(out, b"later");
+        assert!(!d.armed);
+    }
+
+    #[test]
+    fn prompts_with_no_exec_armed_are_stripped_without_markers() {
+        let mut d = ShellDriver::default();
+        let t = String::from_utf8(d.token.to_vec()).unwrap();
+        let text = format!("bg\n{t}\nerr\n{t} 2 0 / {t}\n");
+        let (out, m) = feed_all(&mut d, Stream::Stderr, &[text.as_bytes()]);
+        assert!(m.is_empty(), "no exec is running");
+        assert_eq!(out, b"bg\nerr\n");
+    }
+
+    #[test]
+    fn start_up_output_is_noise_until_the_first_prompt() {
+        let mut d = ShellDriver::default();
+        let line = String::from_utf8(d.startup().unwrap()).unwrap();
+        let t = String::from_utf8(d.token.to_vec()).unwrap();
+        assert!(
+            line.contains(&format!("PS1='{t} \\# $? ${{PWD}} {t}\\n'")),
+            "{line}"
+        );
+        let (out, _) = feed_all(&mut d, Stream::Stdout, &[b"motd\n"]);
+        let (err, m) = feed_all(
+            &mut d,
+            Stream::Stderr,
+            &[b"bash: no job control\nbash-5.2# "],
+        );
+        assert!(out.is_empty() && err.is_empty() && m.is_empty());
+        assert!(
+            d.startup_noise().contains("no job control"),
+            "kept for errors"
+        );
+        let (err, m) = feed_all(
+            &mut d,
+            Stream::Stderr,
+            &[format!("{t} 1 0 /home {t}\n").as_bytes()],
+        );
+        assert!(err.is_empty());
+        assert_eq!(m, vec![Marker::Ready]);
+    }
+
+    #[test]
+    fn a_repeated_prompt_is_stale_and_an_empty_line_asks_for_a_fresh_one() {
+        let (mut d, t) = armed();
+        let (_, m) = feed_all(
+            &mut d,
+            Stream::Stderr,
+            &[format!("{t}\n{t} 5 0 /a {t}\n").as_bytes()],
+        );
+        assert_eq!(m.len(), 2, "the first exec ends: {m:?}");
+        d.begin_exec("echo \"x", false).unwrap();
+        let text = format!("{t}\nbash: unexpected EOF\n{t} 5 0 /a {t}\n");
+        let (out, m) = feed_all(&mut d, Stream::Stderr, &[text.as_bytes()]);
+        assert_eq!(out, b"bash: unexpected EOF\n");
+        assert_eq!(m, vec![Marker::Started, Marker::Reply(b"\n".to_vec())]);
+        let (_, m) = feed_all(
+            &mut d,
+            Stream::Stderr,
+            &[format!("{t} 6 2 /b {t}\n").as_bytes()],
+        );
+        assert_eq!(
+            m,
+            vec![Marker::ExecEnd {
+                exit_code: 2,
+                cwd: "/b".into()
             }]
         );
     }
 
     #[test]
-    fn stderr_marker_completes_only_its_stream() {
-        let (mut d, t) = armed();
-        let (out, m) = feed_all(&mut d, Stream::Stderr, &[format!("oops\n{t}\n").as_bytes()]);
-        assert_eq!(out, b"oops\n");
-        assert_eq!(m, vec![Marker::ExecStderr]);
-        assert!(d.token.is_some(), "stdout marker still outstanding");
-    }
-
-    #[test]
-    fn a_different_token_is_plain_output() {
+    fn a_held_back_partial_token_is_released_by_flush() {
         let (mut d, _) = armed();
-        let other = String::from_utf8(new_token().to_vec()).unwrap();
-        let text = format!("{other} 0 / {other}\n");
-        let (out, m) = feed_all(&mut d, Stream::Stdout, &[text.as_bytes()]);
-        assert_eq!(out, text.as_bytes());
-        assert!(m.is_empty());
-    }
-
-    #[test]
-    fn an_idle_marker_is_stripped_and_ends_an_exec_whose_line_was_discarded() {
-        let mut d = ShellDriver::default();
-        let idle = String::from_utf8(d.idle.to_vec()).unwrap();
-        let (out, m) = feed_all(
-            &mut d,
-            Stream::Stdout,
-            &[format!("bg\n{idle} 130\n").as_bytes()],
-        );
-        assert_eq!(out, b"bg\n");
-        assert!(m.is_empty(), "no exec is running");
-        d.begin_exec("sleep 5", false).unwrap();
-        let text = format!("{idle} 130\nlater");
-        let chunks: Vec<&[u8]> = text.as_bytes().chunks(7).collect();
-        let (out, m) = feed_all(&mut d, Stream::Stdout, &chunks);
-        assert_eq!(m, vec![Marker::Discarded { exit_code: 130 }]);
-        assert_eq!(out, b"later");
-        assert!(d.token.is_none());
-    }
-
-    #[test]
-    fn the_ps0_marker_on_stderr_reports_the_start_once_and_is_stripped() {
-        let mut d = ShellDriver::default();
-        let idle = String::from_utf8(d.idle.to_vec()).unwrap();
-        let (out, m) = feed_all(&mut d, Stream::Stderr, &[format!("{idle}\n").as_bytes()]);
-        assert!(out.is_empty() && m.is_empty(), "no exec is running");
-        d.begin_exec("sleep 5", false).unwrap();
-        let text = format!("bg\n{idle}\nerr\n{idle}\n{idle}x\n");
-        let chunks: Vec<&[u8]> = text.as_bytes().chunks(5).collect();
-        let (out, m) = feed_all(&mut d, Stream::Stderr, &chunks);
-        assert_eq!(m, vec![Marker::Started]);
-        assert_eq!(out, format!("bg\nerr\n{idle}x\n").as_bytes());
-        assert!(d.token.is_some(), "the exec still runs");
+        let (out, _) = feed_all(&mut d, Stream::Stderr, &[b"err __SH_"]);
+        assert_eq!(out, b"err ");
+        let mut rest = Vec::new();
+        d.flush(Stream::Stderr, &mut |b| rest.extend_from_slice(b));
+        assert_eq!(rest, b"__SH_");
     }
 
     #[test]
