@@ -108,6 +108,7 @@ fn bare(argv: Vec<String>) -> Spawned {
             cols: COLS,
             rows: ROWS,
         }),
+        batch: false,
     })
     .expect("spawns under a pty")
 }

@@ -154,6 +154,8 @@ pub struct SessionConfig {
     pub limits: LimitsConfig,
     /// Lines of scrollback a terminal session keeps (what scrolled off the top of its screen).
     pub terminal_scrollback_lines: usize,
+    /// Run sessions' programs under `SCHED_BATCH` (no wakeup preemption of the server).
+    pub batch_scheduling: bool,
 }
 
 /// Memory and process limits per session (`[session.limits]`): defaults, the most a
@@ -547,6 +549,7 @@ impl Default for SessionConfig {
             rlimits: Rlimits::default(),
             limits: LimitsConfig::default(),
             terminal_scrollback_lines: 2000,
+            batch_scheduling: true,
         }
     }
 }

@@ -33,6 +33,7 @@ fn a_child_under_a_terminal_owns_it_and_a_password_is_not_echoed() {
             run_as: None,
             join: Vec::new(),
             terminal: Some(TermSize { cols: 97, rows: 31 }),
+            batch: false,
         };
         let spawned = spawn(&spec).expect("spawns under a terminal");
         assert!(spawned.terminal.is_some());

@@ -542,3 +542,37 @@ fn a_command_that_ends_inside_a_quote_reports_its_own_status_and_cwd() {
         rt
     });
 }
+
+/// Plain words are sent without `eval`; they must mean what they mean through it.
+#[test]
+fn commands_of_plain_words_keep_their_meaning() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let r = exec(&h, id, "A=41").await;
+        assert_eq!((r.exit_code, r.stdout.as_str()), (Some(0), ""));
+        let r = exec(&h, id, "cd /tmp").await;
+        assert_eq!(r.cwd.as_deref(), Some("/tmp"));
+        let r = exec(&h, id, "false").await;
+        assert_eq!(r.exit_code, Some(1));
+        let r = exec(&h, id, "echo \"$? $((A + 1)) $PWD\"").await;
+        assert_eq!(r.stdout, "1 42 /tmp\n");
+        let r = exec(&h, id, "cat").await;
+        assert_eq!(
+            (r.exit_code, r.stdout.as_str()),
+            (Some(0), ""),
+            "stdin is /dev/null"
+        );
+        let r = exec(&h, id, "nosuchcommand --flag=1").await;
+        assert_eq!(r.exit_code, Some(127));
+        assert!(
+            r.stderr.contains("nosuchcommand: command not found"),
+            "{}",
+            r.stderr
+        );
+        let r = exec(&h, id, "exit 3").await;
+        assert!(r.session_ended);
+        assert_eq!(r.exit_code, Some(3));
+        rt
+    });
+}

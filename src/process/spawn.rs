@@ -89,6 +89,10 @@ pub struct SpawnSpec {
     /// Run under a new pseudo-terminal of this size, as its controlling terminal (the child
     /// leads a new session) with the terminal as stdin, stdout and stderr; pipes otherwise.
     pub terminal: Option<TermSize>,
+    /// Run under `SCHED_BATCH` (inherited by everything it starts): a woken child does not
+    /// preempt the task that woke it, so the server can hand work to many sessions before
+    /// they run. Best effort: where the policy cannot be set, the child keeps the server's.
+    pub batch: bool,
 }
 
 /// A running child and the parent ends of its pipes.
@@ -280,6 +284,8 @@ struct Plan {
     stdio: [RawFd; 3],
     /// The child leads a new session with its stdin as the controlling terminal.
     terminal: bool,
+    /// Take `SCHED_BATCH` before `execve`.
+    batch: bool,
     parent: libc::pid_t,
     limits: Vec<(libc::__rlimit_resource_t, u64)>,
     /// `cgroup.procs` descriptors to join.
@@ -347,6 +353,7 @@ impl Plan {
             cwd: cstring(OsStr::new(&spec.cwd).as_bytes(), "the working directory")?,
             stdio,
             terminal: spec.terminal.is_some(),
+            batch: spec.batch,
             // SAFETY: getpid has no preconditions.
             parent: unsafe { libc::getpid() },
             limits: spec.rlimits.pairs(),
@@ -576,6 +583,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             if libc::setrlimit(resource, &lim) != 0 {
                 fail(plan, Step::Rlimit);
             }
+        }
+        if plan.batch {
+            // A scheduling hint: a failure (a seccomp filter, say) leaves the policy as it was.
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
         }
         for (target, &fd) in plan.stdio.iter().enumerate() {
             if libc::dup2(fd, target as libc::c_int) < 0 {

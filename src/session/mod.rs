@@ -319,6 +319,7 @@ impl Session {
                 }),
                 _ => None,
             },
+            batch: self.config.batch_scheduling,
         };
         let spawned = process::spawn(&spawn_spec);
         drop(join);

@@ -6,7 +6,8 @@
 //! unbalanced syntax, non-UTF-8 bytes — a single well-formed word, and `eval` at top level
 //! keeps `cd`, `export` and `declare` in the shell (a command that may start a background job
 //! is sourced instead, which keeps them too, without bash's interactive `[1] PID` notice on
-//! stderr).
+//! stderr). A command of plain words (`git status`, `make -j4`: see [`plain_words`]) means
+//! the same either way and is sent as itself, which spares bash the second parse.
 //!
 //! The prompts are the markers, and both go to stderr, where interactive bash writes them.
 //! `PS0`, which bash shows after it has read and parsed a line and before it runs it, is
@@ -138,7 +139,10 @@ PS0='{t}\\n'; PS1='{t} \\# $? ${{PWD}} {t}\\n'; readonly PS0 PS1\n"
         }
         self.arm(false);
         let mut line = Vec::with_capacity(input.len() + 32);
-        if starts_a_job(input.as_bytes()) {
+        if plain_words(input.as_bytes()) {
+            // Nothing in it that bash could read two ways: sent as it is, bash parses it once.
+            line.extend_from_slice(input.as_bytes());
+        } else if starts_a_job(input.as_bytes()) {
             // An interactive bash announces each background job (`[1] 4242`) on stderr; a
             // sourced file runs as a script does, without the notice, and, like `eval`, in
             // the shell itself. A descriptor no command is likely to use carries the text.
@@ -146,7 +150,9 @@ PS0='{t}\\n'; PS1='{t} \\# $? ${{PWD}} {t}\\n'; readonly PS0 PS1\n"
         } else {
             line.extend_from_slice(b"eval ");
         }
-        ansi_c_quote(input.as_bytes(), &mut line);
+        if !plain_words(input.as_bytes()) {
+            ansi_c_quote(input.as_bytes(), &mut line);
+        }
         if !interactive {
             // Opened per exec: one open(2), cheaper than keeping a descriptor open and checking
             // at every prompt that no command closed it (`benches/kinds.rs`, shell `true`).
@@ -364,6 +370,44 @@ pub fn protocol_exec_line(command: &str) -> ProtocolLine {
     }
 }
 
+/// Whether a command is one simple command of plain words — letters, digits, `_./:=,+@%-`,
+/// single spaces between words — that does not start with a reserved word. Such a line means
+/// the same to bash with or without `eval` (no quoting, expansion, operator or keyword to read
+/// differently), so it is sent as it is and parsed once (`git status`, `ls -la /tmp`,
+/// `make -j4`, `A=1`); anything else goes through `eval`.
+fn plain_words(command: &[u8]) -> bool {
+    const RESERVED: [&[u8]; 17] = [
+        b"if",
+        b"then",
+        b"else",
+        b"elif",
+        b"fi",
+        b"case",
+        b"esac",
+        b"for",
+        b"select",
+        b"while",
+        b"until",
+        b"do",
+        b"done",
+        b"in",
+        b"function",
+        b"time",
+        b"coproc",
+    ];
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"_./:=,+@%-".contains(b);
+    let mut words = command.split(|&b| b == b' ');
+    let Some(first) = words.next() else {
+        return false;
+    };
+    !first.is_empty()
+        && !RESERVED.contains(&first)
+        && command.len() <= 4096
+        && std::iter::once(first)
+            .chain(words)
+            .all(|w| !w.is_empty() && w.iter().all(plain))
+}
+
 /// Whether a command may start a background job: an `&` that is not part of `&&`, `|&` or a
 /// redirection (`2>&1`, `<&3`, `&>file`). Quoted `&`s count too, which only costs them the
 /// sourced path.
@@ -412,6 +456,50 @@ fn ansi_c_quote(bytes: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_words_go_without_eval_and_anything_else_with_it() {
+        for plain in [
+            "true",
+            "git status",
+            "ls -la /tmp",
+            "A=1",
+            "make -j4 CC=gcc-12",
+            "x@y:%+,",
+        ] {
+            assert!(plain_words(plain.as_bytes()), "{plain}");
+            let line = ShellDriver::default().begin_exec(plain, false).unwrap();
+            assert_eq!(line, format!("{plain} </dev/null\n").as_bytes());
+        }
+        for not in [
+            "",
+            " ls",
+            "ls ",
+            "ls  -l",
+            "ls\n",
+            "echo $HOME",
+            "echo 'a'",
+            "a;b",
+            "a|b",
+            "a&&b",
+            "ls *",
+            "cd ~",
+            "echo {a,b}",
+            "for x",
+            "time ls",
+            "if",
+            "done",
+            "ls # c",
+            "a\\b",
+            "echo é",
+        ] {
+            assert!(!plain_words(not.as_bytes()), "{not:?}");
+        }
+        let line = ShellDriver::default()
+            .begin_exec("echo $HOME", false)
+            .unwrap();
+        assert_eq!(line, b"eval $'echo $HOME' </dev/null\n");
+    }
 
     #[test]
     fn a_background_job_is_told_from_and_lists_and_redirections() {
