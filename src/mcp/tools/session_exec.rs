@@ -76,10 +76,13 @@ async fn run(id: SessionId, exec: Exec, ctx: CallCtx) -> Result<Option<ExecResul
     let call = ctx.handle.exec_until(id, exec, ctx.cancel.clone());
     tokio::pin!(call);
     let started = Instant::now();
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
+    // Only a caller that asked for progress gets a timer.
+    let mut tick = ctx.progress_token.is_some().then(|| {
+        tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+    });
     loop {
         tokio::select! {
             result = &mut call => {
@@ -94,12 +97,20 @@ async fn run(id: SessionId, exec: Exec, ctx: CallCtx) -> Result<Option<ExecResul
                 }
                 return Ok(Some(result));
             }
-            _ = tick.tick(), if ctx.progress_token.is_some() => {
+            Some(_) = next_tick(&mut tick) => {
                 let elapsed = started.elapsed().as_millis() as u64;
                 let bytes = ctx.handle.state(id).await.map(|s| s.metrics.bytes_out).unwrap_or(0);
                 ctx.progress(elapsed, total, format!("running for {elapsed} ms; {bytes} bytes of output in this session so far"));
             }
         }
+    }
+}
+
+/// The next tick of `tick`, or never without one.
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<tokio::time::Instant> {
+    match tick {
+        Some(t) => Some(t.tick().await),
+        None => std::future::pending().await,
     }
 }
 
