@@ -204,7 +204,7 @@ impl Client {
     pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, OpError> {
         self.next_id += 1;
         let id = self.next_id;
-        let response = self
+        let mut response = self
             .send(method, Some(id), params)
             .await?
             .ok_or_else(|| OpError::new("protocol", format!("no response to {method}")))?;
@@ -216,9 +216,10 @@ impl Client {
                 format!("{method}: {message}"),
             ));
         }
+        // Taken, not cloned: an exec's result is a tree of a few dozen values.
         response
-            .get("result")
-            .cloned()
+            .get_mut("result")
+            .map(Value::take)
             .ok_or_else(|| OpError::new("protocol", format!("{method}: response without result")))
     }
 
