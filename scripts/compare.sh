@@ -91,6 +91,8 @@ cargo bench --locked --bench baselines >"$OUT/baselines.json"
 import json, sys
 d = json.load(open(sys.argv[1]))
 for k, s in d.items():
+    if "p50_us" not in s:
+        continue  # protocol_variants: only with BENCH_VARIANTS, not part of the comparison
     print(f"  {k}: p50 {s['p50_us']:.1f} µs, p99 {s['p99_us']:.1f} µs, {s['per_s']:,.0f}/s (n={s['n']})",
           file=sys.stderr)
 EOF

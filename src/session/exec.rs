@@ -31,7 +31,7 @@ pub(super) struct Running {
     head_at: [u64; 2],
     /// End marker seen, per stream.
     pub(super) done: [bool; 2],
-    /// Status and cwd from the stdout marker.
+    /// Status and cwd from the end marker (a shell's `PS1`).
     pub(super) status: Option<(i32, String)>,
     /// What a kind's stdout end marker carried (REPL value or error, agent final line).
     pub(super) payload: Option<serde_json::Value>,
