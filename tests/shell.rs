@@ -486,6 +486,14 @@ fn commands_that_close_stderr_or_set_the_prompts_do_not_break_the_framing() {
         assert_eq!(r.stdout, "out\nsub\n");
         assert_ne!(r.exit_code, None);
 
+        // The shell's own stdout sent elsewhere and back: the markers do not use it.
+        let r = exec(&h, id, "exec 3>&1 >/dev/null; echo hidden").await;
+        assert_eq!((r.exit_code, r.stdout.as_str()), (Some(0), ""));
+        let r = exec(&h, id, "echo hidden too").await;
+        assert_eq!(r.stdout, "");
+        let r = exec(&h, id, "exec >&3 3>&-; echo back").await;
+        assert_eq!(r.stdout, "back\n");
+
         // The prompts are the session's: setting them is refused and changes nothing.
         let r = exec(&h, id, "PS1='$ '").await;
         assert_eq!(r.exit_code, Some(1));
