@@ -190,46 +190,65 @@ impl Client {
     pub async fn call_tool(&mut self, name: &str, arguments: &Value) -> Result<Value, OpError> {
         let params = json!({"name": name, "arguments": arguments});
         let result = self.request("tools/call", params).await?;
-        if result.get("isError").and_then(Value::as_bool) == Some(true) {
-            let text = result
-                .pointer("/content/0/text")
-                .and_then(Value::as_str)
-                .unwrap_or("(no text)");
-            return Err(OpError::new("tool_error", format!("{name}: {text}")));
-        }
+        tool_error(name, &result)?;
         Ok(result)
+    }
+
+    /// Calls a tool for its outcome only, as the load loop does: the answer is checked for
+    /// an error without being built into a tree of values (most of a client's own cost per
+    /// call, with answers as large as an exec's).
+    pub async fn call_tool_ok(&mut self, name: &str, arguments: &Value) -> Result<(), OpError> {
+        let params = json!({"name": name, "arguments": arguments});
+        let raw = self.request_raw("tools/call", params).await?;
+        let reply: Outcome = serde_json::from_slice(&raw).map_err(|e| {
+            OpError::new(
+                "protocol",
+                format!("{name}: the answer is not JSON-RPC: {e}"),
+            )
+        })?;
+        match reply {
+            Outcome { error: Some(_), .. }
+            | Outcome {
+                result: Some(ResultFlag { is_error: true }),
+                ..
+            } => {
+                // Rare: built in full, for the message.
+                let result = answer_result("tools/call", raw)?;
+                tool_error(name, &result)
+            }
+            Outcome {
+                result: Some(_), ..
+            } => Ok(()),
+            Outcome { result: None, .. } => Err(OpError::new(
+                "protocol",
+                "tools/call: response without result".to_owned(),
+            )),
+        }
     }
 
     /// Sends a request and returns its result (a JSON-RPC error is an `rpc_<code>` error).
     pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, OpError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut response = self
-            .send(method, Some(id), params)
-            .await?
-            .ok_or_else(|| OpError::new("protocol", format!("no response to {method}")))?;
-        if let Some(err) = response.get("error") {
-            let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
-            let message = err.get("message").and_then(Value::as_str).unwrap_or("");
-            return Err(OpError::new(
-                format!("rpc_{code}"),
-                format!("{method}: {message}"),
-            ));
-        }
-        // Taken, not cloned: an exec's result is a tree of a few dozen values.
-        response
-            .get_mut("result")
-            .map(Value::take)
-            .ok_or_else(|| OpError::new("protocol", format!("{method}: response without result")))
+        let raw = self.request_raw(method, params).await?;
+        answer_result(method, raw)
     }
 
-    /// Sends a request (with `id`) or a notification; returns the response to a request.
+    /// Sends a request and returns the text of its response.
+    async fn request_raw(&mut self, method: &str, params: Value) -> Result<Vec<u8>, OpError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(method, Some(id), params)
+            .await?
+            .ok_or_else(|| OpError::new("protocol", format!("no response to {method}")))
+    }
+
+    /// Sends a request (with `id`) or a notification; returns the text of the response to a
+    /// request.
     async fn send(
         &mut self,
         method: &str,
         id: Option<u64>,
         mut params: Value,
-    ) -> Result<Option<Value>, OpError> {
+    ) -> Result<Option<Vec<u8>>, OpError> {
         if self.protocol == Protocol::Modern {
             params["_meta"] = json!({
                 "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
@@ -265,7 +284,7 @@ impl Client {
         (name, session_param): (Option<String>, Option<String>),
         id: Option<u64>,
         body: Vec<u8>,
-    ) -> Result<Option<Value>, OpError> {
+    ) -> Result<Option<Vec<u8>>, OpError> {
         let (protocol, version) = (self.protocol, self.version.clone());
         let Transport::Http {
             target,
@@ -325,7 +344,7 @@ impl Client {
         &mut self,
         id: Option<u64>,
         mut body: Vec<u8>,
-    ) -> Result<Option<Value>, OpError> {
+    ) -> Result<Option<Vec<u8>>, OpError> {
         let Transport::Stdio(pipes) = &mut self.transport else {
             unreachable!("stdio transport");
         };
@@ -354,13 +373,13 @@ impl Client {
                     format!("the server closed its stdout (exit status {status:?}; its stderr is not shown: run the command by hand to see why)"),
                 ));
             }
-            let Ok(message) = serde_json::from_str::<Value>(line) else {
+            let Ok(message) = serde_json::from_str::<Envelope>(line) else {
                 continue;
             };
-            if message.get("id") == Some(&json!(id)) && message.get("method").is_none() {
-                return Ok(Some(message));
+            if message.answers(id) {
+                return Ok(Some(line.as_bytes().to_vec()));
             }
-            if let (Some(req_id), Some(_)) = (message.get("id"), message.get("method")) {
+            if let (Some(req_id), Some(_)) = (&message.id, &message.method) {
                 // A request from the server (roots, sampling): not supported by a load client.
                 let reply = json!({"jsonrpc": "2.0", "id": req_id, "error": {"code": -32601, "message": "not supported by stablehand load"}});
                 let mut bytes = serde_json::to_vec(&reply).expect("values serialise");
@@ -463,7 +482,7 @@ fn http_answer(
     status: StatusCode,
     sse: bool,
     bytes: &[u8],
-) -> Result<Option<Value>, OpError> {
+) -> Result<Option<Vec<u8>>, OpError> {
     if id.is_none() {
         return match status {
             s if s.is_success() => Ok(None),
@@ -480,9 +499,14 @@ fn http_answer(
         ));
     }
     let found = if sse {
-        sse_messages(bytes).find(|m| m.get("id") == Some(&json!(id)))
+        sse_data(bytes)
+            .find(|d| {
+                serde_json::from_str::<Envelope>(d)
+                    .is_ok_and(|m| id.is_some_and(|id| m.answers(id)))
+            })
+            .map(String::into_bytes)
     } else {
-        serde_json::from_slice(bytes).ok()
+        Some(bytes.to_vec())
     };
     found.map(Some).ok_or_else(|| {
         OpError::new(
@@ -492,8 +516,8 @@ fn http_answer(
     })
 }
 
-/// The JSON messages in the `data:` fields of an SSE body.
-fn sse_messages(body: &[u8]) -> impl Iterator<Item = Value> + '_ {
+/// The `data:` of each event of an SSE body.
+fn sse_data(body: &[u8]) -> impl Iterator<Item = String> + '_ {
     let text = std::str::from_utf8(body).unwrap_or("");
     text.split("\n\n").filter_map(|event| {
         let data: Vec<&str> = event
@@ -501,8 +525,77 @@ fn sse_messages(body: &[u8]) -> impl Iterator<Item = Value> + '_ {
             .filter_map(|l| l.strip_prefix("data:"))
             .map(|d| d.strip_prefix(' ').unwrap_or(d))
             .collect();
-        serde_json::from_str(&data.join("\n")).ok()
+        (!data.is_empty()).then(|| data.join("\n"))
     })
+}
+
+/// The JSON messages in the `data:` fields of an SSE body.
+#[cfg(test)]
+fn sse_messages(body: &[u8]) -> impl Iterator<Item = Value> + '_ {
+    sse_data(body).filter_map(|d| serde_json::from_str(&d).ok())
+}
+
+/// What tells a message apart: its id, and a method if it is a request or notification.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+}
+
+impl Envelope {
+    /// True for the response to request `id`.
+    fn answers(&self, id: u64) -> bool {
+        self.method.is_none() && self.id.as_ref().and_then(Value::as_u64) == Some(id)
+    }
+}
+
+/// A tool call's response, read only as far as its outcome.
+#[derive(serde::Deserialize)]
+struct Outcome {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    result: Option<ResultFlag>,
+}
+
+/// `result.isError`; the rest of the result is skipped.
+#[derive(serde::Deserialize)]
+struct ResultFlag {
+    #[serde(rename = "isError", default)]
+    is_error: bool,
+}
+
+/// The result of the response `raw` to `method` (a JSON-RPC error is an `rpc_<code>` error).
+fn answer_result(method: &str, raw: Vec<u8>) -> Result<Value, OpError> {
+    let mut response: Value = serde_json::from_slice(&raw)
+        .map_err(|e| OpError::new("protocol", format!("{method}: the answer is not JSON: {e}")))?;
+    if let Some(err) = response.get("error") {
+        let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
+        let message = err.get("message").and_then(Value::as_str).unwrap_or("");
+        return Err(OpError::new(
+            format!("rpc_{code}"),
+            format!("{method}: {message}"),
+        ));
+    }
+    // Taken, not cloned: an exec's result is a tree of a few dozen values.
+    response
+        .get_mut("result")
+        .map(Value::take)
+        .ok_or_else(|| OpError::new("protocol", format!("{method}: response without result")))
+}
+
+/// A tool result with `isError: true` as a `tool_error` naming the tool.
+fn tool_error(name: &str, result: &Value) -> Result<(), OpError> {
+    if result.get("isError").and_then(Value::as_bool) == Some(true) {
+        let text = result
+            .pointer("/content/0/text")
+            .and_then(Value::as_str)
+            .unwrap_or("(no text)");
+        return Err(OpError::new("tool_error", format!("{name}: {text}")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -527,6 +620,44 @@ mod tests {
             .unwrap_err()
             .contains("https"));
         assert!(HttpTarget::parse("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn an_answer_is_told_by_its_id_and_its_outcome_read_without_the_rest() {
+        let answer: Envelope =
+            serde_json::from_str(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#).unwrap();
+        assert!(answer.answers(7) && !answer.answers(8));
+        let request: Envelope = serde_json::from_str(r#"{"id":7,"method":"roots/list"}"#).unwrap();
+        assert!(
+            !request.answers(7),
+            "a request from the server with the same id"
+        );
+        let ok: Outcome = serde_json::from_str(
+            r#"{"id":1,"result":{"content":[{"type":"text","text":"x"}],"structuredContent":{"exit_code":0}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            ok,
+            Outcome {
+                error: None,
+                result: Some(ResultFlag { is_error: false })
+            }
+        ));
+        let failed: Outcome =
+            serde_json::from_str(r#"{"id":1,"result":{"isError":true,"content":[]}}"#).unwrap();
+        assert!(matches!(failed.result, Some(ResultFlag { is_error: true })));
+        let err = answer_result(
+            "m",
+            br#"{"id":1,"error":{"code":-32602,"message":"bad"}}"#.to_vec(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.kind.as_str(), err.detail.as_str()),
+            ("rpc_-32602", "m: bad")
+        );
+        let tool =
+            tool_error("t", &json!({"isError": true, "content": [{"text": "why"}]})).unwrap_err();
+        assert_eq!(tool.detail, "t: why");
     }
 
     #[test]

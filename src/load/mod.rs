@@ -391,25 +391,26 @@ async fn operate(
 ) -> Result<(), OpError> {
     match &opts.scenario {
         Scenario::Noop => client.request("ping", json!({})).await.map(drop),
-        Scenario::State => client
-            .call_tool("session_state", &json!({"session_id": session}))
-            .await
-            .map(drop),
-        Scenario::Exec { command } => client
-            .call_tool(
-                "session_exec",
-                &json!({"session_id": session, "input": command}),
-            )
-            .await
-            .map(drop),
+        Scenario::State => {
+            client
+                .call_tool_ok("session_state", &json!({"session_id": session}))
+                .await
+        }
+        Scenario::Exec { command } => {
+            client
+                .call_tool_ok(
+                    "session_exec",
+                    &json!({"session_id": session, "input": command}),
+                )
+                .await
+        }
         Scenario::CreateEnd => {
             let id = create_session(client, &opts.create_args).await?;
             client
-                .call_tool("session_end", &json!({"session_id": id}))
+                .call_tool_ok("session_end", &json!({"session_id": id}))
                 .await
-                .map(drop)
         }
-        Scenario::Tool { name, args } => client.call_tool(name, args).await.map(drop),
+        Scenario::Tool { name, args } => client.call_tool_ok(name, args).await,
     }
 }
 
