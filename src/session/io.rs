@@ -120,21 +120,20 @@ impl Session {
     fn read_stdout_dry(&mut self, mut ctx: Option<&mut Context<Self>>) {
         use std::os::fd::AsRawFd as _;
         let i = Stream::Stdout.index();
-        if self.eof[i] {
-            return;
-        }
-        let Some(fd) = self
-            .child
-            .as_ref()
-            .and_then(|c| c.pipes[i].as_ref())
-            .map(|p| p.as_raw_fd())
-        else {
-            return;
-        };
         STDOUT_SCRATCH.with_borrow_mut(|buf| {
             for _ in 0..READS_PER_WAKE {
-                // SAFETY: `fd` is our open, non-blocking end of the stdout pipe (held by
-                // `self.child` for the whole call), and `buf` is valid for `buf.len()` bytes.
+                // Looked up each time: taking in output may end the session and close the pipe.
+                let Some(fd) = self
+                    .child
+                    .as_ref()
+                    .and_then(|c| c.pipes[i].as_ref())
+                    .filter(|_| !self.eof[i])
+                    .map(|p| p.as_raw_fd())
+                else {
+                    return;
+                };
+                // SAFETY: `fd` is our open, non-blocking end of the stdout pipe, held by
+                // `self.child` during this call, and `buf` is valid for `buf.len()` bytes.
                 let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
                 match n {
                     n if n > 0 => {
