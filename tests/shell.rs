@@ -584,3 +584,63 @@ fn commands_of_plain_words_keep_their_meaning() {
         rt
     });
 }
+
+/// A program that catches the interrupt to clean up gets it once, however long it takes: the
+/// checks that send an interrupt again leave a group alone when any process in it but the
+/// shell has a handler.
+#[test]
+fn a_program_that_catches_the_interrupt_gets_it_once() {
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let program = "python3 -c 'import signal, time\nn = 0\ndef on_int(s, f):\n    global n\n    n += 1\nsignal.signal(signal.SIGINT, on_int)\nprint(\"ready\", flush=True)\nt = time.time()\nwhile time.time() - t < 2.5:\n    time.sleep(0.01)\nprint(\"caught\", n)'";
+        let started = exec_with(&h, id, program, 1).await;
+        assert!(started.timed_out, "{started:?}");
+        // Interrupted once it has said it handles SIGINT; it outlives eight of the checks.
+        let mut cursor = 0;
+        let mut seen = started.stdout.clone();
+        while !seen.contains("ready") {
+            let page = h
+                .read(
+                    id,
+                    Read {
+                        cursor: Some(cursor),
+                        wait_ms: Some(5_000),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(
+                page.state == StateKind::Busy,
+                "the program ended early: {page:?}"
+            );
+            seen.push_str(&page.data);
+            cursor = page.cursor;
+        }
+        let out = interrupted_now(&h, id, cursor).await;
+        assert!(out.contains("caught 1\n"), "{seen}{out}");
+        rt
+    });
+}
+
+/// Interrupts the running exec and returns what it printed from `cursor` once the shell is
+/// back at its prompt.
+async fn interrupted_now(h: &stablehand::Handle, id: stablehand::SessionId, cursor: u64) -> String {
+    let sig = h
+        .signal(id, stablehand::process::Signal::Int)
+        .await
+        .unwrap();
+    assert!(sig.delivered);
+    until_state(h, id, StateKind::Ready).await;
+    h.read(
+        id,
+        Read {
+            cursor: Some(cursor),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .data
+}

@@ -308,6 +308,26 @@ pub fn missed_signal(pid: u32, sig: Signal) -> bool {
     masks == 5
 }
 
+/// True when `pid` is alive (not a zombie) and has a handler for `sig`: a program that
+/// catches an interrupt to clean up.
+pub fn catches_signal(pid: u32, sig: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (sig.number() - 1);
+    let mut caught = false;
+    for line in status.lines() {
+        match line.split_once(':') {
+            Some(("State", v)) if v.trim().starts_with(['Z', 'X']) => return false,
+            Some(("SigCgt", v)) => {
+                caught = u64::from_str_radix(v.trim(), 16).is_ok_and(|m| m & bit != 0);
+            }
+            _ => {}
+        }
+    }
+    caught
+}
+
 /// Sends `sig` to one process. Returns `false` when it no longer exists.
 pub fn signal_pid(pid: u32, sig: Signal) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {

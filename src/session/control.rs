@@ -330,7 +330,7 @@ const REINTERRUPT_AFTER: Duration = Duration::from_millis(500);
 
 /// When to look for processes that missed an interrupt, after it was sent.
 /// The late ones are for a machine so loaded that bash forks the command seconds later.
-const MISSED_CHECKS_MS: [u64; 7] = [20, 100, 300, 1000, 3000, 10_000, 30_000];
+const MISSED_CHECKS_MS: [u64; 11] = [20, 50, 100, 200, 300, 500, 1000, 2000, 3000, 10_000, 30_000];
 
 impl Session {
     /// Sends SIGINT again, while exec `seq` still runs, to each process that provably never
@@ -364,13 +364,29 @@ impl Session {
             }
             // The scan runs off the arbiter; the check and the signals back on it, where the
             // exec cannot end in between.
-            let scan = tokio::task::spawn_blocking(move || process::group_children(shell));
+            let scan = tokio::task::spawn_blocking(move || {
+                let others_catch = process::group_tree(shell, shell)
+                    .into_iter()
+                    .any(|p| p != shell && process::catches_signal(p, Signal::Int));
+                (process::group_children(shell), others_catch)
+            });
             ctx.spawn(
-                actix::fut::wrap_future(scan).map(move |children, act: &mut Self, ctx| {
+                actix::fut::wrap_future(scan).map(move |scan, act: &mut Self, ctx| {
                     if act.running.as_ref().map(|r| r.seq()) != Some(seq) {
                         return;
                     }
-                    let mut candidates = children.unwrap_or_default();
+                    let (children, others_catch) = scan.unwrap_or_default();
+                    // Only bash: a REPL's own process takes a second interrupt as a new one.
+                    if act.spec.kind == Kind::Shell && !others_catch {
+                        // Nothing but the shell handles SIGINT, so a second one can only
+                        // stop what the first should have. bash drops an interrupt that lands
+                        // while it waits for a command that then exits normally (it assumes
+                        // the command caught it), which leaves a loop of short commands
+                        // running: the whole group gets it again.
+                        tracing::debug!(session = %act.shared.id, "the exec outlived an interrupt nothing caught; interrupting the group again");
+                        process::signal_group(shell, Signal::Int);
+                    }
+                    let mut candidates = children;
                     candidates.retain(|p| !tree.contains(p));
                     candidates.extend_from_slice(&tree);
                     for pid in candidates {
