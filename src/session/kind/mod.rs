@@ -59,7 +59,8 @@ pub(crate) enum Marker {
 /// How an exec of this kind knows it is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Completion {
-    /// When the driver reports both end markers.
+    /// When the driver reports the end on both streams: one `ExecEnd` (a shell's `PS1`,
+    /// stdout read dry first), or a marker on each stream (a REPL).
     Markers,
     /// When the driver reports the stdout end marker (the kind has no stderr framing).
     StdoutMarker,
