@@ -382,23 +382,7 @@ fn a_background_job_leaves_no_notice_on_stderr_and_the_shell_keeps_its_changes()
 async fn interrupted(h: &stablehand::Handle, id: stablehand::SessionId, cmd: &str) -> String {
     let r = exec_with(h, id, cmd, 200).await;
     assert!(r.timed_out, "{cmd}: {r:?}");
-    let sig = h
-        .signal(id, stablehand::process::Signal::Int)
-        .await
-        .unwrap();
-    assert!(sig.delivered, "{cmd}");
-    until_state(h, id, StateKind::Ready).await;
-    let out = h
-        .read(
-            id,
-            Read {
-                cursor: Some(r.cursor),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    out.data
+    interrupted_now(h, id, r.cursor).await
 }
 
 /// The prompts frame each exec, so an interrupt must still abort the whole line: a loop of
