@@ -138,20 +138,21 @@ PS0='{t}\\n'; PS1='{t} \\# $? ${{PWD}} {t}\\n'; readonly PS0 PS1\n"
             ));
         }
         self.arm(false);
+        let command = input.as_bytes();
         let mut line = Vec::with_capacity(input.len() + 32);
-        if plain_words(input.as_bytes()) {
+        if plain_words(command) {
             // Nothing in it that bash could read two ways: sent as it is, bash parses it once.
-            line.extend_from_slice(input.as_bytes());
-        } else if starts_a_job(input.as_bytes()) {
-            // An interactive bash announces each background job (`[1] 4242`) on stderr; a
-            // sourced file runs as a script does, without the notice, and, like `eval`, in
-            // the shell itself. A descriptor no command is likely to use carries the text.
-            line.extend_from_slice(b"source /dev/fd/47 47<<<");
+            line.extend_from_slice(command);
         } else {
-            line.extend_from_slice(b"eval ");
-        }
-        if !plain_words(input.as_bytes()) {
-            ansi_c_quote(input.as_bytes(), &mut line);
+            line.extend_from_slice(if starts_a_job(command) {
+                // An interactive bash announces each background job (`[1] 4242`) on stderr; a
+                // sourced file runs as a script does, without the notice, and, like `eval`, in
+                // the shell itself. A descriptor no command is likely to use carries the text.
+                b"source /dev/fd/47 47<<<".as_slice()
+            } else {
+                b"eval "
+            });
+            ansi_c_quote(command, &mut line);
         }
         if !interactive {
             // Opened per exec: one open(2), cheaper than keeping a descriptor open and checking
