@@ -365,9 +365,15 @@ impl Session {
             // The scan runs off the arbiter; the check and the signals back on it, where the
             // exec cannot end in between.
             let scan = tokio::task::spawn_blocking(move || {
-                let others_catch = process::group_tree(shell, shell)
-                    .into_iter()
-                    .any(|p| p != shell && process::catches_signal(p, Signal::Int));
+                // A copy of the shell (a child between fork and exec, a subshell) handles
+                // SIGINT as the shell does; only another program's handler counts.
+                let exe = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+                let shell_exe = exe(shell);
+                let others_catch = process::group_tree(shell, shell).into_iter().any(|p| {
+                    p != shell
+                        && process::catches_signal(p, Signal::Int)
+                        && (shell_exe.is_none() || exe(p) != shell_exe)
+                });
                 (process::group_children(shell), others_catch)
             });
             ctx.spawn(
