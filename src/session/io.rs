@@ -83,16 +83,19 @@ impl Session {
         let stdout_first = stream == Stream::Stderr && self.driver.stderr_follows_stdout();
         let open = SCRATCH.with_borrow_mut(|buf| {
             for _ in 0..READS_PER_WAKE {
-                match pipe.try_read(buf) {
-                    Ok(0) => return false,
-                    Ok(n) => {
+                match read_once(&pipe, buf) {
+                    Ok(Read::Eof) => return false,
+                    Ok(Read::Bytes(n)) => {
                         if stdout_first {
                             // Read after this chunk, so it holds all that was written before.
                             self.read_stdout_dry(ctx.as_deref_mut());
                         }
                         self.ingest(stream, &buf[..n], ctx.as_deref_mut());
+                        if n < buf.len() {
+                            return true; // drained (see `read_once`)
+                        }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                    Ok(Read::Empty | Read::NotReady) => return true,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => {
                         debug!(session = %self.shared.id, ?stream, error = %e, "read failed");
@@ -113,36 +116,37 @@ impl Session {
         open
     }
 
-    /// Takes in everything stdout holds now. Reads the descriptor directly: tokio's
-    /// `try_read` answers "would block" without a system call until its reactor has seen the
-    /// pipe become readable, and what matters here is what the pipe holds now. End of file and
-    /// errors are left to the stdout reader.
+    /// Takes in everything stdout holds now. When tokio's reactor has not seen the pipe
+    /// become readable yet, the descriptor is read directly: what matters here is what the
+    /// pipe holds now, not what the reactor knows. End of file and errors are left to the
+    /// stdout reader.
     fn read_stdout_dry(&mut self, mut ctx: Option<&mut Context<Self>>) {
         use std::os::fd::AsRawFd as _;
         let i = Stream::Stdout.index();
         STDOUT_SCRATCH.with_borrow_mut(|buf| {
             for _ in 0..READS_PER_WAKE {
                 // Looked up each time: taking in output may end the session and close the pipe.
-                let Some(fd) = self
+                let Some(pipe) = self
                     .child
                     .as_ref()
-                    .and_then(|c| c.pipes[i].as_ref())
+                    .and_then(|c| c.pipes[i].clone())
                     .filter(|_| !self.eof[i])
-                    .map(|p| p.as_raw_fd())
                 else {
                     return;
                 };
-                // SAFETY: `fd` is our open, non-blocking end of the stdout pipe, held by
-                // `self.child` during this call, and `buf` is valid for `buf.len()` bytes.
-                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                match n {
-                    n if n > 0 => {
-                        let n = usize::try_from(n).expect("positive");
-                        self.ingest(Stream::Stdout, &buf[..n], ctx.as_deref_mut());
-                    }
-                    0 => return,
-                    _ if std::io::Error::last_os_error().kind() == ErrorKind::Interrupted => {}
-                    _ => return,
+                let n = match read_once(&pipe, buf) {
+                    Ok(Read::Bytes(n)) => n,
+                    Ok(Read::NotReady) => match read_fd(pipe.as_raw_fd(), buf) {
+                        Ok(n) if n > 0 => n,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        _ => return,
+                    },
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Ok(Read::Eof | Read::Empty) | Err(_) => return,
+                };
+                self.ingest(Stream::Stdout, &buf[..n], ctx.as_deref_mut());
+                if n < buf.len() {
+                    return; // drained
                 }
             }
         });
@@ -353,6 +357,58 @@ impl Session {
             child.stdin = None;
         }
     }
+}
+
+/// What one read of a pipe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// This many bytes (more than zero).
+    Bytes(usize),
+    /// End of file: every writer has closed it.
+    Eof,
+    /// Nothing: read(2) said it would block.
+    Empty,
+    /// Not read: the reactor has seen no readiness since the pipe was last drained.
+    NotReady,
+}
+
+/// Reads `pipe` once into `buf`. A read that fills less than `buf` has drained the pipe, so
+/// tokio is told the pipe is no longer readable, as its own `AsyncRead` does on edge-triggered
+/// epoll (tokio-rs/tokio#5866): the next wait is for new bytes instead of ending in a read
+/// that fails with `EAGAIN`, one system call per wake-up saved.
+fn read_once(pipe: &pipe::Receiver, buf: &mut [u8]) -> std::io::Result<Read> {
+    use std::os::fd::AsRawFd as _;
+    let fd = pipe.as_raw_fd();
+    let len = buf.len();
+    let (mut called, mut got) = (false, None);
+    let r = pipe.try_io(|| {
+        called = true;
+        let n = read_fd(fd, buf)?;
+        got = Some(n);
+        if 0 < n && n < len {
+            // Clears tokio's readiness: the pipe is empty now (see above).
+            Err(ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match (r, got) {
+        (_, Some(0)) => Ok(Read::Eof),
+        (_, Some(n)) => Ok(Read::Bytes(n)),
+        (Err(e), None) if e.kind() == ErrorKind::WouldBlock => {
+            Ok(if called { Read::Empty } else { Read::NotReady })
+        }
+        (Err(e), None) => Err(e),
+        (Ok(()), None) => unreachable!("the closure sets `got` whenever it succeeds"),
+    }
+}
+
+/// read(2) of `fd` into `buf`.
+fn read_fd(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: the caller holds `fd` open for this call, and `buf` is valid for `buf.len()`
+    // bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// Appends program output to a log; bytes the log evicts that the running exec still needs
