@@ -176,7 +176,7 @@ impl Client {
         if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
             self.version = v.to_owned();
         }
-        self.send("notifications/initialized", None, json!({}))
+        self.send("notifications/initialized", None, &json!({}), None, None)
             .await
             .map(drop)
     }
@@ -188,8 +188,8 @@ impl Client {
 
     /// Calls a tool; a result with `isError: true` is a `tool_error`.
     pub async fn call_tool(&mut self, name: &str, arguments: &Value) -> Result<Value, OpError> {
-        let params = json!({"name": name, "arguments": arguments});
-        let result = self.request("tools/call", params).await?;
+        let raw = self.call_tool_raw(name, arguments).await?;
+        let result = answer_result("tools/call", &raw)?;
         tool_error(name, &result)?;
         Ok(result)
     }
@@ -198,8 +198,7 @@ impl Client {
     /// an error without being built into a tree of values (most of a client's own cost per
     /// call, with answers as large as an exec's).
     pub async fn call_tool_ok(&mut self, name: &str, arguments: &Value) -> Result<(), OpError> {
-        let params = json!({"name": name, "arguments": arguments});
-        let raw = self.request_raw("tools/call", params).await?;
+        let raw = self.call_tool_raw(name, arguments).await?;
         let reply: Outcome = serde_json::from_slice(&raw).map_err(|e| {
             OpError::new(
                 "protocol",
@@ -213,7 +212,7 @@ impl Client {
                 ..
             } => {
                 // Rare: built in full, for the message.
-                let result = answer_result("tools/call", raw)?;
+                let result = answer_result("tools/call", &raw)?;
                 tool_error(name, &result)
             }
             Outcome {
@@ -227,53 +226,60 @@ impl Client {
     }
 
     /// Sends a request and returns its result (a JSON-RPC error is an `rpc_<code>` error).
-    pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, OpError> {
-        let raw = self.request_raw(method, params).await?;
-        answer_result(method, raw)
+    pub async fn request(&mut self, method: &str, mut params: Value) -> Result<Value, OpError> {
+        if self.protocol == Protocol::Modern {
+            params["_meta"] = json!({
+                META_VERSION: MODERN_VERSION,
+                META_CAPABILITIES: {},
+            });
+        }
+        let name = params.get("name").and_then(Value::as_str);
+        let id = self.take_id();
+        let raw = self.send(method, Some(id), &params, name, None).await?;
+        answer_result(method, &expect_answer(method, raw)?)
     }
 
-    /// Sends a request and returns the text of its response.
-    async fn request_raw(&mut self, method: &str, params: Value) -> Result<Vec<u8>, OpError> {
+    /// Calls tool `name` and returns the text of its response. The message is written
+    /// straight from its parts, as the load loop calls it for every operation.
+    async fn call_tool_raw(&mut self, name: &str, arguments: &Value) -> Result<Bytes, OpError> {
+        let params = ToolCall {
+            name,
+            arguments,
+            meta: (self.protocol == Protocol::Modern).then_some(ModernMeta::default()),
+        };
+        let session = arguments.get("session_id").and_then(Value::as_str);
+        let id = self.take_id();
+        let raw = self
+            .send("tools/call", Some(id), &params, Some(name), session)
+            .await?;
+        expect_answer("tools/call", raw)
+    }
+
+    fn take_id(&mut self) -> u64 {
         self.next_id += 1;
-        let id = self.next_id;
-        self.send(method, Some(id), params)
-            .await?
-            .ok_or_else(|| OpError::new("protocol", format!("no response to {method}")))
+        self.next_id
     }
 
     /// Sends a request (with `id`) or a notification; returns the text of the response to a
-    /// request.
+    /// request. `name` is the tool (or other) name the modern era puts in `Mcp-Name`;
+    /// `session` a tool call's `session_id` argument.
     async fn send(
         &mut self,
         method: &str,
         id: Option<u64>,
-        mut params: Value,
-    ) -> Result<Option<Vec<u8>>, OpError> {
-        if self.protocol == Protocol::Modern {
-            params["_meta"] = json!({
-                "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
-                "io.modelcontextprotocol/clientCapabilities": {},
-            });
-        }
-        let mut message = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        if let Some(id) = id {
-            message["id"] = json!(id);
-        }
-        let name = message
-            .pointer("/params/name")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let session_param = (method == "tools/call")
-            .then(|| message.pointer("/params/arguments/session_id"))
-            .flatten()
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        params: &impl serde::Serialize,
+        name: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<Option<Bytes>, OpError> {
+        let message = Outgoing {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params,
+        };
         let body = serde_json::to_vec(&message).expect("values serialise");
         match &mut self.transport {
-            Transport::Http { .. } => {
-                self.send_http(method, (name, session_param), id, body)
-                    .await
-            }
+            Transport::Http { .. } => self.send_http(method, (name, session), id, body).await,
             Transport::Stdio(_) => self.send_stdio(id, body).await,
         }
     }
@@ -281,11 +287,11 @@ impl Client {
     async fn send_http(
         &mut self,
         method: &str,
-        (name, session_param): (Option<String>, Option<String>),
+        (name, session_param): (Option<&str>, Option<&str>),
         id: Option<u64>,
         body: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, OpError> {
-        let (protocol, version) = (self.protocol, self.version.clone());
+    ) -> Result<Option<Bytes>, OpError> {
+        let (protocol, version) = (self.protocol, self.version.as_str());
         let Transport::Http {
             target,
             sender,
@@ -303,11 +309,11 @@ impl Client {
         }
         let headers = Headers {
             protocol,
-            version: &version,
+            version,
             method,
-            name: name.as_deref(),
+            name,
             session: session.as_ref(),
-            session_param: session_param.as_deref(),
+            session_param,
         };
         let req = http_request(target, &headers, body)?;
         let response = sender
@@ -337,14 +343,14 @@ impl Client {
                 OpError::new("io", format!("reading the answer to {method}: {e}"))
             })?
             .to_bytes();
-        http_answer(method, id, status, sse, &bytes)
+        http_answer(method, id, status, sse, bytes)
     }
 
     async fn send_stdio(
         &mut self,
         id: Option<u64>,
         mut body: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, OpError> {
+    ) -> Result<Option<Bytes>, OpError> {
         let Transport::Stdio(pipes) = &mut self.transport else {
             unreachable!("stdio transport");
         };
@@ -377,7 +383,7 @@ impl Client {
                 continue;
             };
             if message.answers(id) {
-                return Ok(Some(line.as_bytes().to_vec()));
+                return Ok(Some(Bytes::copy_from_slice(line.as_bytes())));
             }
             if let (Some(req_id), Some(_)) = (&message.id, &message.method) {
                 // A request from the server (roots, sampling): not supported by a load client.
@@ -481,32 +487,32 @@ fn http_answer(
     id: Option<u64>,
     status: StatusCode,
     sse: bool,
-    bytes: &[u8],
-) -> Result<Option<Vec<u8>>, OpError> {
+    bytes: Bytes,
+) -> Result<Option<Bytes>, OpError> {
     if id.is_none() {
         return match status {
             s if s.is_success() => Ok(None),
             s => Err(OpError::new(
                 format!("http_{}", s.as_u16()),
-                format!("{method}: {}", String::from_utf8_lossy(bytes)),
+                format!("{method}: {}", String::from_utf8_lossy(&bytes)),
             )),
         };
     }
     if status != StatusCode::OK {
         return Err(OpError::new(
             format!("http_{}", status.as_u16()),
-            format!("{method}: {}", String::from_utf8_lossy(bytes).trim()),
+            format!("{method}: {}", String::from_utf8_lossy(&bytes).trim()),
         ));
     }
     let found = if sse {
-        sse_data(bytes)
+        sse_data(&bytes)
             .find(|d| {
                 serde_json::from_str::<Envelope>(d)
                     .is_ok_and(|m| id.is_some_and(|id| m.answers(id)))
             })
-            .map(String::into_bytes)
+            .map(Bytes::from)
     } else {
-        Some(bytes.to_vec())
+        Some(bytes)
     };
     found.map(Some).ok_or_else(|| {
         OpError::new(
@@ -568,8 +574,8 @@ struct ResultFlag {
 }
 
 /// The result of the response `raw` to `method` (a JSON-RPC error is an `rpc_<code>` error).
-fn answer_result(method: &str, raw: Vec<u8>) -> Result<Value, OpError> {
-    let mut response: Value = serde_json::from_slice(&raw)
+fn answer_result(method: &str, raw: &[u8]) -> Result<Value, OpError> {
+    let mut response: Value = serde_json::from_slice(raw)
         .map_err(|e| OpError::new("protocol", format!("{method}: the answer is not JSON: {e}")))?;
     if let Some(err) = response.get("error") {
         let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
@@ -584,6 +590,52 @@ fn answer_result(method: &str, raw: Vec<u8>) -> Result<Value, OpError> {
         .get_mut("result")
         .map(Value::take)
         .ok_or_else(|| OpError::new("protocol", format!("{method}: response without result")))
+}
+
+/// The answer to a request: a missing one is a `protocol` error.
+fn expect_answer(method: &str, raw: Option<Bytes>) -> Result<Bytes, OpError> {
+    raw.ok_or_else(|| OpError::new("protocol", format!("no response to {method}")))
+}
+
+/// `_meta` keys of the 2026-07-28 era.
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// One JSON-RPC message, written from its parts.
+#[derive(serde::Serialize)]
+struct Outgoing<'a, P> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    method: &'a str,
+    params: P,
+}
+
+/// The params of a `tools/call`.
+#[derive(serde::Serialize)]
+struct ToolCall<'a> {
+    name: &'a str,
+    arguments: &'a Value,
+    #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+    meta: Option<ModernMeta>,
+}
+
+/// The `_meta` every 2026-07-28 request carries: this revision, no client capabilities.
+#[derive(serde::Serialize)]
+struct ModernMeta {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+    version: &'static str,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+    capabilities: serde_json::Map<String, Value>,
+}
+
+impl Default for ModernMeta {
+    fn default() -> Self {
+        Self {
+            version: MODERN_VERSION,
+            capabilities: serde_json::Map::new(),
+        }
+    }
 }
 
 /// A tool result with `isError: true` as a `tool_error` naming the tool.
@@ -646,11 +698,8 @@ mod tests {
         let failed: Outcome =
             serde_json::from_str(r#"{"id":1,"result":{"isError":true,"content":[]}}"#).unwrap();
         assert!(matches!(failed.result, Some(ResultFlag { is_error: true })));
-        let err = answer_result(
-            "m",
-            br#"{"id":1,"error":{"code":-32602,"message":"bad"}}"#.to_vec(),
-        )
-        .unwrap_err();
+        let err =
+            answer_result("m", br#"{"id":1,"error":{"code":-32602,"message":"bad"}}"#).unwrap_err();
         assert_eq!(
             (err.kind.as_str(), err.detail.as_str()),
             ("rpc_-32602", "m: bad")
@@ -658,6 +707,41 @@ mod tests {
         let tool =
             tool_error("t", &json!({"isError": true, "content": [{"text": "why"}]})).unwrap_err();
         assert_eq!(tool.detail, "t: why");
+    }
+
+    #[test]
+    fn a_tool_call_is_written_from_its_parts_with_the_era_s_meta() {
+        let arguments = json!({"session_id": "s-1", "input": "echo \"hi\""});
+        let message = |meta| {
+            let params = ToolCall {
+                name: "session_exec",
+                arguments: &arguments,
+                meta,
+            };
+            let m = Outgoing {
+                jsonrpc: "2.0",
+                id: Some(7),
+                method: "tools/call",
+                params: &params,
+            };
+            serde_json::to_value(&m).unwrap()
+        };
+        assert_eq!(
+            message(None),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "session_exec", "arguments": arguments}})
+        );
+        assert_eq!(
+            message(Some(ModernMeta::default()))["params"]["_meta"],
+            json!({META_VERSION: MODERN_VERSION, META_CAPABILITIES: {}})
+        );
+        let note = Outgoing {
+            jsonrpc: "2.0",
+            id: None,
+            method: "notifications/initialized",
+            params: json!({}),
+        };
+        assert!(serde_json::to_value(&note).unwrap().get("id").is_none());
     }
 
     #[test]

@@ -383,27 +383,22 @@ async fn create_session(client: &mut Client, args: &Value) -> Result<String, OpE
         })
 }
 
-/// One operation of the scenario.
-async fn operate(
-    client: &mut Client,
-    opts: &LoadOptions,
-    session: Option<&str>,
-) -> Result<(), OpError> {
+/// The arguments of the scenario's tool call on `session`: the same for every operation,
+/// so built once (`Null` for a scenario that makes them per operation or takes none).
+fn call_args(scenario: &Scenario, session: Option<&str>) -> Value {
+    match scenario {
+        Scenario::State => json!({"session_id": session}),
+        Scenario::Exec { command } => json!({"session_id": session, "input": command}),
+        Scenario::Noop | Scenario::CreateEnd | Scenario::Tool { .. } => Value::Null,
+    }
+}
+
+/// One operation of the scenario; `args` are its [`call_args`].
+async fn operate(client: &mut Client, opts: &LoadOptions, args: &Value) -> Result<(), OpError> {
     match &opts.scenario {
         Scenario::Noop => client.request("ping", json!({})).await.map(drop),
-        Scenario::State => {
-            client
-                .call_tool_ok("session_state", &json!({"session_id": session}))
-                .await
-        }
-        Scenario::Exec { command } => {
-            client
-                .call_tool_ok(
-                    "session_exec",
-                    &json!({"session_id": session, "input": command}),
-                )
-                .await
-        }
+        Scenario::State => client.call_tool_ok("session_state", args).await,
+        Scenario::Exec { .. } => client.call_tool_ok("session_exec", args).await,
         Scenario::CreateEnd => {
             let id = create_session(client, &opts.create_args).await?;
             client
@@ -424,6 +419,12 @@ async fn drive(
     progress: &Progress,
 ) -> ClientResult {
     let mut r = ClientResult::new();
+    let args: Vec<Value> = if sessions.is_empty() {
+        vec![call_args(&opts.scenario, None)]
+    } else {
+        let session = |s: &String| call_args(&opts.scenario, Some(s));
+        sessions.iter().map(session).collect()
+    };
     let mut turn = 0usize;
     loop {
         if progress.stop.load(Ordering::Relaxed) {
@@ -434,11 +435,8 @@ async fn drive(
         if measuring && limit_reached(opts.limit, now, warmup_end, issued) {
             break;
         }
-        let session = sessions
-            .get(turn % sessions.len().max(1))
-            .map(String::as_str);
+        let (outcome, elapsed) = attempt(&mut client, opts, &args[turn % args.len()]).await;
         turn += 1;
-        let (outcome, elapsed) = attempt(&mut client, opts, session).await;
         if !measuring {
             continue;
         }
@@ -465,13 +463,13 @@ fn limit_reached(limit: Limit, now: Instant, warmup_end: Instant, issued: &Atomi
 async fn attempt(
     client: &mut Client,
     opts: &LoadOptions,
-    session: Option<&str>,
+    args: &Value,
 ) -> (Result<(), OpError>, Duration) {
     if opts.reconnect {
         client.reset();
     }
     let t0 = Instant::now();
-    let outcome = tokio::time::timeout(opts.timeout, operate(client, opts, session)).await;
+    let outcome = tokio::time::timeout(opts.timeout, operate(client, opts, args)).await;
     let elapsed = t0.elapsed();
     let outcome = match outcome {
         Ok(o) => o,
