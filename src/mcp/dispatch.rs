@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use jsonrpsee::core::server::MethodCallback;
-use jsonrpsee::types::{Id, Params};
+use jsonrpsee::types::{Id, Params as RpcParams};
 use jsonrpsee::{ConnectionId, Extensions};
 use parking_lot::Mutex;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +20,243 @@ use super::protocol::{self, code, envelope, Envelope, Era, WireError};
 use super::McpServer;
 use crate::runtime::Via;
 use crate::Owner;
+
+/// What a transport read: one message, or a batch of them.
+#[derive(Debug)]
+pub(crate) enum Wire {
+    /// One message.
+    One(Received),
+    /// A JSON array of messages (answered as one array, where the era allows batches).
+    Batch(Vec<Received>),
+}
+
+impl Wire {
+    /// Parses one transport message (an HTTP body, a stdio line). Only the envelope is
+    /// parsed: `params` stay text, which the method parses once into its own types (a
+    /// `serde_json::Value` tree of them, built and serialized again for jsonrpsee, was
+    /// most of the envelope's cost per call). Malformed JSON is a parse error (-32700).
+    pub(crate) fn parse(text: &[u8]) -> Result<Self, WireError> {
+        let parse_error =
+            |e: serde_json::Error| WireError::new(code::PARSE_ERROR, format!("invalid JSON: {e}"));
+        match text.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => {
+                let items: Vec<&RawValue> = serde_json::from_slice(text).map_err(parse_error)?;
+                Ok(Self::Batch(
+                    items.into_iter().map(|i| Received::of(i.get())).collect(),
+                ))
+            }
+            _ => {
+                let one: &RawValue = serde_json::from_slice(text).map_err(parse_error)?;
+                Ok(Self::One(Received::of(one.get())))
+            }
+        }
+    }
+}
+
+/// One JSON-RPC message as it arrived: the members of its envelope, and its params as text.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    /// Why it cannot be a JSON-RPC message (it is not an object, or a member has a shape
+    /// no message has), if so.
+    malformed: Option<String>,
+    jsonrpc: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    params: Option<Box<RawValue>>,
+    /// It has `result` or `error`: a response.
+    answer: bool,
+}
+
+/// The members of a message, as serde reads them; a member that is present stays `Some`,
+/// even when it is `null`.
+#[derive(Deserialize)]
+struct Members {
+    #[serde(default, deserialize_with = "present")]
+    jsonrpc: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    method: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    params: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<serde::de::IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// `Some` for a member that is present, `null` included.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl Received {
+    /// The message in `text`, which is valid JSON.
+    fn of(text: &str) -> Self {
+        if !text.starts_with('{') {
+            return Self::malformed("a JSON-RPC message must be an object".into());
+        }
+        match serde_json::from_str::<Members>(text) {
+            Ok(m) => Self {
+                malformed: None,
+                jsonrpc: m.jsonrpc,
+                id: m.id,
+                method: m.method,
+                params: m.params,
+                answer: m.result.is_some() || m.error.is_some(),
+            },
+            // Valid JSON of a shape no message has (a member given twice).
+            Err(e) => Self::malformed(e.to_string()),
+        }
+    }
+
+    fn malformed(why: String) -> Self {
+        Self {
+            malformed: Some(why),
+            ..Self::default()
+        }
+    }
+
+    /// Its method, if it names one.
+    pub(crate) fn method(&self) -> Option<&str> {
+        self.method.as_ref().and_then(Value::as_str)
+    }
+
+    /// Its id as sent (`null` when it has none), for an error that refuses it before it
+    /// is classified.
+    pub(crate) fn id(&self) -> &Value {
+        self.id.as_ref().unwrap_or(&Value::Null)
+    }
+
+    /// The members of its params that the envelope reads (none when they are not an
+    /// object).
+    pub(crate) fn head(&self) -> ParamsHead {
+        self.params
+            .as_deref()
+            .map(ParamsHead::of)
+            .unwrap_or_default()
+    }
+}
+
+/// A message's params: the text, handed to the method as it came, and the members the
+/// envelope reads, parsed from it once.
+#[derive(Debug)]
+pub(crate) struct Params {
+    raw: Box<RawValue>,
+    /// The members the envelope reads.
+    pub(crate) head: ParamsHead,
+}
+
+impl Params {
+    fn new(raw: Box<RawValue>) -> Self {
+        Self {
+            head: ParamsHead::of(&raw),
+            raw,
+        }
+    }
+}
+
+/// The members of params that the protocol layer reads (the method parses the rest).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ParamsHead {
+    /// `_meta`: the 2026-07-28 envelope, a progress token.
+    #[serde(rename = "_meta", default)]
+    pub(crate) meta: Option<Value>,
+    /// A tool or prompt name.
+    #[serde(default)]
+    pub(crate) name: Option<Value>,
+    /// A resource uri.
+    #[serde(default)]
+    pub(crate) uri: Option<Value>,
+    /// A task id.
+    #[serde(rename = "taskId", default)]
+    pub(crate) task_id: Option<Value>,
+    /// The request a `notifications/cancelled` cancels.
+    #[serde(rename = "requestId", default)]
+    pub(crate) request_id: Option<Value>,
+    /// The revision an `initialize` asks for.
+    #[serde(rename = "protocolVersion", default)]
+    pub(crate) protocol_version: Option<Value>,
+    /// A tool call's `session_id` argument.
+    #[serde(default)]
+    pub(crate) arguments: ArgumentsHead,
+}
+
+impl ParamsHead {
+    fn of(raw: &RawValue) -> Self {
+        if !raw.get().starts_with('{') {
+            return Self::default();
+        }
+        // Whatever its members hold, params that are an object have a head: a member of
+        // another type than expected reads as absent, as the method will then say.
+        serde_json::from_str(raw.get()).unwrap_or_default()
+    }
+
+    /// `_meta.<key>`.
+    pub(crate) fn meta(&self, key: &str) -> Option<&Value> {
+        self.meta.as_ref().and_then(|m| m.get(key))
+    }
+}
+
+/// A tool call's `session_id` argument, read from `arguments` whatever they hold (the tool
+/// refuses arguments that are not an object).
+#[derive(Debug, Default)]
+pub(crate) struct ArgumentsHead {
+    /// `arguments.session_id`, when `arguments` is an object that has one.
+    pub(crate) session_id: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for ArgumentsHead {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ArgumentsHead;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ArgumentsHead, A::Error> {
+                let mut head = ArgumentsHead::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "session_id" {
+                        head.session_id = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(head)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ArgumentsHead, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ArgumentsHead::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ArgumentsHead, E> {
+                Ok(ArgumentsHead::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ArgumentsHead, E> {
+                Ok(ArgumentsHead::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ArgumentsHead, E> {
+                Ok(ArgumentsHead::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ArgumentsHead, E> {
+                Ok(ArgumentsHead::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ArgumentsHead, E> {
+                Ok(ArgumentsHead::default())
+            }
+            fn visit_unit<E>(self) -> Result<ArgumentsHead, E> {
+                Ok(ArgumentsHead::default())
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
 
 /// One parsed JSON-RPC message.
 #[derive(Debug)]
@@ -29,14 +268,14 @@ pub(crate) enum Message {
         /// The method.
         method: String,
         /// Its params, if any.
-        params: Option<Value>,
+        params: Option<Params>,
     },
     /// A notification: never answered.
     Notification {
         /// The method.
         method: String,
         /// Its params, if any.
-        params: Option<Value>,
+        params: Option<Params>,
     },
     /// A response from the client (to a request we never send): ignored.
     Response,
@@ -151,34 +390,30 @@ pub(crate) struct Origin {
     pub(crate) cancel: CancellationToken,
 }
 
-/// Parses one JSON value into a message, or the error to answer with (and the id, if known).
-pub(crate) fn classify(value: Value) -> Result<Message, (WireError, Value)> {
-    let Value::Object(mut obj) = value else {
-        return Err((
-            WireError::new(
-                code::INVALID_REQUEST,
-                "a JSON-RPC message must be an object",
-            ),
-            Value::Null,
-        ));
-    };
-    let id = obj.remove("id");
+/// Validates one message's envelope: the message, or the error to answer with (and the
+/// id, if known).
+pub(crate) fn classify(message: Received) -> Result<Message, (WireError, Value)> {
+    if let Some(why) = message.malformed {
+        return Err((WireError::new(code::INVALID_REQUEST, why), Value::Null));
+    }
+    let id = message.id;
     let id_for_error = id.clone().filter(valid_id).unwrap_or(Value::Null);
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if message.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
         let msg = "\"jsonrpc\" must be \"2.0\"";
         return Err((WireError::new(code::INVALID_REQUEST, msg), id_for_error));
     }
-    let params = obj.remove("params");
+    let params = message.params;
     if params
         .as_ref()
-        .is_some_and(|p| !p.is_object() && !p.is_array())
+        .is_some_and(|p| !p.get().starts_with('{') && !p.get().starts_with('['))
     {
         return Err((
             WireError::new(code::INVALID_REQUEST, "\"params\" must be an object"),
             id_for_error,
         ));
     }
-    let method = match obj.remove("method") {
+    let params = params.map(Params::new);
+    let method = match message.method {
         Some(Value::String(m)) => m,
         Some(_) => {
             return Err((
@@ -186,9 +421,7 @@ pub(crate) fn classify(value: Value) -> Result<Message, (WireError, Value)> {
                 id_for_error,
             ))
         }
-        None if obj.contains_key("result") || obj.contains_key("error") => {
-            return Ok(Message::Response)
-        }
+        None if message.answer => return Ok(Message::Response),
         None => {
             return Err((
                 WireError::new(code::INVALID_REQUEST, "missing \"method\""),
@@ -234,12 +467,13 @@ impl McpServer {
     pub(crate) fn notification(
         &self,
         method: &str,
-        params: Option<&Value>,
+        params: Option<&Params>,
         conn: Option<&ConnState>,
     ) {
         match method {
             "notifications/cancelled" => {
-                if let (Some(conn), Some(id)) = (conn, params.and_then(|p| p.get("requestId"))) {
+                let id = params.and_then(|p| p.head.request_id.as_ref());
+                if let (Some(conn), Some(id)) = (conn, id) {
                     if conn.cancel(id) {
                         tracing::debug!(request = %id, "request cancelled by the client");
                     }
@@ -257,14 +491,14 @@ impl McpServer {
         &self,
         id: Value,
         method: String,
-        params: Option<Value>,
+        params: Option<Params>,
         origin: Origin,
     ) -> Option<String> {
+        let head = params.as_ref().map(|p| &p.head);
         if origin.era.is_modern() && method == "initialize" {
             // A stateless connection does not take a handshake.
-            let requested = params
-                .as_ref()
-                .and_then(|p| p.get("protocolVersion"))
+            let requested = head
+                .and_then(|h| h.protocol_version.as_ref())
                 .and_then(Value::as_str)
                 .unwrap_or("");
             return Some(error_response(
@@ -272,15 +506,12 @@ impl McpServer {
                 &protocol::unsupported_version(requested),
             ));
         }
-        let (era, log_level, client_tasks) = match request_era(&origin, &method, params.as_ref()) {
+        let meta = head.and_then(|h| h.meta.as_ref());
+        let (era, log_level, client_tasks) = match request_era(&origin, &method, meta) {
             Ok(resolved) => resolved,
             Err(e) => return Some(error_response(&id, &e)),
         };
-        let progress_token = params
-            .as_ref()
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get("progressToken"))
-            .cloned();
+        let progress_token = head.and_then(|h| h.meta("progressToken")).cloned();
         let cancel = origin.cancel.child_token();
         let key = id_key(&id);
         if let Some(conn) = &origin.conn {
@@ -314,7 +545,7 @@ impl McpServer {
         &self,
         id: &Value,
         method: &str,
-        params: Option<Value>,
+        params: Option<Params>,
         ctx: CallCtx,
         conn: Option<Arc<ConnState>>,
     ) -> String {
@@ -331,7 +562,9 @@ impl McpServer {
             Value::String(s) => Id::Str(s.clone().into()),
             other => Id::Number(other.as_u64().unwrap_or_default()),
         };
-        let raw = params.map(|p| p.to_string());
+        // The params as they came: jsonrpsee hands them to the method, which parses them.
+        let raw = params.map(|p| p.raw);
+        let raw = raw.as_deref().map(RawValue::get);
         let mut ext = Extensions::new();
         ext.insert(ctx);
         if let Some(conn) = conn {
@@ -339,10 +572,10 @@ impl McpServer {
         }
         let response = match callback {
             MethodCallback::Async(cb) => {
-                let params = Params::new(raw.as_deref()).into_owned();
+                let params = RpcParams::new(raw).into_owned();
                 cb(rpc_id, params, ConnectionId(0), usize::MAX, ext).await
             }
-            MethodCallback::Sync(cb) => cb(rpc_id, Params::new(raw.as_deref()), usize::MAX, ext),
+            MethodCallback::Sync(cb) => cb(rpc_id, RpcParams::new(raw), usize::MAX, ext),
             _ => {
                 return error_response(
                     id,
@@ -364,9 +597,9 @@ impl McpServer {
 fn request_era(
     origin: &Origin,
     method: &str,
-    params: Option<&Value>,
+    meta: Option<&Value>,
 ) -> Result<(Era, Option<usize>, bool), WireError> {
-    let envelope = envelope(params)?;
+    let envelope = envelope(meta)?;
     match (&origin.era, envelope) {
         (
             Era::Modern(_),
@@ -396,5 +629,91 @@ fn request_era(
             origin.conn.as_ref().and_then(|c| c.log_level()),
             false,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Result<Message, (WireError, Value)> {
+        match Wire::parse(text.as_bytes()).expect("valid JSON") {
+            Wire::One(m) => classify(m),
+            Wire::Batch(_) => panic!("not a batch: {text}"),
+        }
+    }
+
+    #[test]
+    fn a_request_keeps_its_params_as_text_and_reads_the_envelope_s_members() {
+        let text = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":
+            {"name":"session_exec","arguments":{"session_id":"s-1","input":"echo {\"a\"}"},
+             "_meta":{"progressToken":3}}}"#;
+        let Ok(Message::Request { id, method, params }) = one(text) else {
+            panic!("a request");
+        };
+        assert_eq!((id, method.as_str()), (json!(7), "tools/call"));
+        let params = params.expect("params");
+        let back: Value = serde_json::from_str(params.raw.get()).unwrap();
+        assert_eq!(
+            back["arguments"]["input"], "echo {\"a\"}",
+            "handed on as sent"
+        );
+        assert_eq!(params.head.name, Some(json!("session_exec")));
+        assert_eq!(params.head.arguments.session_id, Some(json!("s-1")));
+        assert_eq!(params.head.meta("progressToken"), Some(&json!(3)));
+    }
+
+    #[test]
+    fn malformed_envelopes_are_refused_naming_what_is_wrong() {
+        let refused = |text: &str| one(text).map(|_| ()).unwrap_err();
+        let (e, id) = refused("5");
+        assert_eq!((e.code, id), (code::INVALID_REQUEST, Value::Null));
+        assert!(e.message.contains("must be an object"), "{}", e.message);
+        let (e, id) = refused(r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":null}"#);
+        assert!(e.message.contains("params"), "{}", e.message);
+        assert_eq!(id, json!(1), "the id is kept for the answer");
+        let (e, _) = refused(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#);
+        assert!(e.message.contains("\"id\""), "{}", e.message);
+        let (e, _) = refused(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#);
+        assert!(e.message.contains("2.0"), "{}", e.message);
+        let (e, _) = refused(r#"{"jsonrpc":"2.0","id":1,"method":5}"#);
+        assert!(e.message.contains("method"), "{}", e.message);
+        let (e, _) = refused(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#);
+        assert!(e.message.contains("duplicate"), "{}", e.message);
+        assert!(matches!(
+            one(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            Ok(Message::Response)
+        ));
+        assert!(matches!(
+            one(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(Message::Notification { params: None, .. })
+        ));
+        let err = Wire::parse(b"{\"jsonrpc\":").unwrap_err();
+        assert_eq!(err.code, code::PARSE_ERROR);
+        assert_eq!(Wire::parse(b"{} x").unwrap_err().code, code::PARSE_ERROR);
+    }
+
+    #[test]
+    fn params_of_any_shape_have_a_head_and_a_batch_keeps_its_order() {
+        let head = |params: &str| {
+            let text = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"m","params":{params}}}"#);
+            match one(&text) {
+                Ok(Message::Request { params, .. }) => params.expect("params").head,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(
+            head(r#"["a", {"name": "x"}]"#).name.is_none(),
+            "an array has no members"
+        );
+        let h = head(r#"{"name": 5, "arguments": "not an object", "_meta": []}"#);
+        assert_eq!(h.name, Some(json!(5)), "the method refuses it, naming it");
+        assert!(h.arguments.session_id.is_none());
+        assert!(h.meta("progressToken").is_none());
+        let Ok(Wire::Batch(batch)) = Wire::parse(br#" [{"id":1}, 2, {"id":3}] "#) else {
+            panic!("a batch");
+        };
+        let ids: Vec<Value> = batch.iter().map(|m| m.id().clone()).collect();
+        assert_eq!(ids, [json!(1), Value::Null, json!(3)]);
     }
 }

@@ -148,13 +148,10 @@ impl WireError {
     }
 }
 
-/// Reads the modern envelope from `params` (if any): a version key means modern, and then
-/// client capabilities are required and the version must be supported.
-pub fn envelope(params: Option<&Value>) -> Result<Envelope, WireError> {
-    let Some(meta) = params
-        .and_then(|p| p.get("_meta"))
-        .and_then(Value::as_object)
-    else {
+/// Reads the modern envelope from params' `_meta` (if any): a version key means modern, and
+/// then client capabilities are required and the version must be supported.
+pub fn envelope(meta: Option<&Value>) -> Result<Envelope, WireError> {
+    let Some(meta) = meta.and_then(Value::as_object) else {
         return Ok(Envelope::None);
     };
     let Some(version) = meta.get(META_VERSION) else {
@@ -308,23 +305,23 @@ mod tests {
     fn a_modern_envelope_needs_capabilities_and_a_known_version() {
         let ok = json!({"_meta": {META_VERSION: "2026-07-28", META_CAPABILITIES: {}}});
         assert!(matches!(
-            envelope(Some(&ok)),
+            envelope(ok.get("_meta")),
             Ok(Envelope::Modern { tasks: false, .. })
         ));
         let tasks = json!({"_meta": {META_VERSION: "2026-07-28", META_CAPABILITIES: {"extensions": {TASKS_EXTENSION: {}}}}});
         assert!(matches!(
-            envelope(Some(&tasks)),
+            envelope(tasks.get("_meta")),
             Ok(Envelope::Modern { tasks: true, .. })
         ));
         let missing = json!({"_meta": {META_VERSION: "2026-07-28"}});
         assert_eq!(
-            envelope(Some(&missing)).unwrap_err().code,
+            envelope(missing.get("_meta")).unwrap_err().code,
             code::INVALID_PARAMS
         );
         let future = json!({"_meta": {META_VERSION: "2099-01-01", META_CAPABILITIES: {}}});
-        let err = envelope(Some(&future)).unwrap_err();
+        let err = envelope(future.get("_meta")).unwrap_err();
         assert_eq!(err.code, code::UNSUPPORTED_VERSION);
         assert_eq!(err.data.unwrap()["requested"], "2099-01-01");
-        assert_eq!(envelope(Some(&json!({}))).unwrap(), Envelope::None);
+        assert_eq!(envelope(None).unwrap(), Envelope::None);
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::context::Notifier;
-use super::dispatch::{classify, error_response, ConnState, Message, Origin};
+use super::dispatch::{classify, error_response, ConnState, Message, Origin, Received, Wire};
 use super::protocol::{self, code, Era, WireError};
 use super::McpServer;
 use crate::runtime::Via;
@@ -43,10 +43,10 @@ where
     let mut reader = BufReader::new(input);
     let mut line = Vec::new();
     loop {
-        let value = match next_message(&mut reader, &mut line, &tx).await? {
+        let wire = match next_message(&mut reader, &mut line, &tx).await? {
             Next::End => break,
             Next::Skip => continue,
-            Next::Message(value) => value,
+            Next::Message(wire) => wire,
         };
         let ctx = Line {
             server: &server,
@@ -56,9 +56,9 @@ where
             owner: &owner,
             all: &all,
         };
-        match value {
-            Value::Array(batch) => ctx.batch(batch, &permits).await,
-            single => {
+        match wire {
+            Wire::Batch(batch) => ctx.batch(batch, &permits).await,
+            Wire::One(single) => {
                 let permit = Arc::clone(&permits)
                     .acquire_owned()
                     .await
@@ -88,7 +88,7 @@ enum Next {
     /// Nothing to serve: a blank line, or one already answered with a parse error.
     Skip,
     /// One message or batch.
-    Message(Value),
+    Message(Wire),
 }
 
 /// Reads the next line (at most [`MAX_LINE`] bytes) and parses it; a line that is too long,
@@ -122,9 +122,9 @@ async fn next_message<R: AsyncRead + Unpin>(
     }
     Ok(match std::str::from_utf8(text) {
         Err(e) => parse_error(format!("message is not valid UTF-8: {e}")),
-        Ok(s) => match serde_json::from_str(s) {
-            Ok(v) => Next::Message(v),
-            Err(e) => parse_error(format!("invalid JSON: {e}")),
+        Ok(s) => match Wire::parse(s.as_bytes()) {
+            Ok(wire) => Next::Message(wire),
+            Err(e) => parse_error(e.message),
         },
     })
 }
@@ -143,9 +143,9 @@ type Task = futures_util::future::BoxFuture<'static, ()>;
 
 impl Line<'_> {
     /// Handles one message; returns the work to run for a request.
-    fn message(&self, value: Value) -> Option<Task> {
+    fn message(&self, message: Received) -> Option<Task> {
         let tx = self.tx.clone();
-        match classify(value) {
+        match classify(message) {
             Err((err, id)) => {
                 let _ = tx.send(error_response(&id, &err));
                 None
@@ -157,7 +157,8 @@ impl Line<'_> {
                 None
             }
             Ok(Message::Request { id, method, params }) => {
-                let era = self.era_for(&method, params.as_ref());
+                let meta = params.as_ref().and_then(|p| p.head.meta.as_ref());
+                let era = self.era_for(&method, meta);
                 let origin = Origin {
                     via: Via::Stdio,
                     owner: self.owner.clone(),
@@ -177,7 +178,7 @@ impl Line<'_> {
     }
 
     /// The connection's era, decided by its first request.
-    fn era_for(&self, method: &str, params: Option<&Value>) -> Era {
+    fn era_for(&self, method: &str, meta: Option<&Value>) -> Era {
         let mut era = self.era.lock();
         if let Some(Era::Legacy(_)) = *era {
             return self.conn.legacy_era();
@@ -185,10 +186,7 @@ impl Line<'_> {
         if let Some(e) = era.clone() {
             return e;
         }
-        let modern = params
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get(protocol::META_VERSION))
-            .is_some();
+        let modern = meta.and_then(|m| m.get(protocol::META_VERSION)).is_some();
         let decided = if method != "initialize" && modern {
             Era::Modern(protocol::MODERN_VERSIONS[0])
         } else {
@@ -199,7 +197,7 @@ impl Line<'_> {
     }
 
     /// A JSON-RPC batch: allowed only where the era allows it; answered as one array.
-    async fn batch(&self, batch: Vec<Value>, permits: &Arc<Semaphore>) {
+    async fn batch(&self, batch: Vec<Received>, permits: &Arc<Semaphore>) {
         let era = match self.era.lock().clone() {
             Some(modern @ Era::Modern(_)) => modern,
             _ => self.conn.legacy_era(),

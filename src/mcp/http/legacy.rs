@@ -154,13 +154,15 @@ fn get_stream(state: &Arc<HttpState>, headers: &HeaderMap, sid: &str) -> Respons
 pub(super) async fn legacy(
     state: &Arc<HttpState>,
     headers: &HeaderMap,
-    value: Value,
+    wire: Wire,
     token_owner: Option<Owner>,
 ) -> Response<Body> {
-    let is_initialize = value.get("method").and_then(Value::as_str) == Some("initialize");
-    if is_initialize {
-        return initialize(state, value, token_owner).await;
-    }
+    let wire = match wire {
+        Wire::One(m) if m.method() == Some("initialize") => {
+            return initialize(state, m, token_owner).await
+        }
+        other => other,
+    };
     let Some(sid) = header(headers, "mcp-session-id") else {
         return rpc_status(
             StatusCode::BAD_REQUEST,
@@ -182,11 +184,11 @@ pub(super) async fn legacy(
         notify,
         cancel: CancellationToken::new(),
     };
-    match value {
-        Value::Array(batch) if era.allows_batches() && !batch.is_empty() => {
+    match wire {
+        Wire::Batch(batch) if era.allows_batches() && !batch.is_empty() => {
             batch_response(state, batch, origin).await
         }
-        Value::Array(_) => rpc_status(
+        Wire::Batch(_) => rpc_status(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
             format!(
@@ -194,7 +196,7 @@ pub(super) async fn legacy(
                 era.version()
             ),
         ),
-        single => one(state, headers, single, origin, false).await,
+        Wire::One(single) => one(state, headers, single, origin, false).await,
     }
 }
 
@@ -214,7 +216,7 @@ fn unknown_sid(sid: &str) -> Response<Body> {
 
 pub(super) async fn initialize(
     state: &Arc<HttpState>,
-    value: Value,
+    message: Received,
     token_owner: Option<Owner>,
 ) -> Response<Body> {
     // The node first, so a proxy can route the protocol session's requests by prefix.
@@ -240,7 +242,7 @@ pub(super) async fn initialize(
         notify: Notifier::none(),
         cancel: CancellationToken::new(),
     };
-    let (id, method, params) = match classify(value) {
+    let (id, method, params) = match classify(message) {
         Ok(Message::Request { id, method, params }) => (id, method, params),
         Ok(_) => return status(StatusCode::ACCEPTED, ""),
         Err((e, id)) => return json_response(StatusCode::BAD_REQUEST, error_response(&id, &e)),

@@ -45,7 +45,9 @@ use modern::*;
 use response::*;
 
 use super::context::Notifier;
-use super::dispatch::{classify, error_response, ConnState, Message, Origin};
+use super::dispatch::{
+    classify, error_response, ConnState, Message, Origin, Params, Received, Wire,
+};
 use super::door::{self, Admission, BodyError, Door, Ticket};
 use super::protocol::{self, code, Era, WireError};
 use super::McpServer;
@@ -335,7 +337,8 @@ async fn post(
     req: Request<Incoming>,
     token_owner: Option<Owner>,
 ) -> Response<Body> {
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     if let Some(accept) = header(&headers, "accept") {
         if !accepts(accept, "application/json", true) && !accepts(accept, "text/event-stream", true)
         {
@@ -350,7 +353,7 @@ async fn post(
     if declared.is_some_and(|n| n > max) {
         return too_large(max);
     }
-    let body = match door::read_body(req.into_body(), (&state.config).into()).await {
+    let body = match door::read_body(body, (&state.config).into()).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(max),
         Err(BodyError::TooSlow {
@@ -365,25 +368,19 @@ async fn post(
             )
         }
     };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return rpc_status(
-                StatusCode::BAD_REQUEST,
-                code::PARSE_ERROR,
-                format!("invalid JSON: {e}"),
-            )
-        }
+    let wire = match Wire::parse(&body) {
+        Ok(w) => w,
+        Err(e) => return rpc_status(StatusCode::BAD_REQUEST, e.code, e.message),
     };
-    if let Some(resp) = refused_while_draining(state, &value) {
+    if let Some(resp) = refused_while_draining(state, &wire) {
         return resp;
     }
     let header_version = header(&headers, "mcp-protocol-version").filter(|v| !v.is_empty());
     match header_version {
         Some(v) if protocol::known_legacy(v).is_none() => {
-            modern(state, &headers, value, v, token_owner).await
+            modern(state, &headers, wire, v, token_owner).await
         }
-        _ => legacy(state, &headers, value, token_owner).await,
+        _ => legacy(state, &headers, wire, token_owner).await,
     }
 }
 
@@ -409,22 +406,28 @@ fn probe(state: &HttpState, req: &Request<Incoming>) -> Option<Response<Body>> {
 /// While the node drains, what would start something new here — a `session_create`, a
 /// handshake-era `initialize` — is answered 503 with `Retry-After: 1`, so that a proxy
 /// tries another node.
-fn refused_while_draining(state: &HttpState, value: &Value) -> Option<Response<Body>> {
+fn refused_while_draining(state: &HttpState, wire: &Wire) -> Option<Response<Body>> {
     if !state.server.handle().draining() {
         return None;
     }
-    let method = value.get("method").and_then(Value::as_str)?;
-    let tool = value.pointer("/params/name").and_then(Value::as_str);
+    let Wire::One(message) = wire else {
+        return None;
+    };
+    let method = message.method()?;
+    let head = message.head();
+    let tool = head.name.as_ref().and_then(Value::as_str);
     if method != "initialize" && !(method == "tools/call" && tool == Some("session_create")) {
         return None;
     }
     let e = crate::Error::Draining {
         node: crate::model::node::id().to_owned(),
     };
-    let id = value.get("id").unwrap_or(&Value::Null);
     let mut resp = json_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        error_response(id, &WireError::new(code::INTERNAL_ERROR, e.to_string())),
+        error_response(
+            message.id(),
+            &WireError::new(code::INTERNAL_ERROR, e.to_string()),
+        ),
     );
     resp.headers_mut()
         .insert("retry-after", HeaderValue::from_static("1"));
@@ -436,11 +439,11 @@ fn refused_while_draining(state: &HttpState, value: &Value) -> Option<Response<B
 async fn one(
     state: &Arc<HttpState>,
     headers: &HeaderMap,
-    value: Value,
+    message: Received,
     origin: impl FnOnce(Notifier) -> Origin,
     cancel_on_disconnect: bool,
 ) -> Response<Body> {
-    let (id, method, params) = match classify(value) {
+    let (id, method, params) = match classify(message) {
         Err((e, id)) => return json_response(StatusCode::BAD_REQUEST, error_response(&id, &e)),
         Ok(Message::Response) => return status(StatusCode::ACCEPTED, ""),
         Ok(Message::Notification { method, params }) => {
@@ -485,7 +488,7 @@ fn spawn_call(
     state: &Arc<HttpState>,
     id: Value,
     method: String,
-    params: Option<Value>,
+    params: Option<Params>,
     origin: Origin,
 ) -> tokio::task::JoinHandle<Option<String>> {
     let server = state.server.clone();
@@ -516,12 +519,12 @@ fn spawn_call(
 /// A legacy batch: every request answered, in one JSON array.
 async fn batch_response(
     state: &Arc<HttpState>,
-    batch: Vec<Value>,
+    batch: Vec<Received>,
     origin: impl Fn(Notifier) -> Origin,
 ) -> Response<Body> {
     let mut parts = Vec::new();
-    for value in batch {
-        match classify(value) {
+    for message in batch {
+        match classify(message) {
             Err((e, id)) => parts.push(error_response(&id, &e)),
             Ok(Message::Response) => {}
             Ok(Message::Notification { method, params }) => {

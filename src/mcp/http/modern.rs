@@ -1,33 +1,32 @@
 //! The 2026-07-28 era over HTTP: `Mcp-Method` and `Mcp-Name` must match the body.
 
 use super::*;
+use crate::mcp::dispatch::ParamsHead;
 
 pub(super) async fn modern(
     state: &Arc<HttpState>,
     headers: &HeaderMap,
-    value: Value,
+    wire: Wire,
     version: &str,
     token_owner: Option<Owner>,
 ) -> Response<Body> {
     let Some(version) = protocol::known_modern(version) else {
+        let id = match &wire {
+            Wire::One(message) => message.id(),
+            Wire::Batch(_) => &Value::Null,
+        };
         let err = protocol::unsupported_version(version);
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            error_response(value.get("id").unwrap_or(&Value::Null), &err),
-        );
+        return json_response(StatusCode::BAD_REQUEST, error_response(id, &err));
     };
-    if value.is_array() {
+    let Wire::One(message) = wire else {
         return rpc_status(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
             format!("JSON-RPC batches are not supported in protocol version {version}"),
         );
-    }
-    if let Err(e) = check_modern_headers(headers, &value, version) {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            error_response(value.get("id").unwrap_or(&Value::Null), &e),
-        );
+    };
+    if let Err(e) = check_modern_headers(headers, &message, version) {
+        return json_response(StatusCode::BAD_REQUEST, error_response(message.id(), &e));
     }
     let origin = |notify| Origin {
         via: Via::Http,
@@ -37,7 +36,7 @@ pub(super) async fn modern(
         notify,
         cancel: CancellationToken::new(),
     };
-    one(state, headers, value, origin, true).await
+    one(state, headers, message, origin, true).await
 }
 
 /// `Mcp-Method` must equal the body's method; `Mcp-Name` the tool name, resource uri or task
@@ -45,11 +44,11 @@ pub(super) async fn modern(
 /// version header the body's `_meta` version.
 pub(super) fn check_modern_headers(
     headers: &HeaderMap,
-    value: &Value,
+    message: &Received,
     version: &str,
 ) -> Result<(), WireError> {
     let mismatch = |m: String| WireError::new(code::HEADER_MISMATCH, m);
-    let method = value.get("method").and_then(Value::as_str).unwrap_or("");
+    let method = message.method().unwrap_or("");
     match header(headers, "mcp-method") {
         None if !method.is_empty() => return Err(mismatch("missing Mcp-Method header".into())),
         Some(h) if h != method => {
@@ -59,11 +58,11 @@ pub(super) fn check_modern_headers(
         }
         _ => {}
     }
-    let params = value.get("params");
+    let head = message.head();
     let named = match method {
-        "tools/call" | "prompts/get" => params.and_then(|p| p.get("name")),
-        "resources/read" => params.and_then(|p| p.get("uri")),
-        "tasks/get" | "tasks/update" | "tasks/cancel" => params.and_then(|p| p.get("taskId")),
+        "tools/call" | "prompts/get" => head.name.as_ref(),
+        "resources/read" => head.uri.as_ref(),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => head.task_id.as_ref(),
         _ => None,
     };
     if let Some(expected) = named.and_then(Value::as_str) {
@@ -78,12 +77,9 @@ pub(super) fn check_modern_headers(
         }
     }
     if method == "tools/call" {
-        check_param_headers(headers, params)?;
+        check_param_headers(headers, &head)?;
     }
-    let body_version = params
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get(protocol::META_VERSION))
-        .and_then(Value::as_str);
+    let body_version = head.meta(protocol::META_VERSION).and_then(Value::as_str);
     if let Some(bv) = body_version.filter(|bv| *bv != version) {
         return Err(mismatch(format!(
             "MCP-Protocol-Version header {version:?} does not match _meta version {bv:?}"
@@ -94,11 +90,8 @@ pub(super) fn check_modern_headers(
 
 /// A tool that takes `session_id` declares it `x-mcp-header`: its `Mcp-Param-Session-Id`
 /// header must carry the body's value, and be absent when the body has none.
-fn check_param_headers(headers: &HeaderMap, params: Option<&Value>) -> Result<(), WireError> {
-    let tool = params
-        .and_then(|p| p.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+fn check_param_headers(headers: &HeaderMap, head: &ParamsHead) -> Result<(), WireError> {
+    let tool = head.name.as_ref().and_then(Value::as_str).unwrap_or("");
     if !crate::mcp::tools::takes_session(tool) {
         return Ok(());
     }
@@ -109,10 +102,7 @@ fn check_param_headers(headers: &HeaderMap, params: Option<&Value>) -> Result<()
     if values.next().is_some() {
         return mismatch(format!("{name} appears more than once"));
     }
-    let body = params
-        .and_then(|p| p.get("arguments"))
-        .and_then(|a| a.get("session_id"))
-        .filter(|v| !v.is_null());
+    let body = head.arguments.session_id.as_ref().filter(|v| !v.is_null());
     match (sent, body) {
         (None, None) => Ok(()),
         (None, Some(Value::String(_))) => mismatch(format!(
