@@ -159,7 +159,9 @@ pub(super) async fn legacy(
 ) -> Response<Body> {
     let wire = match wire {
         Wire::One(m) if m.method() == Some("initialize") => {
-            return initialize(state, m, token_owner).await
+            // Boxed, as the other rare branches: an exec's request future stays small, and it
+            // is moved into place on every request.
+            return Box::pin(initialize(state, m, token_owner)).await
         }
         other => other,
     };
@@ -186,7 +188,7 @@ pub(super) async fn legacy(
     };
     match wire {
         Wire::Batch(batch) if era.allows_batches() && !batch.is_empty() => {
-            batch_response(state, batch, origin).await
+            Box::pin(batch_response(state, batch, origin)).await
         }
         Wire::Batch(_) => rpc_status(
             StatusCode::BAD_REQUEST,

@@ -323,7 +323,7 @@ async fn handle(state: Arc<HttpState>, req: Request<Incoming>, peer: SocketAddr)
             let method = req.method().clone();
             let resp = match method {
                 Method::POST => post(&state, req, owner).await,
-                Method::GET | Method::DELETE => get_or_delete(&state, &req).await,
+                Method::GET | Method::DELETE => Box::pin(get_or_delete(&state, &req)).await,
                 _ => status(StatusCode::METHOD_NOT_ALLOWED, "use POST").with_allow(),
             };
             tracing::debug!(%peer, %method, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "http request");
