@@ -14,10 +14,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/serve_lib.sh
 source scripts/serve_lib.sh
 
-die() {
-    echo "ab.sh: $*" >&2
-    exit 1
-}
 OLD="${1:-}"
 [[ -x "$OLD" ]] || die "usage: scripts/ab.sh OLD_BIN [NEW_BIN]"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"

@@ -29,10 +29,6 @@ WARMUP=1s
 CREATE_END_CLIENTS=16
 
 section() { printf '\n==== %s ====\n' "$*" >&2; }
-die() {
-    echo "compare.sh: $*" >&2
-    exit 1
-}
 
 # The command as run, with the knobs that were set, for the report.
 command_line="scripts/compare.sh"

@@ -29,10 +29,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 OUT="$CARGO_TARGET_DIR/flood"
 LOAD="$CARGO_TARGET_DIR/release/stablehand"
 
-die() {
-    echo "flood.sh: $*" >&2
-    exit 1
-}
 
 cargo build --release --locked --bin stablehand >&2
 servers=("$@")

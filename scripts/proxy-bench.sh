@@ -12,10 +12,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/serve_lib.sh
 source scripts/serve_lib.sh
 
-die() {
-    echo "proxy-bench.sh: $*" >&2
-    exit 1
-}
 if [[ -z "${1:-}" ]]; then
     cargo build --release --locked --bin stablehand >&2
 fi

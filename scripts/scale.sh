@@ -28,10 +28,6 @@ OUT="$CARGO_TARGET_DIR/scale"
 MAX_SESSIONS=11000
 
 section() { printf '\n==== %s ====\n' "$*" >&2; }
-die() {
-    echo "scale.sh: $*" >&2
-    exit 1
-}
 
 command_line="scripts/scale.sh"
 for knob in SCALE_RUNS SCALE_CLIENTS_SECS SCALE_SECS; do

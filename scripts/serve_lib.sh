@@ -1,4 +1,10 @@
-# Helpers shared by scripts/compare.sh and scripts/scale.sh (sourced, not run).
+# Helpers shared by the scripts that start a server (sourced, not run).
+
+# die MESSAGE...: prints "SCRIPT: MESSAGE" on stderr and exits 1.
+die() {
+    echo "${0##*/}: $*" >&2
+    exit 1
+}
 
 # A free loopback port: bind port 0, note the port, close; the server binds it right after.
 free_port() {
@@ -6,7 +12,7 @@ free_port() {
 }
 
 # wait_accepting PORT PID LOG: waits (30 s at most) until the server PID accepts connections
-# on PORT; dies with the tail of LOG if it exits first. Needs `die`.
+# on PORT; dies with the tail of LOG if it exits first.
 wait_accepting() {
     local port=$1 pid=$2 log=$3 i
     for ((i = 0; ; i++)); do

@@ -28,10 +28,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 OUT="$CARGO_TARGET_DIR/soak"
 mkdir -p "$OUT"
 
-die() {
-    echo "soak.sh: $*" >&2
-    exit 1
-}
 
 cargo build --release --locked --bin stablehand >&2
 NEW_BIN="$CARGO_TARGET_DIR/release/stablehand"
