@@ -161,7 +161,7 @@ pub(super) async fn legacy(
         Wire::One(m) if m.method() == Some("initialize") => {
             // Boxed, as the other rare branches: an exec's request future stays small, and it
             // is moved into place on every request.
-            return Box::pin(initialize(state, m, token_owner)).await
+            return Box::pin(initialize(state, m, token_owner)).await;
         }
         other => other,
     };
