@@ -63,6 +63,9 @@ pub(crate) struct Received {
     id: Option<Value>,
     method: Option<Value>,
     params: Option<Box<RawValue>>,
+    /// The members of `params` the envelope reads, parsed once, on arrival (boxed: most of
+    /// a message's size, and a message without params has none).
+    head: Option<Box<ParamsHead>>,
     /// It has `result` or `error`: a response.
     answer: bool,
 }
@@ -102,6 +105,7 @@ impl Received {
                 jsonrpc: m.jsonrpc,
                 id: m.id,
                 method: m.method,
+                head: m.params.as_deref().map(|p| Box::new(ParamsHead::of(p))),
                 params: m.params,
                 answer: m.result.is_some() || m.error.is_some(),
             },
@@ -130,11 +134,17 @@ impl Received {
 
     /// The members of its params that the envelope reads (none when they are not an
     /// object).
-    pub(crate) fn head(&self) -> ParamsHead {
-        self.params
-            .as_deref()
-            .map(ParamsHead::of)
-            .unwrap_or_default()
+    pub(crate) fn head(&self) -> &ParamsHead {
+        static NONE: ParamsHead = ParamsHead {
+            meta: None,
+            name: None,
+            uri: None,
+            task_id: None,
+            request_id: None,
+            protocol_version: None,
+            arguments: ArgumentsHead { session_id: None },
+        };
+        self.head.as_deref().unwrap_or(&NONE)
     }
 }
 
@@ -145,15 +155,6 @@ pub(crate) struct Params {
     raw: Box<RawValue>,
     /// The members the envelope reads.
     pub(crate) head: ParamsHead,
-}
-
-impl Params {
-    fn new(raw: Box<RawValue>) -> Self {
-        Self {
-            head: ParamsHead::of(&raw),
-            raw,
-        }
-    }
 }
 
 /// The members of params that the protocol layer reads (the method parses the rest).
@@ -412,7 +413,10 @@ pub(crate) fn classify(message: Received) -> Result<Message, (WireError, Value)>
             id_for_error,
         ));
     }
-    let params = params.map(Params::new);
+    let params = params.map(|raw| Params {
+        raw,
+        head: message.head.map(|h| *h).unwrap_or_default(),
+    });
     let method = match message.method {
         Some(Value::String(m)) => m,
         Some(_) => {

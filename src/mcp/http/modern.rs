@@ -77,7 +77,7 @@ pub(super) fn check_modern_headers(
         }
     }
     if method == "tools/call" {
-        check_param_headers(headers, &head)?;
+        check_param_headers(headers, head)?;
     }
     let body_version = head.meta(protocol::META_VERSION).and_then(Value::as_str);
     if let Some(bv) = body_version.filter(|bv| *bv != version) {
