@@ -47,7 +47,8 @@ async def test_a_terminal_session_runs_an_interactive_python_read_through_its_sc
                 {
                     "session_id": sid,
                     "text": "import os; os.get_terminal_size()\n",
-                    "wait_for": r"columns=70, lines=20",
+                    # The answer and the prompt after it: the cursor is asserted on that line.
+                    "wait_for": r"(?m)^os\.terminal_size\(columns=70, lines=20\)\n>>>$",
                     "timeout_ms": 30000,
                 },
             )
