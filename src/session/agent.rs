@@ -154,23 +154,54 @@ pub(crate) fn prepare_dir(
 }
 
 /// Copies the files, directories and symbolic links under `from` into `to` (which exists).
-/// Sockets and FIFOs are skipped.
+/// Sockets and FIFOs are skipped. `from` may belong to a live agent that writes it while
+/// it is copied: an entry that vanishes between listing and copying (a temporary file
+/// renamed into place, a lock released) is skipped, as if listed a moment later. Any other
+/// failure names the entry.
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let target = to.join(entry.file_name());
-        if kind.is_dir() {
-            std::fs::create_dir(&target)?;
-            std::fs::set_permissions(&target, entry.metadata()?.permissions())?;
-            copy_tree(&entry.path(), &target)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
-        }
+        copy_listed(&entry?, to)?;
     }
     Ok(())
+}
+
+/// Copies one listed entry into `to`, unless it has vanished since it was listed.
+fn copy_listed(entry: &std::fs::DirEntry, to: &Path) -> io::Result<()> {
+    let source = entry.path();
+    match copy_entry(entry, &to.join(entry.file_name())) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(&source) => Ok(()),
+        other => other.map_err(|e| named(&source, e)),
+    }
+}
+
+fn copy_entry(entry: &std::fs::DirEntry, target: &Path) -> io::Result<()> {
+    let kind = entry.file_type()?;
+    if kind.is_dir() {
+        let mode = entry.metadata()?.permissions();
+        std::fs::create_dir(target)?;
+        std::fs::set_permissions(target, mode)?;
+        copy_tree(&entry.path(), target)
+    } else if kind.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, target)
+    } else if kind.is_file() {
+        std::fs::copy(entry.path(), target).map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `path` names anything (a dangling link included).
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// `e`, saying which path it is about (once: a nested copy has named it already).
+fn named(path: &Path, e: io::Error) -> io::Error {
+    let shown = path.display().to_string();
+    if e.to_string().starts_with(&shown) {
+        return e;
+    }
+    io::Error::new(e.kind(), format!("{shown}: {e}"))
 }
 
 /// Gives everything under `dir` (itself included) to `uid`:`gid`, links not followed.
@@ -214,6 +245,44 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(to.join("projects/p/c.jsonl")).unwrap(),
             "turn\nturn\n"
+        );
+    }
+
+    #[test]
+    fn an_entry_that_vanishes_while_a_live_directory_is_copied_is_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = tmp.path().join("from");
+        std::fs::create_dir_all(from.join("dir")).unwrap();
+        std::fs::write(from.join(".config.json.tmp"), "{}").unwrap();
+        let to = tmp.path().join("to");
+        std::fs::create_dir(&to).unwrap();
+        let listed: Vec<_> = std::fs::read_dir(&from)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        // The agent renames its temporary file and removes a directory after the listing.
+        std::fs::rename(from.join(".config.json.tmp"), from.join(".config.json")).unwrap();
+        std::fs::remove_dir(from.join("dir")).unwrap();
+        for entry in &listed {
+            copy_listed(entry, &to).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(&to).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_copy_that_fails_names_the_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = tmp.path().join("from");
+        std::fs::create_dir_all(from.join("sub")).unwrap();
+        std::fs::write(from.join("sub/f"), "x").unwrap();
+        let to = tmp.path().join("to");
+        std::fs::create_dir_all(to.join("sub")).unwrap();
+        let e = copy_tree(&from, &to).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(
+            e.to_string()
+                .starts_with(&from.join("sub").display().to_string()),
+            "{e}"
         );
     }
 
