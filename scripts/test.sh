@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: the Python test environment (.venv: the official MCP SDK,
-# debugpy), the pinned Claude Code CLI (.tools/claude, from npm), Rust tests, then the Python
+# debugpy), the pinned Claude Code CLI (.tools/claude, from npm), a formatting check, Rust tests, then the Python
 # end-to-end suite that drives the real binary with the official MCP SDK, then the protocol
 # conformance run if present.
 set -euo pipefail
@@ -125,6 +125,15 @@ export STABLEHAND_REQUIRE_PROXY=1
 
 # The Rust tests of REPL and debug sessions run this interpreter (debugpy is installed in it).
 export STABLEHAND_TEST_PYTHON="$PWD/.venv/bin/python"
+
+section "formatting (cargo fmt --check)"
+# The formatting the repository keeps, checked before anything builds: a diff fails the run.
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --check
+    echo "formatted"
+else
+    echo "rustfmt is not installed (rustup component add rustfmt): formatting not checked"
+fi
 
 section "cargo test"
 cargo test --locked
