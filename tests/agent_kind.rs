@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use stablehand::session::kind::AgentOptions;
-use stablehand::session::messages::{CreateRequest, Exec, Read, SendInput, Usage};
+use stablehand::session::messages::{CreateRequest, Exec, SendInput, Usage};
 use stablehand::session::{Kind, StateKind, Stream};
 use stablehand::{Handle, SessionId};
 
@@ -23,28 +23,6 @@ async fn agent(h: &Handle, args: &[&str], options: Option<AgentOptions>) -> Sess
     let info = bounded(LIMIT, h.create(req)).await.expect("agent starts");
     assert_eq!(info.kind, Kind::Agent);
     info.session_id
-}
-
-/// Reads stdout from `cursor` until the text read contains `needle`, waiting for it.
-async fn read_until(h: &Handle, id: SessionId, mut cursor: u64, needle: &str) -> String {
-    let mut text = String::new();
-    let start = std::time::Instant::now();
-    while !text.contains(needle) {
-        assert!(
-            start.elapsed() < LIMIT,
-            "{needle:?} never arrived; read {text:?}"
-        );
-        let req = Read {
-            stream: Stream::Stdout,
-            cursor: Some(cursor),
-            wait_ms: Some(2000),
-            ..Default::default()
-        };
-        let page = bounded(LIMIT, h.read(id, req)).await.expect("read");
-        text.push_str(&page.data);
-        cursor = page.cursor;
-    }
-    text
 }
 
 #[test]
@@ -168,7 +146,15 @@ fn a_slow_turn_times_out_with_partial_messages_then_the_rest_can_be_read() {
         assert_eq!(next.result.as_ref().unwrap()["result"], "echo: next");
 
         // The slow turn's end is in the log, after the cursor its exec returned.
-        let rest = read_until(&h, id, slow.cursor, "\"result\":\"echo: slow\"").await;
+        let rest = read_until(
+            &h,
+            id,
+            Stream::Stdout,
+            slow.cursor,
+            "\"result\":\"echo: slow\"",
+        )
+        .await
+        .0;
         assert!(!rest.contains("echo: warm up"), "{rest}");
         until_state(&h, id, StateKind::Ready).await;
         // The timed-out turn's messages count too, once it ended: 3 turns of 2 lines plus
@@ -259,7 +245,9 @@ fn invalid_json_sent_to_the_agent_is_answered_and_nothing_is_lost() {
             )
             .await
             .unwrap();
-        let text = read_until(&h, id, sent.cursor, "invalid JSON on stdin").await;
+        let text = read_until(&h, id, Stream::Stdout, sent.cursor, "invalid JSON on stdin")
+            .await
+            .0;
         assert!(text.contains("\"type\":\"error\""), "{text}");
 
         // Text that looks like broken JSON is a message like any other.

@@ -2,7 +2,7 @@
 //! interrupts, timeouts, and the namespace kept across eviction and restarts.
 
 use stablehand::process::Signal;
-use stablehand::session::messages::{CreateRequest, Exec, ExecResult, Read, SendInput};
+use stablehand::session::messages::{CreateRequest, Exec, ExecResult, SendInput};
 use stablehand::session::snapshot::{NamespaceSnapshot, SnapshotNamespace};
 use stablehand::session::{Kind, StateKind, Stream};
 use stablehand::{Config, Error, Handle, SessionId};
@@ -43,28 +43,6 @@ async fn snapshot(h: &Handle, id: SessionId) -> stablehand::Result<NamespaceSnap
         h.snapshot_namespace(id, SnapshotNamespace::default()),
     )
     .await
-}
-
-/// Reads `stream` from `cursor` until `want` shows up.
-async fn read_until(h: &Handle, id: SessionId, stream: Stream, cursor: u64, want: &str) -> String {
-    let mut text = String::new();
-    let mut cursor = cursor;
-    while !text.contains(want) {
-        let req = Read {
-            stream,
-            cursor: Some(cursor),
-            wait_ms: Some(5000),
-            ..Default::default()
-        };
-        let page = bounded(LIMIT, h.read(id, req)).await.expect("read");
-        assert!(
-            !page.data.is_empty() || !page.eof,
-            "{stream:?} ended without {want:?}; got {text:?}"
-        );
-        text.push_str(&page.data);
-        cursor = page.cursor;
-    }
-    text
 }
 
 fn assert_clean(r: &ExecResult) {
@@ -244,13 +222,17 @@ fn a_timed_out_exec_keeps_running_its_output_is_readable_and_interrupt_leaves_th
         assert_eq!(r.error, None);
         assert_eq!(h.state(id).await.unwrap().state, StateKind::Busy);
         gate.open().await;
-        let rest = read_until(&h, id, Stream::Stdout, r.cursor, "late\n").await;
+        let rest = read_until(&h, id, Stream::Stdout, r.cursor, "late\n")
+            .await
+            .0;
         assert_eq!(rest, "late\n");
         // Interrupt the sleep, not whatever runs on the way to it.
         until_sleeping(h.state(id).await.unwrap().pid.expect("a pid")).await;
         let sig = bounded(LIMIT, h.signal(id, Signal::Int)).await.unwrap();
         assert!(sig.delivered);
-        let err = read_until(&h, id, Stream::Stderr, r.stderr_cursor, "KeyboardInterrupt").await;
+        let err = read_until(&h, id, Stream::Stderr, r.stderr_cursor, "KeyboardInterrupt")
+            .await
+            .0;
         assert!(err.contains("time.sleep(100)"), "{err}");
         until_state(&h, id, StateKind::Ready).await;
         let out = read_all(&h, id, Stream::Stdout).await;
@@ -345,7 +327,7 @@ fn stdin_is_dev_null_unless_the_exec_is_interactive() {
             eof: false,
         };
         bounded(LIMIT, h.send(id, sent)).await.unwrap();
-        let out = read_until(&h, id, Stream::Stdout, r.cursor, "\n").await;
+        let out = read_until(&h, id, Stream::Stdout, r.cursor, "\n").await.0;
         assert_eq!(out, "got hello\n");
         until_state(&h, id, StateKind::Ready).await;
         assert_eq!(exec(&h, id, "name").await.value.as_deref(), Some("'hello'"));

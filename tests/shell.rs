@@ -116,25 +116,7 @@ fn a_timed_out_exec_keeps_running_and_the_rest_is_readable_by_cursor() {
         assert_eq!(h.state(id).await.unwrap().state, StateKind::Busy);
         gate.open().await;
         // Long-poll from the returned cursor until the rest arrives.
-        let mut rest = String::new();
-        let mut cursor = r.cursor;
-        while !rest.contains("late") {
-            let page = bounded(
-                LIMIT,
-                h.read(
-                    id,
-                    Read {
-                        cursor: Some(cursor),
-                        wait_ms: Some(5000),
-                        ..Default::default()
-                    },
-                ),
-            )
-            .await
-            .unwrap();
-            rest.push_str(&page.data);
-            cursor = page.cursor;
-        }
+        let (rest, _) = read_until(&h, id, Stream::Stdout, r.cursor, "late").await;
         assert_eq!(rest, "late\n");
         until_state(&h, id, StateKind::Ready).await;
         assert_eq!(exec(&h, id, "echo next").await.stdout, "next\n");
@@ -581,27 +563,13 @@ fn a_program_that_catches_the_interrupt_gets_it_once() {
         let started = exec_with(&h, id, program, 1).await;
         assert!(started.timed_out, "{started:?}");
         // Interrupted once it has said it handles SIGINT; it outlives eight of the checks.
-        let mut cursor = 0;
-        let mut seen = started.stdout.clone();
-        while !seen.contains("ready") {
-            let page = h
-                .read(
-                    id,
-                    Read {
-                        cursor: Some(cursor),
-                        wait_ms: Some(5_000),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
+        let (seen, cursor) = read_until_checked(&h, id, Stream::Stdout, 0, "ready", |page| {
             assert!(
                 page.state == StateKind::Busy,
                 "the program ended early: {page:?}"
             );
-            seen.push_str(&page.data);
-            cursor = page.cursor;
-        }
+        })
+        .await;
         let out = interrupted_now(&h, id, cursor).await;
         assert!(out.contains("caught 1\n"), "{seen}{out}");
         rt

@@ -176,6 +176,53 @@ pub async fn read_all(
     bounded(LIMIT, h.read(id, req)).await.expect("read")
 }
 
+/// Long-polls `stream` from `cursor` until what it read contains `want`; returns that text
+/// and the cursor after it. Fails naming `want` if the stream ends or `LIMIT` passes first.
+pub async fn read_until(
+    h: &Handle,
+    id: SessionId,
+    stream: stablehand::session::Stream,
+    cursor: u64,
+    want: &str,
+) -> (String, u64) {
+    read_until_checked(h, id, stream, cursor, want, |_| {}).await
+}
+
+/// [`read_until`], with `check` asserting on every page read (that the session is still
+/// busy, say).
+pub async fn read_until_checked(
+    h: &Handle,
+    id: SessionId,
+    stream: stablehand::session::Stream,
+    mut cursor: u64,
+    want: &str,
+    mut check: impl FnMut(&stablehand::session::messages::ReadResult),
+) -> (String, u64) {
+    let mut text = String::new();
+    let start = Instant::now();
+    while !text.contains(want) {
+        assert!(
+            start.elapsed() < LIMIT,
+            "{want:?} never arrived on {stream:?}; read {text:?}"
+        );
+        let req = stablehand::session::messages::Read {
+            stream,
+            cursor: Some(cursor),
+            wait_ms: Some(5000),
+            ..Default::default()
+        };
+        let page = bounded(LIMIT, h.read(id, req)).await.expect("read");
+        check(&page);
+        assert!(
+            !page.data.is_empty() || !page.eof,
+            "{stream:?} ended without {want:?}; read {text:?}"
+        );
+        text.push_str(&page.data);
+        cursor = page.cursor;
+    }
+    (text, cursor)
+}
+
 /// The next stdout output after the default cursor, waiting up to 5 s for it.
 pub async fn read_next(h: &Handle, id: SessionId) -> stablehand::session::messages::ReadResult {
     let req = stablehand::session::messages::Read {
