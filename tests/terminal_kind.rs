@@ -329,13 +329,11 @@ fn an_editor_saves_what_was_typed_and_top_gives_the_screen_back() {
         back_at_the_shell(&h, id).await;
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "typed in vi\n");
 
-        // top redraws the whole screen (procps' top does not switch to the alternate one).
-        let v = type_until(&h, id, "top\n", r"(?m)^top - ").await;
-        assert!(
-            v.screen.iter().any(|r| r.contains("PID USER")),
-            "{:#?}",
-            v.screen
-        );
+        // top redraws the whole screen (procps' top does not switch to the alternate one). It
+        // draws its summary rows before its table, and a wait ends on the first screen that
+        // matches: wait for the table's header below the summary, not the summary alone.
+        let v = type_until(&h, id, "top\n", r"(?ms)^top - .*^ *PID +USER").await;
+        assert!(v.screen[0].starts_with("top - "), "{:#?}", v.screen);
         // top drops keys that arrive while it sets its terminal up (it flushes its input):
         // press q until the prompt is back on a row of its own (trailing blank trimmed). A q
         // that reached the shell instead (top had quit, the prompt was slow) is wiped with
