@@ -45,8 +45,15 @@ impl Runtime {
             .validate()
             .map_err(|e| Error::invalid("config", e.to_string()))?;
         if config.runtime.subreaper {
-            if let Err(e) = process::become_subreaper() {
-                warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren are left to init");
+            match process::become_subreaper() {
+                Ok(()) => {
+                    if let Err(e) = process::reaper::start() {
+                        warn!(error = %e, "cannot start the reaper; orphans adopted as a child subreaper stay zombies");
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren are left to init");
+                }
             }
         }
         // A file-size limit must be an error the store reports, not a signal that kills the

@@ -58,6 +58,33 @@ fn end_kills_a_term_ignoring_group_with_grandchildren_and_leaves_no_zombie() {
 }
 
 #[test]
+fn orphans_a_live_session_leaves_are_reaped_while_it_runs_and_its_own_exit_is_kept() {
+    // `(cmd &)` leaves cmd to the server (a child subreaper) when the subshell exits, in the
+    // session's group; with setsid, in a group of its own. Only the server can reap either,
+    // and a shell that lives for weeks must not pile zombies up until its end.
+    with_runtime(config(), |rt| async move {
+        let h = rt.handle();
+        let id = shell(&h).await;
+        let out = exec(&h, id, "(true & echo $!); (setsid true & echo $!)").await;
+        let orphans: Vec<(u32, u64)> = out
+            .stdout
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .map(|pid| (pid, start_time(pid).expect("an orphan waits for a reaper")))
+            .collect();
+        assert_eq!(orphans.len(), 2, "{out:?}");
+        for (pid, started) in orphans {
+            until("the orphan is reaped", || reaped(pid, started)).await;
+        }
+        // What the session's own waiter claims is left to it: the shell's exit code.
+        let r = exec(&h, id, "exit 7").await;
+        assert!(r.session_ended);
+        assert_eq!(h.state(id).await.unwrap().exit_code, Some(7));
+        rt
+    });
+}
+
+#[test]
 fn end_of_an_idle_shell_is_prompt_and_clean() {
     with_runtime(config(), |rt| async move {
         let h = rt.handle();

@@ -37,6 +37,7 @@ fn a_session_actor_that_dies_is_failed_its_process_killed_and_others_unharmed() 
             h.state(victim).await.unwrap().arbiter
         );
         let pid = h.state(victim).await.unwrap().pid.unwrap();
+        let started = start_time(pid).unwrap();
         let _ = h.addr(victim).unwrap().send(Crash).await;
         let start = std::time::Instant::now();
         loop {
@@ -64,13 +65,12 @@ fn a_session_actor_that_dies_is_failed_its_process_killed_and_others_unharmed() 
             h.exec(victim, Default::default()).await,
             Err(Error::WrongState(_))
         ));
-        while alive(pid) {
-            assert!(
-                start.elapsed() < LIMIT,
-                "the crashed session's shell is still alive"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        // Killed, and reaped: no zombie is left of it.
+        until(
+            "the crashed session's shell has ended and been reaped",
+            || reaped(pid, started),
+        )
+        .await;
         assert_eq!(exec(&h, other, "echo fine").await.stdout, "fine\n");
         assert_eq!(
             exec(&h, neighbour, "echo same thread").await.stdout,

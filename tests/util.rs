@@ -357,6 +357,23 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// When process `pid` started (`/proc/PID/stat` field 22), while it exists, zombie or not:
+/// with the pid, it names one process even after the pid is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid`, which started at `started` ([`start_time`]), has been reaped.
+pub fn reaped(pid: u32, started: u64) -> bool {
+    start_time(pid) != Some(started)
+}
+
 /// Whether process `pid` has exited (gone, or a zombie waiting for its parent).
 pub fn exited(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

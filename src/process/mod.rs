@@ -1,6 +1,7 @@
 //! Child processes: spawning into their own process group with a parent-death signal and
 //! rlimits, delivering signals to a whole group, ending a group (TERM, grace, KILL, reap), the
 //! [`guardian`] that kills every session's group if the server itself is killed, the
+//! [`reaper`] that reaps the orphans the server adopts as a child subreaper, the
 //! open-file budget sessions and connections share (`fds.rs`), and each session's memory and
 //! process limits ([`limits`]: a cgroup per session, else rlimits).
 //!
@@ -11,6 +12,7 @@ mod fds;
 pub mod guardian;
 pub mod limits;
 pub mod pty;
+pub mod reaper;
 mod spawn;
 mod terminate;
 pub mod users;

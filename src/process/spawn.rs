@@ -29,6 +29,7 @@ use super::pty::{self, TermSize};
 use super::users::RunAs;
 
 use super::guardian::{self, Announcer};
+use super::reaper::Claim;
 use super::ExitStatus;
 
 /// Resource limits applied to a child before it executes its program. `None` keeps the
@@ -117,9 +118,13 @@ pub struct Spawned {
 ///
 /// Dropping it unreaped hands the pidfd to a task that reaps the child when it exits, so a
 /// dropped child never stays a zombie.
+///
+/// It is claimed from the [`reaper`](super::reaper) until it is reaped, or until its waiter
+/// is dropped unfinished (the reaper then adopts it).
 #[derive(Debug)]
 pub struct Child {
     pidfd: Option<AsyncFd<OwnedFd>>,
+    claim: Option<Claim>,
 }
 
 impl Child {
@@ -132,7 +137,7 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        let Some(pidfd) = self.pidfd.take() else {
+        let (Some(pidfd), claim) = (self.pidfd.take(), self.claim.take()) else {
             return;
         };
         if let Ok(Some(_)) = try_reap(pidfd.get_ref().as_raw_fd()) {
@@ -142,10 +147,11 @@ impl Drop for Child {
             Ok(rt) => {
                 rt.spawn(async move {
                     let _ = wait_exit(&pidfd).await;
+                    drop(claim);
                 });
             }
             Err(_) => tracing::debug!(
-                "a child was dropped outside a runtime; it is reaped by its group's end"
+                "a child was dropped outside a runtime; the reaper or its group's end reaps it"
             ),
         }
     }
@@ -448,11 +454,13 @@ fn start(plan: &Plan) -> io::Result<(u32, Child)> {
     // SAFETY: the pidfd is owned by the AsyncFd and stays open for its whole life.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
         .map_err(io::Error::from)?;
+    let claim = Some(Claim::new(pid));
     let pid = pid as u32;
     // Again from the server, which (unlike the child) can log a failure; a duplicate is
     // harmless.
     guardian::watch(pid);
-    Ok((pid, Child { pidfd: Some(pidfd) }))
+    let pidfd = Some(pidfd);
+    Ok((pid, Child { pidfd, claim }))
 }
 
 /// Clones the child that runs `plan` and waits (CLONE_VFORK) until it has exec'd or failed.
