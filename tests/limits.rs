@@ -288,8 +288,9 @@ fn the_cgroups_of_a_server_that_is_gone_are_emptied_and_removed_at_the_next_star
     let stale = parent.join(format!("stablehand-{dead}-1"));
     let session = stale.join("left-behind.1");
     // Not this process's child (the runtime in it would reap it): a shell starts it and exits.
+    // It leaves this process's group too, so that once killed, this process's reaper takes it.
     let out = std::process::Command::new("sh")
-        .args(["-c", "sleep 1000 >/dev/null 2>&1 & echo $!"])
+        .args(["-c", "setsid sleep 1000 >/dev/null 2>&1 & echo $!"])
         .output()
         .unwrap();
     let left = String::from_utf8(out.stdout).unwrap().trim().to_owned();
