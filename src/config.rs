@@ -108,8 +108,9 @@ pub struct RuntimeConfig {
     /// How often the registry checks idle timeouts and retention, in ms.
     pub sweep_interval_ms: u64,
     /// Make the server a child subreaper so orphaned grandchildren are reaped by it: a thread
-    /// reaps each orphan once it has been a zombie for a second, leaving alone the children
-    /// the runtime waits for and those in the process's own process group.
+    /// reaps each orphan (one in a live session's group at once, any other after a second),
+    /// leaving alone the children the runtime waits for and those in the process's own
+    /// process group.
     pub subreaper: bool,
     /// Run a guardian process that SIGKILLs every session's process group if the server dies
     /// without ending them (SIGKILL, crash, OOM).

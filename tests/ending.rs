@@ -65,14 +65,21 @@ fn orphans_a_live_session_leaves_are_reaped_while_it_runs_and_its_own_exit_is_ke
     with_runtime(config(), |rt| async move {
         let h = rt.handle();
         let id = shell(&h).await;
-        let out = exec(&h, id, "(true & echo $!); (setsid true & echo $!)").await;
+        let out = exec(
+            &h,
+            id,
+            "(sleep 1000 & echo $!); (setsid sleep 1000 & echo $!)",
+        )
+        .await;
         let orphans: Vec<(u32, u64)> = out
             .stdout
             .lines()
             .map(|l| l.parse().unwrap())
-            .map(|pid| (pid, start_time(pid).expect("an orphan waits for a reaper")))
+            .map(|pid| (pid, start_time(pid).expect("the orphan runs")))
             .collect();
         assert_eq!(orphans.len(), 2, "{out:?}");
+        let pids: Vec<String> = orphans.iter().map(|(pid, _)| pid.to_string()).collect();
+        exec(&h, id, &format!("kill {}", pids.join(" "))).await;
         for (pid, started) in orphans {
             until("the orphan is reaped", || reaped(pid, started)).await;
         }

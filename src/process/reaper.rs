@@ -14,8 +14,10 @@
 //! - is not in this process's own process group: a child an embedding application starts
 //!   stays in that group unless it asks otherwise, and the application waits for it itself,
 //!   while every process of a session is in a group the session leads or one of its own;
-//! - has been a zombie for at least [`GRACE`]: an application that starts a child in a group
-//!   of its own and waits for it promptly still gets its status.
+//! - has been a zombie for at least [`GRACE`], so an application that starts a child in a
+//!   group of its own and waits for it promptly still gets its status — unless it is in the
+//!   process group or Unix session of a claimed child (every session's child leads its own):
+//!   a session's orphan for sure, reaped at once.
 //!
 //! An application that starts children in groups of their own and waits for them only much
 //! later should turn `runtime.subreaper` off (its orphans then go to init).
@@ -116,7 +118,7 @@ fn run(wake: &UnixStream) {
         wait_readable(wake, next);
         let mut buf = [0u8; 64];
         while matches!((&*wake).read(&mut buf), Ok(n) if n > 0) {}
-        reap_orphans(&mut seen, orphaned_zombies(), Instant::now());
+        reap_orphans(&mut seen, &orphaned_zombies(), Instant::now());
         std::thread::sleep(GAP);
     }
 }
@@ -133,28 +135,41 @@ fn wait_readable(wake: &UnixStream, limit: Duration) {
     unsafe { libc::poll(&mut fds, 1, ms) };
 }
 
-/// A zombie child, as the reaper knows it: pid and start time (a pid can be reused).
-type Zombie = (libc::pid_t, u64);
+/// A zombie child, as a scan finds it.
+#[derive(Debug, Clone, Copy)]
+struct Zombie {
+    /// Its pid and start time: together they name one process, whatever reuses the pid.
+    id: (libc::pid_t, u64),
+    /// It is in the process group or Unix session of a claimed child, which every session's
+    /// child leads: a session's orphan for sure, nobody else's to wait for.
+    of_a_session: bool,
+}
 
-/// After a scan that found `zombies`: reaps each that `seen` first saw at least [`GRACE`]
-/// before `now` and is still unclaimed, and remembers the others. Returns how many it reaped.
-fn reap_orphans(seen: &mut HashMap<Zombie, Instant>, zombies: Vec<Zombie>, now: Instant) -> usize {
-    seen.retain(|z, _| zombies.contains(z));
+/// After a scan that found `zombies`: reaps each that is a session's, or that `seen` first
+/// saw at least [`GRACE`] before `now`, if still unclaimed; remembers the others. Returns how
+/// many it reaped.
+fn reap_orphans(
+    seen: &mut HashMap<(libc::pid_t, u64), Instant>,
+    zombies: &[Zombie],
+    now: Instant,
+) -> usize {
+    seen.retain(|id, _| zombies.iter().any(|z| z.id == *id));
     let mut reaped = 0;
     for z in zombies {
-        let first = *seen.entry(z).or_insert(now);
-        if now.duration_since(first) < GRACE || claimed(z.0) {
+        let first = *seen.entry(z.id).or_insert(now);
+        let (pid, _) = z.id;
+        if (!z.of_a_session && now.duration_since(first) < GRACE) || claimed(pid) {
             continue;
         }
         let mut status = 0;
-        // SAFETY: waitpid writes only to `status`; it reaps `z.0` only if it is our child and
+        // SAFETY: waitpid writes only to `status`; it reaps `pid` only if it is our child and
         // has exited, which the scan saw.
-        let rc = unsafe { libc::waitpid(z.0, &mut status, libc::WNOHANG) };
-        if rc == z.0 {
-            debug!(pid = z.0, status, "reaped an orphan");
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == pid {
+            debug!(pid, status, "reaped an orphan");
             reaped += 1;
         }
-        seen.remove(&z);
+        seen.remove(&z.id);
     }
     reaped
 }
@@ -173,11 +188,15 @@ fn orphaned_zombies() -> Vec<Zombie> {
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let f: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-            // After the command name: state(3) ppid(4) pgrp(5) ... starttime(22).
-            let (state, ppid, pgrp) = (*f.first()?, f.get(1)?.parse::<u32>().ok()?, f.get(2)?);
+            // After the command name: state(3) ppid(4) pgrp(5) session(6) ... starttime(22).
+            let number = |i: usize| f.get(i)?.parse::<libc::pid_t>().ok();
+            let (ppid, pgrp, sid) = (number(1)?, number(2)?, number(3)?);
             let start = f.get(19)?.parse::<u64>().ok()?;
-            let ours = ppid == me && state == "Z" && pgrp.parse::<libc::pid_t>() != Ok(group);
-            ours.then_some((pid, start))
+            let ours = ppid == me as libc::pid_t && *f.first()? == "Z" && pgrp != group;
+            ours.then(|| Zombie {
+                id: (pid, start),
+                of_a_session: claimed(pgrp) || claimed(sid),
+            })
         })
         .collect()
 }
@@ -252,23 +271,52 @@ mod tests {
         // Only these three: other tests' children are theirs to wait for.
         let scan = || {
             let mut z = orphaned_zombies();
-            z.retain(|(pid, _)| ours.contains(pid));
+            z.retain(|z| ours.contains(&z.id.0));
             z
         };
         let mut seen = HashMap::new();
         let t0 = Instant::now();
-        reap_orphans(&mut seen, scan(), t0);
-        reap_orphans(&mut seen, scan(), t0 + GRACE / 2);
+        reap_orphans(&mut seen, &scan(), t0);
+        reap_orphans(&mut seen, &scan(), t0 + GRACE / 2);
         assert!(zombie(orphan.id()), "reaped before its grace");
-        assert_eq!(reap_orphans(&mut seen, scan(), t0 + GRACE), 1);
+        assert_eq!(reap_orphans(&mut seen, &scan(), t0 + GRACE), 1);
         assert!(!zombie(orphan.id()), "not reaped after its grace");
         assert!(zombie(claimed_one.id()) && zombie(own_group.id()));
         assert!(own_group.wait().unwrap().success());
         // Its grace starts when it is let go.
         drop(claim);
-        assert_eq!(reap_orphans(&mut seen, scan(), t0 + GRACE * 2), 0);
-        assert_eq!(reap_orphans(&mut seen, scan(), t0 + GRACE * 3), 1);
+        assert_eq!(reap_orphans(&mut seen, &scan(), t0 + GRACE * 2), 0);
+        assert_eq!(reap_orphans(&mut seen, &scan(), t0 + GRACE * 3), 1);
         assert!(!zombie(claimed_one.id()), "not reaped once unclaimed");
         assert!(claimed_one.wait().is_err(), "its status was taken");
+    }
+
+    /// A zombie in the process group of a claimed child (as a session's orphans are) is
+    /// reaped at the first scan.
+    #[test]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the reaper under test waits for the member"
+    )]
+    fn a_zombie_in_a_claimed_childs_group_is_reaped_at_once() {
+        let mut leader = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let claim = Claim::new(leader.id() as libc::pid_t);
+        let member = std::process::Command::new("true")
+            .process_group(leader.id() as i32)
+            .spawn()
+            .unwrap();
+        until_zombie(member.id());
+        let mut found = orphaned_zombies();
+        found.retain(|z| z.id.0 == member.id() as libc::pid_t);
+        assert!(found.iter().all(|z| z.of_a_session), "{found:?}");
+        assert_eq!(reap_orphans(&mut HashMap::new(), &found, Instant::now()), 1);
+        assert!(!zombie(member.id()));
+        leader.kill().unwrap();
+        leader.wait().unwrap();
+        drop(claim);
     }
 }
