@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Endurance: `stablehand serve --http` on an on-disk store while 64 clients each run
-# session_exec `true` on their own shell, for SOAK_SECS (default 1800) after a SOAK_WARMUP
-# (default 60 s) warm-up. Every SOAK_SAMPLE seconds (default 10) it records the server's RSS,
-# its open descriptors and the data dir's size in a CSV.
+# Endurance: `stablehand serve --http` on an on-disk store while 64 clients (SOAK_CLIENTS)
+# each run session_exec `true` (SOAK_COMMAND) on their own shell, for SOAK_SECS (default 1800)
+# after a SOAK_WARMUP (default 60 s) warm-up. Every SOAK_SAMPLE seconds (default 10) it
+# records the server's RSS, its open descriptors, the data dir's size and the server's zombie
+# children in a CSV. With a SOAK_COMMAND other than `true`, docs/soak.png is left alone.
 #
 # With SOAK_OLD_BIN=/path/to/an/older/stablehand, the same load runs first against that build
 # (same machine, same run), stopped after SOAK_OLD_SECS (default 600) or as soon as its RSS
@@ -21,6 +22,7 @@ SECS="${SOAK_SECS:-1800}"
 WARMUP="${SOAK_WARMUP:-60}"
 SAMPLE="${SOAK_SAMPLE:-10}"
 CLIENTS="${SOAK_CLIENTS:-64}"
+COMMAND="${SOAK_COMMAND:-true}"
 OLD_BIN="${SOAK_OLD_BIN:-}"
 OLD_SECS="${SOAK_OLD_SECS:-600}"
 OLD_MAX_MB="${SOAK_OLD_MAX_MB:-6000}"
@@ -41,15 +43,16 @@ soak() {
     RUST_LOG=warn "$bin" serve --http "127.0.0.1:$port" --data-dir "$data" 2>"$log" &
     pid=$!
     wait_accepting "$port" "$pid" "$log"
-    echo "t_s,rss_kb,fds,data_kb" >"$csv"
-    "$NEW_BIN" load --url "http://127.0.0.1:$port/mcp" --scenario exec --clients "$CLIENTS" \
+    echo "t_s,rss_kb,fds,data_kb,zombies" >"$csv"
+    "$NEW_BIN" load --url "http://127.0.0.1:$port/mcp" --scenario exec --command "$COMMAND" \
+        --clients "$CLIENTS" \
         --warmup "${WARMUP}s" --duration "${secs}s" --timeout 120s --json >"$OUT/$name.json" &
     load_pid=$!
     start=$(date +%s)
     while kill -0 "$load_pid" 2>/dev/null; do
         now=$(($(date +%s) - start))
         rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
-        echo "$now,$rss,$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 | wc -l),$(du -sk "$data" | cut -f1)" >>"$csv"
+        echo "$now,$rss,$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 | wc -l),$(du -sk "$data" | cut -f1),$(ps --ppid "$pid" -o stat= | grep -c '^Z' || true)" >>"$csv"
         if ((rss > max_mb * 1024)); then
             echo "soak.sh: $name passed ${max_mb} MB of RSS at ${now} s; stopping it" >&2
             kill "$load_pid" 2>/dev/null || true
@@ -73,4 +76,7 @@ soak new "$NEW_BIN" "$SECS" 1000000
 
 PYTHON=python3
 [[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
-"$PYTHON" scripts/soak_report.py "$OUT" "$WARMUP" "scripts/soak.sh (SOAK_SECS=$SECS${OLD_BIN:+, SOAK_OLD_BIN})"
+PLOT=plot
+[[ "$COMMAND" == true ]] || PLOT=no-plot
+"$PYTHON" scripts/soak_report.py "$OUT" "$WARMUP" \
+    "scripts/soak.sh (SOAK_SECS=$SECS${OLD_BIN:+, SOAK_OLD_BIN}, SOAK_CLIENTS=$CLIENTS, SOAK_COMMAND='$COMMAND')" "$PLOT"

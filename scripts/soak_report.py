@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Summarises scripts/soak.sh runs and draws docs/soak.png.
 
-Usage: soak_report.py OUT_DIR WARMUP_SECONDS COMMAND
-Reads OUT_DIR/{old,new}.csv (t_s, rss_kb, fds, data_kb) and the load reports
+Usage: soak_report.py OUT_DIR WARMUP_SECONDS COMMAND [plot|no-plot]
+Reads OUT_DIR/{old,new}.csv (t_s, rss_kb, fds, data_kb[, zombies]) and the load reports
 OUT_DIR/{old,new}.json; prints a Markdown summary; draws docs/soak.png when matplotlib is
 installed (scripts/compare.sh installs requirements-bench.txt into .venv).
 """
@@ -45,6 +45,10 @@ def summary(name, rows, report, warmup):
         f"{last['rss_kb'] / 1024:.0f} MB | {(last['rss_kb'] - warm['rss_kb']) / 1024:+.1f} MB | "
         f"{warm['fds']} → {last['fds']} | {last['data_kb'] / 1024:.0f} MB |"
     )
+    if "zombies" in last:
+        line += f" {max(r['zombies'] for r in rows):,} / {last['zombies']:,} |"
+    else:
+        line += " — |"
     if report:
         line += f" {report['ok']:,} ({report['throughput_per_s']:,.0f}/s) |"
     else:
@@ -54,16 +58,19 @@ def summary(name, rows, report, warmup):
 
 def main():
     out, warmup, command = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    plot = (sys.argv[4] if len(sys.argv) > 4 else "plot") == "plot"
     runs = {n: load(out, n) for n in ("old", "new")}
     runs = {n: r for n, r in runs.items() if r and r[0]}
     print(f"Command: `{command}`\n")
     print(
         "| build | ran | RSS at start | after warm-up | at end | growth after warm-up "
-        "| descriptors | data dir at end | execs measured |"
+        "| descriptors | data dir at end | zombie children (most / at end) | execs measured |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (rows, report) in runs.items():
         print(summary(name, rows, report, warmup))
+    if not plot:
+        return
     try:
         import matplotlib
 
