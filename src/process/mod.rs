@@ -156,7 +156,7 @@ pub fn group_alive(pgid: u32) -> bool {
 /// process of the group from a scan of `/proc` instead. Reads `/proc` only, but a scan is
 /// proportional to the machine's processes: call it off an arbiter.
 pub fn group_tree(pid: u32, pgid: u32) -> Vec<u32> {
-    if !std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists() {
+    if !has_children_files(pid) {
         return if group_of(pid).is_some() {
             group_scan(pgid)
         } else {
@@ -170,20 +170,33 @@ pub fn group_tree(pid: u32, pgid: u32) -> Vec<u32> {
             continue;
         }
         found.push(p);
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            todo.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
+        todo.extend(task_children(p));
     }
     found
+}
+
+/// Whether the kernel lists `pid`'s children in `/proc/PID/task/TID/children` (not when built
+/// without `CONFIG_PROC_CHILDREN`, as some VM kernels are, nor once `pid` is gone).
+fn has_children_files(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists()
+}
+
+/// The children of `pid`, from the `children` file of each of its threads (a child belongs to
+/// the thread that forked it, or that adopted it); empty when there are none to read.
+fn task_children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|t| {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Every process in group `pgid` (`pgid` > 1), from `/proc/N/stat`.
@@ -259,21 +272,11 @@ pub fn kill_session(sid: u32, limit: std::time::Duration) -> usize {
 /// The children of `pid` that are in its process group (`pid` leads it): the processes a
 /// session's shell forked for its commands. Like [`group_tree`], may scan `/proc`.
 pub fn group_children(pid: u32) -> Vec<u32> {
-    if !std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists() {
+    if !has_children_files(pid) {
         return proc_scan(|_, ppid, pgrp| ppid == pid && pgrp == pid);
     }
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .flat_map(|t| {
-            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
+    task_children(pid)
+        .into_iter()
         .filter(|&c| group_of(c) == Some(pid))
         .collect()
 }

@@ -35,7 +35,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// How long an unclaimed zombie is left for a waiter of its own before the reaper takes it.
 pub const GRACE: Duration = Duration::from_secs(1);
@@ -204,22 +204,10 @@ fn orphaned_zombies() -> Vec<Zombie> {
 /// The children of this process (`me`): every thread's `children` file, or a scan of `/proc`
 /// on kernels without them.
 fn children(me: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let mut found: Vec<u32> = Vec::new();
-    for task in tasks.flatten() {
-        match std::fs::read_to_string(task.path().join("children")) {
-            Ok(list) => found.extend(
-                list.split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return super::proc_scan(|_, ppid, _| ppid == me);
-            }
-            Err(e) => warn!(error = %e, "cannot read a thread's children"),
-        }
+    if !super::has_children_files(me) {
+        return super::proc_scan(|_, ppid, _| ppid == me);
     }
+    let mut found = super::task_children(me);
     found.sort_unstable();
     found.dedup();
     found
